@@ -1,0 +1,22 @@
+"""veil: privacy-preserving machine learning on secret shares.
+
+>>> import torch, veil
+>>> def job():
+...     x = veil.tensor(torch.tensor([1.0, -2.0]) if veil.rank() == 0 else None, owner=0)
+...     y = veil.tensor(torch.tensor([3.0, 0.5]) if veil.rank() == 1 else None, owner=1)
+...     return (x * y).reveal(to=1)
+>>> veil.run(job, parties=2, seed=0)[1].tolist()
+[3.0, -1.0]
+"""
+
+from .config import Config
+from .context import rank, stats, world_size
+from .errors import AbortedError, PartyError, ProtocolUsageError, RangeError, VeilError
+from .runtime import run
+from .tensor import SecretTensor, cat, share_public, stack, tensor, where
+
+__version__ = "0.1.0"
+
+__all__ = ["Config", "run", "rank", "world_size", "stats", "tensor", "share_public",
+           "SecretTensor", "where", "cat", "stack", "VeilError", "PartyError", "AbortedError",
+           "ProtocolUsageError", "RangeError"]

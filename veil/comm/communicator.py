@@ -1,0 +1,158 @@
+"""The metered chokepoint: every byte any party sends or receives passes through here.
+
+Counting is always on and the same for every transport. Two phases are kept apart:
+``online`` (the protocol's own traffic) and ``offline`` (set-up and correlated randomness
+from the dealer). A *round* is one collective call: every party that takes part counts
+it once, whether it sends, receives or both, so round counts agree across parties.
+Payload bytes are counted; transport framing (a TCP length prefix, TLS records) is not.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .channel import Channel, party_name
+from ..errors import PartyError
+
+ONLINE, OFFLINE = "online", "offline"
+
+
+@dataclass
+class PhaseStats:
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rounds: int = 0
+    messages: int = 0
+
+
+@dataclass
+class Stats:
+    online: PhaseStats = field(default_factory=PhaseStats)
+    offline: PhaseStats = field(default_factory=PhaseStats)
+
+    def as_dict(self) -> dict:
+        on, off = self.online, self.offline
+        return {
+            "bytes_sent": on.bytes_sent,
+            "bytes_received": on.bytes_received,
+            "rounds": on.rounds,
+            "messages": on.messages,
+            "offline_bytes_sent": off.bytes_sent,
+            "offline_bytes_received": off.bytes_received,
+            "offline_bytes": off.bytes_sent + off.bytes_received,
+            "offline_rounds": off.rounds,
+        }
+
+
+def tensor_to_bytes(t: torch.Tensor) -> memoryview:
+    """Raw little-endian bytes of a tensor, without a copy when it is contiguous."""
+    return memoryview(t.detach().contiguous().cpu().numpy()).cast("B")
+
+
+def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch.Tensor:
+    expected = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+    if len(buf) != expected:
+        raise PartyError(sender, f"sent {len(buf)} bytes where {expected} were expected "
+                                 f"(parties out of step: do all parties run the same program?)")
+    return torch.frombuffer(bytearray(buf), dtype=dtype).reshape(shape) if expected else \
+        torch.empty(shape, dtype=dtype)
+
+
+class Communicator:
+    """One party's metered endpoint to all peers (ranks 0..n-1, and n for the dealer)."""
+
+    def __init__(self, rank: int, world_size: int, channels: dict[int, Channel],
+                 timeout: float) -> None:
+        self.rank = rank
+        self.world_size = world_size
+        self.channels = channels
+        self.timeout = timeout
+        self.stats = Stats()
+        self._phase = ONLINE
+
+    # -- the chokepoint -------------------------------------------------------------
+    def _meter(self) -> PhaseStats:
+        return self.stats.online if self._phase == ONLINE else self.stats.offline
+
+    def send_bytes(self, peer: int, payload: bytes | memoryview) -> None:
+        m = self._meter()
+        m.bytes_sent += len(payload)
+        m.messages += 1
+        self._channel(peer).send(payload)
+
+    def recv_bytes(self, peer: int) -> bytes:
+        data = self._channel(peer).recv(self.timeout)
+        self._meter().bytes_received += len(data)
+        return data
+
+    def _channel(self, peer: int) -> Channel:
+        try:
+            return self.channels[peer]
+        except KeyError:
+            raise PartyError(party_name(self.rank, self.world_size),
+                             f"has no channel to {party_name(peer, self.world_size)}") from None
+
+    @contextmanager
+    def phase(self, name: str):
+        """Count the traffic inside the block under ``name`` (online / offline)."""
+        old, self._phase = self._phase, name
+        try:
+            yield
+        finally:
+            self._phase = old
+
+    def count_round(self) -> None:
+        self._meter().rounds += 1
+
+    def peer_name(self, peer: int) -> str:
+        return party_name(peer, self.world_size)
+
+    # -- tensors ----------------------------------------------------------------------
+    def send_tensor(self, peer: int, t: torch.Tensor) -> None:
+        self.send_bytes(peer, tensor_to_bytes(t))
+
+    def recv_tensor(self, peer: int, shape, dtype: torch.dtype) -> torch.Tensor:
+        return bytes_to_tensor(self.recv_bytes(peer), shape, dtype, self.peer_name(peer))
+
+    def send_obj(self, peer: int, obj) -> None:
+        """Small public metadata (shapes, dtypes, request names) as JSON."""
+        self.send_bytes(peer, json.dumps(obj).encode())
+
+    def recv_obj(self, peer: int):
+        return json.loads(self.recv_bytes(peer).decode())
+
+    # -- collectives: one round each ---------------------------------------------------
+    def parties(self) -> range:
+        return range(self.world_size)
+
+    def all_gather(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """Send ``t`` to every other party, receive theirs; list in rank order."""
+        self.count_round()
+        for p in self.parties():
+            if p != self.rank:
+                self.send_tensor(p, t)
+        return [t if p == self.rank else self.recv_tensor(p, t.shape, t.dtype)
+                for p in self.parties()]
+
+    def gather(self, t: torch.Tensor, to: int) -> list[torch.Tensor] | None:
+        """Everyone sends ``t`` to party ``to``; it gets the list, the others ``None``."""
+        self.count_round()
+        if self.rank != to:
+            self.send_tensor(to, t)
+            return None
+        return [t if p == to else self.recv_tensor(p, t.shape, t.dtype) for p in self.parties()]
+
+    def broadcast_obj(self, obj, src: int):
+        """Party ``src`` sends small public metadata to all; returns it everywhere."""
+        self.count_round()
+        if self.rank == src:
+            for p in self.parties():
+                if p != src:
+                    self.send_obj(p, obj)
+            return obj
+        return self.recv_obj(src)

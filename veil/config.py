@@ -1,0 +1,51 @@
+"""Per-run settings. One object per run, held by each party's context; no globals.
+
+Defaults and why:
+
+* ``frac_bits = 16``: fixed point with 16 fractional bits (resolution 1.5e-5). With a
+  64-bit ring, a product before truncation carries 32 fractional bits, leaving 30 bits of
+  integer part; with 16 bits every pair of values inside the safe range (below) can be
+  multiplied without overflow. 18 bits (SPU's default) would shrink that range 4x.
+* ``compare_bits = 32``: comparisons work on the low 32 bits of the ring (the protocol's
+  carry circuit has 5 AND layers instead of 6). A comparison is exact while
+  ``|x - y| < 2**(compare_bits - 1 - frac_bits)`` = 32768 for fixed point, 2**31 for ints.
+  This is also the *safe range* that encoding enforces.
+* ``truncation = "auto"``: 2 parties truncate locally (SecureML; 0 extra rounds, error at
+  most 1 ulp, fails with probability about |x*y| * 2**(2f - 63) per element); more than 2
+  parties use the dealer-assisted exact method (1 extra round, never fails inside the
+  ring range). ``"exact"`` forces the latter for 2 parties too.
+* ``timeout = 60``: seconds a party waits for a peer before it names the peer and stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ProtocolUsageError
+
+TRUNCATIONS = ("auto", "local", "exact")
+
+
+@dataclass(frozen=True)
+class Config:
+    frac_bits: int = 16
+    compare_bits: int = 32
+    truncation: str = "auto"
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.frac_bits < 31:
+            raise ProtocolUsageError(f"frac_bits must be in 1..30, got {self.frac_bits}")
+        if not self.frac_bits + 2 <= self.compare_bits <= 64:
+            raise ProtocolUsageError(
+                f"compare_bits must be in {self.frac_bits + 2}..64, got {self.compare_bits}")
+        if self.truncation not in TRUNCATIONS:
+            raise ProtocolUsageError(
+                f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
+        if self.timeout <= 0:
+            raise ProtocolUsageError(f"timeout must be positive seconds, got {self.timeout}")
+
+    @property
+    def safe_bound(self) -> float:
+        """Largest magnitude (exclusive) that fixed-point encoding accepts."""
+        return float(2 ** (self.compare_bits - 1 - self.frac_bits))

@@ -1,0 +1,72 @@
+"""A party's context: everything one party of one run needs, as one object.
+
+No process-wide singletons: the current party's context sits in a ``contextvars``
+variable that `veil.run` sets in each party's thread, so two runs with different party
+counts can follow each other (or even run side by side) in one Python process.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+
+from .comm import Communicator
+from .config import Config
+from .errors import VeilError
+from .offline import Provider
+from .protocols import Protocol
+
+_CURRENT: contextvars.ContextVar["PartyContext | None"] = contextvars.ContextVar(
+    "veil_party", default=None)
+
+
+@dataclass
+class PartyContext:
+    rank: int
+    world_size: int
+    comm: Communicator
+    provider: Provider
+    protocol: Protocol
+    config: Config
+
+    def __repr__(self) -> str:
+        return (f"PartyContext(rank={self.rank}, world_size={self.world_size}, "
+                f"protocol={self.protocol.name})")
+
+
+def current() -> PartyContext:
+    ctx = _CURRENT.get()
+    if ctx is None:
+        raise VeilError("this veil call must run inside a party: wrap your code in a function "
+                        "and call veil.run(fn, parties=N), or start it with `veil run -n N`")
+    return ctx
+
+
+def activate(ctx: PartyContext | None):
+    return _CURRENT.set(ctx)
+
+
+def rank() -> int:
+    """This party's index, 0..world_size-1.
+
+    >>> import veil
+    >>> veil.run(veil.rank, parties=3)
+    [0, 1, 2]
+    """
+    return current().rank
+
+
+def world_size() -> int:
+    """Number of computing parties in this run (the dealer is not counted)."""
+    return current().world_size
+
+
+def stats() -> dict:
+    """This party's traffic since its run began.
+
+    Keys: ``bytes_sent``, ``bytes_received``, ``rounds``, ``messages`` (online protocol
+    traffic) and ``offline_bytes_sent``, ``offline_bytes_received``, ``offline_bytes``,
+    ``offline_rounds`` (set-up and dealer traffic). Bytes are payload bytes; transport
+    framing is not counted. A round is one collective step (see veil.comm).
+    """
+    return current().comm.stats.as_dict()

@@ -1,0 +1,77 @@
+"""Trusted dealer — UNSAFE unless the dealer is trusted by everyone and colludes with no one.
+
+Threat model: the dealer sees every mask it makes, so a dealer that also saw a party's
+view (or any opened value) could learn secrets. It never sees online traffic. It must be
+a separate role — a thread in `veil.run`, its own process under `veil run` — and trust
+in it is the price of dishonest-majority semi-honest security with cheap preprocessing.
+
+Cost: each party shares one AES seed with the dealer, so all random parts and the derived
+shares of parties 1..n-1 are generated locally; only party 0 receives its derived shares
+(one offline round per request). Party 0 sends the request (kind and shapes: public).
+"""
+
+from __future__ import annotations
+
+from ..comm import OFFLINE, Communicator
+from .materials import BITS, Part, combine, correction, recipe
+from .prg import PRG
+from .provider import Provider
+
+STOP = "__stop__"
+
+
+def _draw(prg: PRG, part: Part):
+    return prg.bits(part.shape) if part.domain == BITS else prg.ring(part.shape)
+
+
+def _recv_part(comm: Communicator, peer: int, part: Part):
+    import torch
+    dtype = torch.uint8 if part.domain == BITS else torch.int64
+    return comm.recv_tensor(peer, part.shape, dtype)
+
+
+class TrustedDealerUnsafe(Provider):
+    """Party side of the trusted dealer (see module docstring for the trust it needs)."""
+
+    def __init__(self, comm: Communicator, dealer_rank: int, prg: PRG) -> None:
+        self._comm, self._dealer, self._prg = comm, dealer_rank, prg
+
+    def __repr__(self) -> str:
+        return f"TrustedDealerUnsafe(rank={self._comm.rank})"
+
+    def get(self, kind: str, **args):
+        rec = recipe(kind, args)
+        out = {p.name: _draw(self._prg, p) for p in rec.randoms}
+        if self._comm.rank != 0:
+            out.update({p.name: _draw(self._prg, p) for p in rec.derived})
+            return out
+        with self._comm.phase(OFFLINE):
+            self._comm.count_round()
+            self._comm.send_obj(self._dealer, {"kind": kind, "args": args})
+            for p in rec.derived:
+                out[p.name] = _recv_part(self._comm, self._dealer, p)
+        return out
+
+    def close(self) -> None:
+        if self._comm.rank == 0:
+            with self._comm.phase(OFFLINE):
+                self._comm.send_obj(self._dealer, {"kind": STOP})
+
+
+def serve_dealer(comm: Communicator, prgs: list[PRG]) -> None:
+    """The dealer's loop: answer party 0's requests until it says stop."""
+    with comm.phase(OFFLINE):
+        while True:
+            req = comm.recv_obj(0)
+            if req["kind"] == STOP:
+                return
+            rec = recipe(req["kind"], req["args"])
+            shares = [{p.name: _draw(prg, p) for p in rec.randoms} for prg in prgs]
+            plain = {p.name: combine(p.domain, [s[p.name] for s in shares])
+                     for p in rec.randoms}
+            derived = rec.derive(plain)
+            others = [{p.name: _draw(prg, p) for p in rec.derived} for prg in prgs[1:]]
+            comm.count_round()
+            for p in rec.derived:
+                corr = correction(p.domain, derived[p.name], [o[p.name] for o in others])
+                comm.send_tensor(0, corr)

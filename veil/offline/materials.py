@@ -1,0 +1,154 @@
+"""Kinds of correlated randomness, described once and used by party and dealer alike.
+
+A kind is a recipe: some *random* parts every party draws from its dealer-shared PRG,
+and some *derived* parts, functions of the reconstructed random values. For a derived
+part, parties 1..n-1 draw their share from the PRG too and party 0 receives the
+correction from the dealer, so only party 0's derived shares cost traffic.
+
+Parts live in one of two domains: ``ring`` (additive shares in Z_2^64) or ``bits``
+(XOR shares, one 0/1 uint8 per bit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..ring import bit_rows, low_bits, wrap
+
+RING, BITS = "ring", "bits"
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    shape: tuple
+    domain: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    randoms: tuple[Part, ...]
+    derived: tuple[Part, ...]
+    derive: Callable[[dict], dict]
+
+
+_KINDS: dict[str, Callable[..., Recipe]] = {}
+
+
+def register_kind(name: str):
+    """Add a kind of correlated randomness; a name can be registered once only."""
+    def deco(factory):
+        if name in _KINDS:
+            raise ValueError(f"material kind {name!r} is already registered")
+        _KINDS[name] = factory
+        return factory
+    return deco
+
+
+def recipe(kind: str, args: dict) -> Recipe:
+    try:
+        factory = _KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown material kind {kind!r}; known: {sorted(_KINDS)}") from None
+    return factory(**args)
+
+
+def _shape(s) -> tuple:
+    return tuple(int(d) for d in s)
+
+
+_BILINEAR = {
+    "mul": lambda a, b, **_: a * b,
+    "matmul": lambda a, b, **_: torch.matmul(a, b),
+    "conv2d": lambda a, b, **kw: F.conv2d(a, b, **kw),
+}
+
+
+@register_kind("beaver")
+def beaver(op: str, shape_a, shape_b, params: dict | None = None) -> Recipe:
+    """Beaver triple for a bilinear op: random a, b and c = op(a, b) (Beaver 1991)."""
+    params = params or {}
+    fn = _BILINEAR[op]
+    shape_a, shape_b = _shape(shape_a), _shape(shape_b)
+    shape_c = tuple(fn(torch.zeros(shape_a, dtype=torch.int64),
+                       torch.zeros(shape_b, dtype=torch.int64), **params).shape)
+    return Recipe(
+        randoms=(Part("a", shape_a, RING), Part("b", shape_b, RING)),
+        derived=(Part("c", shape_c, RING),),
+        derive=lambda v: {"c": fn(v["a"], v["b"], **params)})
+
+
+@register_kind("and")
+def and_triple(shape) -> Recipe:
+    """Binary Beaver triple on bits: u, v, w = u AND v."""
+    shape = _shape(shape)
+    return Recipe(
+        randoms=(Part("u", shape, BITS), Part("v", shape, BITS)),
+        derived=(Part("w", shape, BITS),),
+        derive=lambda v: {"w": v["u"] & v["v"]})
+
+
+@register_kind("trunc")
+def trunc_pair(shape, frac: int) -> Recipe:
+    """Mask r with [msb(r)] and [(r mod 2^63) >> frac] for exact truncation."""
+    shape = _shape(shape)
+    return Recipe(
+        randoms=(Part("r", shape, RING),),
+        derived=(Part("r_msb", shape, RING), Part("r_low", shape, RING)),
+        derive=lambda v: {"r_msb": (v["r"] >> 63) & 1,
+                          "r_low": low_bits(v["r"], 63) >> frac})
+
+
+@register_kind("cmp")
+def compare_mask(shape, width: int) -> Recipe:
+    """Mask r (ring) with XOR shares of the low ``width`` bits of r."""
+    shape = _shape(shape)
+    return Recipe(
+        randoms=(Part("r", shape, RING),),
+        derived=(Part("r_bits", (width, *shape), BITS),),
+        derive=lambda v: {"r_bits": bit_rows(v["r"], width)})
+
+
+@register_kind("bit")
+def bit_mask(shape) -> Recipe:
+    """A random bit m, XOR-shared and additively shared (a daBit)."""
+    shape = _shape(shape)
+    return Recipe(
+        randoms=(Part("m", shape, BITS),),
+        derived=(Part("m_ring", shape, RING),),
+        derive=lambda v: {"m_ring": v["m"].to(torch.int64)})
+
+
+@register_kind("select")
+def select_mask(shape) -> Recipe:
+    """daBit m with a ring mask a and [m * a]: multiply a secret by a secret bit in 1 round."""
+    shape = _shape(shape)
+    return Recipe(
+        randoms=(Part("m", shape, BITS), Part("a", shape, RING)),
+        derived=(Part("m_ring", shape, RING), Part("ma", shape, RING)),
+        derive=lambda v: {"m_ring": v["m"].to(torch.int64),
+                          "ma": v["m"].to(torch.int64) * v["a"]})
+
+
+def combine(domain: str, shares: list[torch.Tensor]) -> torch.Tensor:
+    """Reconstruct a value from all shares of it."""
+    out = shares[0].clone()
+    for s in shares[1:]:
+        out = out ^ s if domain == BITS else out + s
+    return out
+
+
+def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
+    """Party 0's share making the shares reconstruct to ``value``."""
+    out = value.clone()
+    for s in others:
+        out = out ^ s if domain == BITS else out - s
+    return out
+
+
+__all__ = ["Part", "Recipe", "RING", "BITS", "register_kind", "recipe", "combine",
+           "correction", "wrap"]

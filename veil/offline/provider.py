@@ -1,0 +1,21 @@
+"""Correlated-randomness providers: return this party's raw ring/bit shares of a recipe.
+
+Providers know recipes and channels, never user tensor types, so protocols and
+providers do not import each other. A new provider (OT- or HE-based, 3-party) implements
+`Provider.get` and nothing above it changes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+class Provider(ABC):
+    @abstractmethod
+    def get(self, kind: str, **args) -> dict[str, torch.Tensor]:
+        """This party's shares of one instance of material ``kind`` (see materials.py)."""
+
+    def close(self) -> None:
+        """Tell any helper process the run is over."""

@@ -1,0 +1,109 @@
+"""The kernel interface every protocol implements, with declared costs.
+
+Required kernels (a new protocol writes these): ``share``, ``reveal``, ``mul``,
+``matmul``, ``conv2d``, ``trunc``, ``msb``, ``eqz``, ``and_bits``, ``b2a``, ``select``,
+``reveal_bits``. Local linear kernels (``add``, ``neg``, ``add_public``, ``mul_public``,
+``xor_public``) are written here once for every additive protocol.
+
+Everything above this layer (functions, tensors, nn, training) is written against these
+kernels only. Each kernel declares its online cost as a function of the party count
+``n``, this party's ``rank`` and the sizes involved; `tests/test_costs.py` checks that
+declared == counted for every kernel, protocol and party count.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..comm import Communicator
+from ..config import Config
+from ..offline import Provider
+from ..offline.prg import PRG
+
+
+@dataclass(frozen=True)
+class Cost:
+    rounds: int
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One entry of a protocol's kernel table: its name and its declared online cost."""
+    name: str
+    cost: Callable[..., Cost]
+    doc: str = ""
+
+
+class Protocol(ABC):
+    """A protocol instance serves one party of one run.
+
+    ``pair_prgs[j]`` is the PRG this party shares with party ``j`` (j != rank).
+    """
+
+    name: str = "?"
+    kernels: dict[str, Kernel] = {}
+
+    def __init__(self, comm: Communicator, provider: Provider, config: Config,
+                 pair_prgs: dict[int, PRG]) -> None:
+        self.comm, self.provider, self.config = comm, provider, config
+        self.pair_prgs = pair_prgs
+        self.rank, self.n = comm.rank, comm.world_size
+
+    def declared_cost(self, kernel: str, **sizes) -> Cost:
+        return self.kernels[kernel].cost(n=self.n, rank=self.rank, cfg=self.config, **sizes)
+
+    # -- required kernels -------------------------------------------------------------
+    @abstractmethod
+    def share(self, value: torch.Tensor | None, owner: int, shape) -> torch.Tensor: ...
+
+    @abstractmethod
+    def reveal(self, x: torch.Tensor, to: int | None = None) -> torch.Tensor | None: ...
+
+    @abstractmethod
+    def mul(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def matmul(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def conv2d(self, x: torch.Tensor, w: torch.Tensor, **params) -> torch.Tensor: ...
+
+    @abstractmethod
+    def trunc(self, x: torch.Tensor, bits: int) -> torch.Tensor: ...
+
+    @abstractmethod
+    def msb(self, x: torch.Tensor) -> torch.Tensor:
+        """XOR-shared bit: 1 where x < 0 (exact for |x| < 2^(compare_bits-1))."""
+
+    @abstractmethod
+    def eqz(self, x: torch.Tensor) -> torch.Tensor:
+        """XOR-shared bit: 1 where x == 0 (mod 2^compare_bits)."""
+
+    @abstractmethod
+    def and_bits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def b2a(self, bits: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def select(self, bits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Ring shares of x * bit (bit XOR-shared, same shape as x)."""
+
+    @abstractmethod
+    def reveal_bits(self, bits: torch.Tensor, to: int | None = None) -> torch.Tensor | None: ...
+
+    # -- local linear kernels, shared by all additive protocols --------------------------
+    def add_public(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Add a public ring value: party 0 adds it, the others broadcast to the shape."""
+        return x + c if self.rank == 0 else x + torch.zeros_like(c)
+
+    def xor_public(self, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return b ^ c if self.rank == 0 else b ^ torch.zeros_like(c)
+
+    def zeros(self, shape) -> torch.Tensor:
+        return torch.zeros(shape, dtype=torch.int64)

@@ -1,0 +1,65 @@
+"""Boolean circuits on XOR-shared bit rows, written once over the ``and_bits`` kernel.
+
+Rows are uint8 0/1 tensors stacked on dim 0. Each layer of a circuit is one batched
+``and_bits`` call (one round), so the depth of the tree is the round count.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def carry_plan(rows: int) -> list[int]:
+    """AND gates per layer of the carry tree over ``rows`` (G, P) rows.
+
+    Pairs (lo, hi) combine as G = G_hi ^ (P_hi & G_lo), P = P_hi & P_lo; the group that
+    holds row 0 never needs its P (the carry-in is folded into G_0), so it saves one AND.
+    """
+    plan = []
+    while rows > 1:
+        pairs = rows // 2
+        plan.append(2 * pairs - 1)
+        rows = (rows + 1) // 2
+    return plan
+
+
+def and_tree_plan(rows: int) -> list[int]:
+    """AND gates per layer when AND-reducing ``rows`` rows to one."""
+    plan = []
+    while rows > 1:
+        plan.append(rows // 2)
+        rows = (rows + 1) // 2
+    return plan
+
+
+def carry_out(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Carry out of the top row, from generate/propagate rows (row 0 lowest).
+
+    Kogge-Stone-style reduction in ceil(log2(rows)) layers (Kogge & Stone 1973), keeping
+    only the groups needed for the single output carry, as in SPU's and CrypTen's MSB.
+    """
+    g_rows, p_rows = list(g), list(p)
+    while len(g_rows) > 1:
+        pairs = len(g_rows) // 2
+        left_a = [p_rows[2 * i + 1] for i in range(pairs)]          # P_hi & G_lo
+        left_b = [g_rows[2 * i] for i in range(pairs)]
+        right_a = [p_rows[2 * i + 1] for i in range(1, pairs)]     # P_hi & P_lo
+        right_b = [p_rows[2 * i] for i in range(1, pairs)]
+        prod = proto.and_bits(torch.stack(left_a + right_a), torch.stack(left_b + right_b))
+        new_g = [g_rows[2 * i + 1] ^ prod[i] for i in range(pairs)]
+        new_p = [p_rows[1]] + [prod[pairs + i - 1] for i in range(1, pairs)]  # row-0 P unused
+        if len(g_rows) % 2:
+            new_g.append(g_rows[-1])
+            new_p.append(p_rows[-1])
+        g_rows, p_rows = new_g, new_p
+    return g_rows[0]
+
+
+def and_all(proto, rows: torch.Tensor) -> torch.Tensor:
+    """AND of all rows, in ceil(log2(rows)) layers."""
+    rs = list(rows)
+    while len(rs) > 1:
+        pairs = len(rs) // 2
+        prod = proto.and_bits(torch.stack(rs[0:2 * pairs:2]), torch.stack(rs[1:2 * pairs:2]))
+        rs = list(prod) + ([rs[-1]] if len(rs) % 2 else [])
+    return rs[0]

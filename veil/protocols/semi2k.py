@@ -1,0 +1,275 @@
+"""semi2k: N-party additive secret sharing over Z_2^64 with a trusted dealer.
+
+Threat model: semi-honest parties, any number of which may collude (dishonest
+majority), plus a trusted dealer that colludes with no party. Values are additive shares
+x = sum_i x_i mod 2^64; bits are XOR shares.
+
+Kernels and the papers they follow:
+
+* share: the owner's share is x - sum_j PRG_{owner,j}; every other party j draws its
+  share from the PRG it shares with the owner. No traffic (pseudorandom secret sharing).
+* mul / matmul / conv2d: Beaver triples (Beaver 1991); the two openings go out in one
+  round. z_i = c_i + e (.) (b_i + [i=0] f) + a_i (.) f, so a matmul costs two local
+  products, not three.
+* trunc: 2 parties, ``local`` (SecureML, Mohassel & Zhang 2017): share-wise shifts, no
+  traffic, error <= 1 ulp, fails with probability ~ |x| / 2^63. Otherwise ``exact``
+  (TruncPr with a known MSB, Dalskov-Escudero-Keller 2020, as SPU's TruncAPr): open
+  c = x + 2^62 + r, recover the wrap bit from msb(c) and the dealer's [msb(r)];
+  result error in {-1, 0} ulp, never fails for |x| < 2^62.
+* msb: open c = (x + r) mod 2^w with a dealer mask r whose w low bits are also
+  XOR-shared; then x mod 2^w = c + ~r + 1, whose sign bit needs the carry into bit
+  w-1: a carry tree of ceil(log2(w-1)) AND layers (w = compare_bits).
+* eqz: same mask; x == 0 mod 2^w iff every bit of c XNOR r is 1: an AND tree.
+* b2a / select: daBits (Rotaru & Wood 2019). select multiplies x by a secret bit b in one
+  round: open b ^ m and x - a together, use the dealer's [m], [m*a].
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..offline.materials import RING
+from ..ring import low_bits, pack_bits, packed_len, unpack_bits, wrap
+from .base import Cost, Kernel, Protocol
+from .circuits import and_all, and_tree_plan, carry_out, carry_plan
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _open_bytes(n: int, per_peer: int) -> int:
+    return per_peer * (n - 1)
+
+
+def _masked_dtype(width: int) -> torch.dtype:
+    """Smallest signed dtype that carries ``width`` bits on the wire."""
+    return torch.int8 if width <= 8 else torch.int16 if width <= 16 else \
+        torch.int32 if width <= 32 else torch.int64
+
+
+def _c_bytes(width: int) -> int:
+    return torch.empty((), dtype=_masked_dtype(width)).element_size()
+
+
+def _uses_local_trunc(n: int, cfg) -> bool:
+    return n == 2 and cfg.truncation in ("auto", "local")
+
+
+def _msb_cost(n, rank, cfg, numel):
+    w = cfg.compare_bits
+    plan = carry_plan(w - 1)
+    by = _c_bytes(w) * numel + sum(packed_len(2 * a * numel) for a in plan)
+    return Cost(1 + len(plan), _open_bytes(n, by))
+
+
+def _eqz_cost(n, rank, cfg, numel):
+    w = cfg.compare_bits
+    plan = and_tree_plan(w)
+    by = _c_bytes(w) * numel + sum(packed_len(2 * a * numel) for a in plan)
+    return Cost(1 + len(plan), _open_bytes(n, by))
+
+
+def _reveal_cost(n, rank, cfg, numel, to=None, item=8):
+    if to is None:
+        return Cost(1, _open_bytes(n, item * numel))
+    return Cost(1, 0 if rank == to else item * numel)
+
+
+KERNELS = {k.name: k for k in [
+    Kernel("share", lambda n, rank, cfg, numel: Cost(0, 0), "pseudorandom shares, no traffic"),
+    Kernel("reveal", lambda n, rank, cfg, numel, to=None: _reveal_cost(n, rank, cfg, numel, to)),
+    Kernel("mul", lambda n, rank, cfg, numel_x, numel_y:
+           Cost(1, _open_bytes(n, 8 * (numel_x + numel_y)))),
+    Kernel("matmul", lambda n, rank, cfg, numel_x, numel_y:
+           Cost(1, _open_bytes(n, 8 * (numel_x + numel_y)))),
+    Kernel("conv2d", lambda n, rank, cfg, numel_x, numel_y:
+           Cost(1, _open_bytes(n, 8 * (numel_x + numel_y)))),
+    Kernel("trunc", lambda n, rank, cfg, numel:
+           Cost(0, 0) if _uses_local_trunc(n, cfg) else Cost(1, _open_bytes(n, 8 * numel))),
+    Kernel("msb", _msb_cost),
+    Kernel("eqz", _eqz_cost),
+    Kernel("and_bits", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, packed_len(2 * numel)))),
+    Kernel("b2a", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, packed_len(numel)))),
+    Kernel("select", lambda n, rank, cfg, numel:
+           Cost(1, _open_bytes(n, packed_len(numel) + 8 * numel))),
+    Kernel("reveal_bits", lambda n, rank, cfg, numel, to=None:
+           Cost(1, _open_bytes(n, packed_len(numel))) if to is None
+           else Cost(1, 0 if rank == to else packed_len(numel))),
+]}
+
+
+class Semi2k(Protocol):
+    name = "semi2k"
+    kernels = KERNELS
+
+    # -- opening helpers ------------------------------------------------------------------
+    def _open(self, *xs: torch.Tensor) -> list[torch.Tensor]:
+        """Open several ring tensors in one round (all parties learn the sums)."""
+        comm = self.comm
+        comm.count_round()
+        for p in comm.parties():
+            if p != self.rank:
+                for x in xs:
+                    comm.send_tensor(p, x)
+        outs = [x.clone() for x in xs]
+        for p in comm.parties():
+            if p != self.rank:
+                for i, x in enumerate(xs):
+                    outs[i] += comm.recv_tensor(p, x.shape, x.dtype)
+        return outs
+
+    def _open_bits(self, *bs: torch.Tensor, ring: tuple[torch.Tensor, ...] = ()) -> tuple:
+        """Open bit tensors (packed, one message) and ring tensors, in one round."""
+        comm = self.comm
+        flat = torch.cat([b.reshape(-1) for b in bs]) if bs else torch.zeros(0, dtype=torch.uint8)
+        packed = pack_bits(flat)
+        comm.count_round()
+        for p in comm.parties():
+            if p != self.rank:
+                comm.send_tensor(p, packed)
+                for x in ring:
+                    comm.send_tensor(p, x)
+        bits, rings = flat.clone(), [x.clone() for x in ring]
+        for p in comm.parties():
+            if p != self.rank:
+                got = comm.recv_tensor(p, packed.shape, torch.uint8)
+                bits ^= unpack_bits(got, flat.shape)
+                for i, x in enumerate(ring):
+                    rings[i] += comm.recv_tensor(p, x.shape, x.dtype)
+        out, at = [], 0
+        for b in bs:
+            out.append(bits[at:at + b.numel()].reshape(b.shape))
+            at += b.numel()
+        return tuple(out), tuple(rings)
+
+    # -- kernels ----------------------------------------------------------------------------
+    def share(self, value, owner, shape):
+        if self.rank != owner:
+            return self.pair_prgs[owner].ring(shape)
+        share = value.clone()
+        for p in range(self.n):
+            if p != owner:
+                share -= self.pair_prgs[p].ring(shape)
+        return share
+
+    def reveal(self, x, to=None):
+        # Discloses x to the receiver(s): the intended output. Senders learn nothing.
+        if to is None:
+            return self._open(x)[0]
+        parts = self.comm.gather(x, to)
+        if parts is None:
+            return None
+        out = parts[0].clone()
+        for s in parts[1:]:
+            out += s
+        return out
+
+    def _bilinear(self, op, x, y, fn, params=None):
+        t = self.provider.get("beaver", op=op, shape_a=list(x.shape), shape_b=list(y.shape),
+                              params=params or {})
+        # Opens x - a and y - b: uniformly masked, disclose nothing.
+        e, f = self._open(x - t["a"], y - t["b"])
+        b_plus = t["b"] + f if self.rank == 0 else t["b"]
+        return t["c"] + fn(e, b_plus) + fn(t["a"], f)
+
+    def mul(self, x, y):
+        return self._bilinear("mul", x, y, lambda a, b: a * b)
+
+    def matmul(self, x, y):
+        return self._bilinear("matmul", x, y, torch.matmul)
+
+    def conv2d(self, x, w, **params):
+        import torch.nn.functional as F
+        return self._bilinear("conv2d", x, w, lambda a, b: F.conv2d(a, b, **params), params)
+
+    def trunc(self, x, bits):
+        if _uses_local_trunc(self.n, self.config):
+            return x >> bits if self.rank == 0 else -((-x) >> bits)
+        t = self.provider.get("trunc", shape=list(x.shape), frac=bits)
+        offset = 1 << 62                                   # x' = x + 2^62 lies in [0, 2^63)
+        # Opens x' + r with r uniform in Z_2^64: discloses nothing about x.
+        (c,) = self._open(self.add_public(x, torch.tensor(offset)) + t["r"])
+        c_msb = (c >> 63) & 1
+        c_low = low_bits(c, 63)
+        # wrap bit b = msb(c) XOR msb(r) in arithmetic form: c_msb + (1 - 2 c_msb) r_msb.
+        local = (1 - 2 * c_msb) * t["r_msb"] * (1 << (63 - bits)) - t["r_low"]
+        public = c_msb * (1 << (63 - bits)) + (c_low >> bits) - (offset >> bits)
+        return self.add_public(local, public)
+
+    def _masked_low_bits(self, x):
+        """Open c = (x + r) mod 2^w; return c's bit rows and this party's shares of r's."""
+        w = self.config.compare_bits
+        m = self.provider.get("cmp", shape=list(x.shape), width=w)
+        mask = wrap((1 << w) - 1) if w < 64 else -1
+        dt = _masked_dtype(w)
+        # Opens x + r mod 2^w, r uniform mod 2^w: discloses nothing about x.
+        (c,) = self._open((x + m["r"]).to(dt) if w < 64 else x + m["r"])
+        c = c.to(torch.int64) & mask
+        shifts = torch.arange(w, dtype=torch.int64).view(-1, *([1] * x.dim()))
+        c_bits = ((c.unsqueeze(0) >> shifts) & 1).to(torch.uint8)
+        return c_bits, m["r_bits"]
+
+    def msb(self, x):
+        c, r = self._masked_low_bits(x)
+        nr = self.xor_public(r, torch.ones_like(r))        # ~r
+        g = c[:-1] & nr[:-1]                                 # c AND ~r (c public: local)
+        p = self.xor_public(nr[:-1], c[:-1])
+        g[0] = g[0] ^ p[0]                                   # carry-in 1: G_0 | P_0
+        carry = carry_out(self, g, p)
+        return self.xor_public(nr[-1] ^ carry, c[-1])
+
+    def eqz(self, x):
+        c, r = self._masked_low_bits(x)
+        same = self.xor_public(r, c ^ 1)                     # c XNOR r, per bit
+        return and_all(self, same)
+
+    def and_bits(self, a, b):
+        t = self.provider.get("and", shape=list(a.shape))
+        # Opens a ^ u and b ^ v with uniform u, v: discloses nothing.
+        (e, f), _ = self._open_bits(a ^ t["u"], b ^ t["v"])
+        z = t["w"] ^ (e & t["v"]) ^ (f & t["u"])
+        return self.xor_public(z, e & f)
+
+    def b2a(self, bits):
+        m = self.provider.get("bit", shape=list(bits.shape))
+        # Opens bits ^ m with a uniform bit m: discloses nothing.
+        (c,), _ = self._open_bits(bits ^ m["m"])
+        c = c.to(torch.int64)
+        return self.add_public((1 - 2 * c) * m["m_ring"], c)
+
+    def select(self, bits, x):
+        m = self.provider.get("select", shape=list(x.shape))
+        # Opens bits ^ m and x - a (uniform masks): discloses nothing.
+        (c,), (e,) = self._open_bits(bits ^ m["m"], ring=(x - m["a"],))
+        c = c.to(torch.int64)
+        return c * x + (1 - 2 * c) * (e * m["m_ring"] + m["ma"])
+
+    def reveal_bits(self, bits, to=None):
+        # Discloses the bits to the receiver(s): the intended output.
+        packed = pack_bits(bits)
+        if to is None:
+            self.comm.count_round()
+            for p in self.comm.parties():
+                if p != self.rank:
+                    self.comm.send_tensor(p, packed)
+            out = bits.clone()
+            for p in self.comm.parties():
+                if p != self.rank:
+                    out ^= unpack_bits(self.comm.recv_tensor(p, packed.shape, torch.uint8),
+                                       bits.shape)
+            return out
+        parts = self.comm.gather(packed, to)
+        if parts is None:
+            return None
+        out = bits.clone()
+        for p, part in enumerate(parts):
+            if p != to:
+                out ^= unpack_bits(part, bits.shape)
+        return out
+
+
+__all__ = ["Semi2k", "KERNELS", "RING"]

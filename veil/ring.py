@@ -1,0 +1,105 @@
+"""The ring Z_2^64 on torch.int64, and fixed-point encoding into it.
+
+torch's int64 arithmetic wraps modulo 2^64 on overflow, which is exactly ring arithmetic.
+Fixed point: a real v is stored as round(v * 2^f) in two's complement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import ProtocolUsageError, RangeError
+
+RING_DTYPE = torch.int64
+RING_BITS = 64
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+INT_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def is_float(dtype: torch.dtype) -> bool:
+    return dtype in FLOAT_DTYPES
+
+
+def check_dtype(dtype: torch.dtype) -> None:
+    if dtype not in FLOAT_DTYPES + INT_DTYPES:
+        raise ProtocolUsageError(
+            f"unsupported dtype {dtype}: veil takes float16/32/64, bfloat16, bool and "
+            f"integer tensors (convert complex data to real pairs first)")
+
+
+def encode(x: torch.Tensor, frac_bits: int, bound: float) -> torch.Tensor:
+    """Encode a float or integer tensor into the ring; raise if outside ``(-bound, bound)``.
+
+    Floats use ``frac_bits`` fractional bits; integers and bools are stored as they are
+    (scale 1), with the bound scaled accordingly.
+    """
+    check_dtype(x.dtype)
+    if is_float(x.dtype):
+        x64 = x.detach().to(torch.float64)
+        if not torch.isfinite(x64).all():
+            raise RangeError("cannot encode NaN or infinity into fixed point")
+        if x64.numel() and x64.abs().max().item() >= bound:
+            raise RangeError(
+                f"value out of the fixed-point safe range (-{bound:g}, {bound:g}) for "
+                f"frac_bits={frac_bits}; scale the data down or use fewer fractional bits")
+        return torch.round(x64 * float(2 ** frac_bits)).to(RING_DTYPE)
+    xi = x.detach().to(RING_DTYPE)
+    int_bound = bound * 2 ** frac_bits
+    if xi.numel() and xi.abs().max().item() >= int_bound:
+        raise RangeError(f"integer value out of the safe range (-{int_bound:g}, {int_bound:g})")
+    return xi
+
+
+def encode_public(v, frac: int, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Encode a public operand (number or tensor) at scale ``frac`` without range checks.
+
+    Public constants in intermediate steps (like 2^40 masks) may exceed the safe range.
+    """
+    t = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    if t.is_floating_point():
+        return torch.round(t.to(torch.float64) * float(2 ** frac)).to(RING_DTYPE)
+    if t.dtype == torch.bool:
+        t = t.to(RING_DTYPE)
+    return t.to(RING_DTYPE) << frac if frac else t.to(RING_DTYPE)
+
+
+def decode(x: torch.Tensor, frac_bits: int, dtype: torch.dtype) -> torch.Tensor:
+    """Ring → torch. Signed, exact in float64, then cast (−1.99999 stays −1.99999)."""
+    if is_float(dtype):
+        return (x.to(torch.float64) / float(2 ** frac_bits)).to(dtype)
+    if dtype == torch.bool:
+        return x != 0
+    return x.to(dtype)
+
+
+def wrap(v: int) -> int:
+    """A Python int reduced to a signed 64-bit value (so torch accepts it)."""
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def low_bits(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """x mod 2^bits, as a non-negative int64 (bits < 64)."""
+    return x & wrap((1 << bits) - 1)
+
+
+def bit_rows(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """The low ``bits`` bits of each element, as a uint8 tensor of shape (bits, *x.shape)."""
+    shifts = torch.arange(bits, dtype=RING_DTYPE).view(-1, *([1] * x.dim()))
+    return ((x.unsqueeze(0) >> shifts) & 1).to(torch.uint8)
+
+
+def pack_bits(b: torch.Tensor) -> torch.Tensor:
+    """0/1 uint8 tensor → packed uint8 (8 bits per byte), for the wire."""
+    return torch.from_numpy(np.packbits(b.reshape(-1).numpy()))
+
+
+def unpack_bits(p: torch.Tensor, shape) -> torch.Tensor:
+    n = int(np.prod(shape, dtype=np.int64))
+    return torch.from_numpy(np.unpackbits(p.numpy(), count=n)).reshape(shape)
+
+
+def packed_len(n_bits: int) -> int:
+    return (n_bits + 7) // 8

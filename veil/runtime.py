@@ -1,0 +1,136 @@
+"""`veil.run`: SPMD execution of one function by every party.
+
+In-process mode runs each party, and the dealer, as a thread of this process over
+`MemoryChannel`s; the channels plug into the same metered `Communicator` as TCP does.
+Under the `veil run` launcher (environment variable ``VEIL_PARTY`` set) the same call runs
+only this process's party, over TLS (see veil.net).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from typing import Any, Callable
+
+from .comm import OFFLINE, Abort, Communicator, MemoryChannel, party_name
+from .config import Config
+from .context import PartyContext, activate
+from .errors import AbortedError, PartyError, ProtocolUsageError
+from .offline import PRG, TrustedDealerUnsafe, derived_seed, fresh_seed, serve_dealer
+from .protocols import get_protocol
+
+MAX_PARTIES = 64
+
+
+def _seed_for(seed: int | None, *label) -> bytes:
+    return fresh_seed() if seed is None else derived_seed(seed, *label)
+
+
+def setup_party(rank: int, n: int, comm: Communicator, protocol: str, config: Config,
+                seed: int | None) -> PartyContext:
+    """Agree on PRG seeds (dealer and pairwise), build this party's context.
+
+    Seeds travel over the (TLS or in-memory) channels in the offline phase, so the traffic
+    is the same whether or not the run seed is fixed.
+    """
+    with comm.phase(OFFLINE):
+        comm.count_round()
+        dealer_seed = _seed_for(seed, "dealer", rank)
+        comm.send_bytes(n, dealer_seed)
+        pair = {}
+        for j in range(rank + 1, n):
+            pair[j] = _seed_for(seed, "pair", rank, j)
+            comm.send_bytes(j, pair[j])
+        for j in range(rank):
+            pair[j] = comm.recv_bytes(j)
+    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed))
+    proto = get_protocol(protocol)(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
+    return PartyContext(rank, n, comm, provider, proto, config)
+
+
+def run_dealer(n: int, comm: Communicator) -> None:
+    with comm.phase(OFFLINE):
+        comm.count_round()
+        seeds = [comm.recv_bytes(p) for p in range(n)]
+    serve_dealer(comm, [PRG(s) for s in seeds])
+
+
+def _check_args(parties: int, protocol: str, seed) -> None:
+    if not isinstance(parties, int) or not 2 <= parties <= MAX_PARTIES:
+        raise ProtocolUsageError(f"parties must be an int in 2..{MAX_PARTIES}, got {parties!r}")
+    get_protocol(protocol)
+    if seed is not None and not isinstance(seed, int):
+        raise ProtocolUsageError(f"seed must be an int or None, got {type(seed).__name__}")
+
+
+def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
+        seed: int | None = None, config: Config | None = None, **kwargs) -> list[Any]:
+    """Run ``fn(*args, **kwargs)`` once per party; return the results in party order.
+
+    ``seed`` fixes every random choice (tests, benchmarks); ``None`` draws all randomness
+    from the OS. ``config`` sets fixed-point and protocol options (`veil.Config`). If any
+    party raises, the others stop at their next message and the error is re-raised here
+    as a `PartyError` naming that party.
+
+    >>> import torch, veil
+    >>> def f():
+    ...     x = veil.tensor(torch.tensor([1.5, -2.0]) if veil.rank() == 0 else None, owner=0)
+    ...     return (x * 2).reveal(to=1)
+    >>> out = veil.run(f, parties=2, seed=0)
+    >>> out[0] is None, out[1].tolist()
+    (True, [3.0, -4.0])
+    """
+    config = config or Config()
+    _check_args(parties, protocol, seed)
+    if os.environ.get("VEIL_PARTY") is not None:
+        from .net.launch import run_networked  # only under the `veil run` launcher
+        return run_networked(fn, args, kwargs, parties=parties, protocol=protocol, seed=seed,
+                             config=config)
+    return _run_threads(fn, args, kwargs, parties, protocol, seed, config)
+
+
+def _run_threads(fn, args, kwargs, n, protocol, seed, config):
+    abort = Abort()
+    ranks = list(range(n + 1))                              # rank n is the dealer
+    channels: dict[int, dict[int, MemoryChannel]] = {r: {} for r in ranks}
+    for a in ranks:
+        for b in ranks:
+            if a < b:
+                ea, eb = MemoryChannel.pair(party_name(a, n), party_name(b, n), abort)
+                channels[a][b], channels[b][a] = ea, eb
+    results: list[Any] = [None] * n
+    errors: dict[int, BaseException] = {}                 # in the order they happened
+
+    def party_main(r: int) -> None:
+        comm = Communicator(r, n, channels[r], config.timeout)
+        token = None
+        try:
+            if r == n:
+                run_dealer(n, comm)
+                return
+            ctx = setup_party(r, n, comm, protocol, config, seed)
+            token = activate(ctx)
+            results[r] = fn(*args, **kwargs)
+            ctx.provider.close()
+        except BaseException as exc:                        # noqa: BLE001 - re-raised below
+            errors[r] = exc
+            abort.set(party_name(r, n), f"{type(exc).__name__}: {exc}")
+        finally:
+            if token is not None:
+                activate(None)
+
+    threads = [threading.Thread(target=party_main, args=(r,), name=f"veil-{party_name(r, n)}",
+                                daemon=True) for r in ranks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        # The first party to fail is the cause; the others only saw the abort.
+        causes = [r for r, e in errors.items() if not isinstance(e, AbortedError)] or list(errors)
+        r = causes[0]
+        exc = errors[r]
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        raise PartyError(party_name(r, n), f"failed: {detail}") from exc
+    return results

@@ -1,0 +1,297 @@
+"""Elementwise arithmetic, comparisons and selection on SecretTensor (torch semantics).
+
+Cost notes (2 parties, semi2k): + - and public * are local; secret * secret is one
+round; comparisons are 1 + ceil(log2(compare_bits - 1)) rounds and return *bit shares*;
+relu / abs / where on a comparison add one round each (the ``select`` kernel).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ProtocolUsageError
+from ..ring import is_float
+from .core import (as_public, encode_operand, frac_bits, frac_of, is_secret, proto, public_is_integral,
+                   result_dtype)
+
+
+class ArithMixin:
+    # -- scale alignment ----------------------------------------------------------------
+    def _binary_setup(self, other):
+        dtype = result_dtype(self, other)
+        return dtype, frac_of(dtype)
+
+    def _lift(self, value, frac: int) -> torch.Tensor:
+        """A public value as a share: party 0 holds it, the others hold zeros."""
+        enc = encode_operand(as_public(value), frac)
+        return proto().add_public(torch.zeros_like(enc), enc)
+
+    # -- + - ------------------------------------------------------------------------------
+    def add(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        dtype, frac = self._binary_setup(other)
+        if is_secret(other):
+            return self._wrap(self.share_at(frac) + other.share_at(frac), dtype)
+        enc = encode_operand(as_public(other), frac)
+        return self._wrap(proto().add_public(self.share_at(frac), enc), dtype)
+
+    __add__ = add
+
+    def __radd__(self, other):
+        return self.add(other)
+
+    def neg(self):
+        return self._like(-self.share)
+
+    __neg__ = neg
+
+    def sub(self, other, alpha=1):
+        return self.add(-other if is_secret(other) else -as_public(other), alpha=alpha)
+
+    __sub__ = sub
+
+    def __rsub__(self, other):
+        return (-self).add(other)
+
+    # -- * / --------------------------------------------------------------------------------
+    def mul(self, other):
+        dtype, frac = self._binary_setup(other)
+        if is_secret(other):
+            if self._bits is not None and other._bits is None and self.dtype == torch.bool:
+                return other._select(self, dtype)
+            if other._bits is not None and self._bits is None and other.dtype == torch.bool:
+                return self._select(other, dtype)
+            if self._bits is not None and other._bits is not None:
+                return self._wrap_bits(proto().and_bits(self._bits, other._bits))
+            z = proto().mul(*torch.broadcast_tensors(self.share, other.share))
+            return self._rescale(z, self.frac + other.frac, dtype)
+        pub = as_public(other)
+        if public_is_integral(pub):
+            z = self.share * pub.to(torch.int64)
+            return self._rescale(z, self.frac, dtype)
+        pf = frac_bits()
+        return self._rescale(self.share * encode_operand(pub, pf), self.frac + pf, dtype)
+
+    __mul__ = mul
+
+    def __rmul__(self, other):
+        return self.mul(other)
+
+    def _rescale(self, z: torch.Tensor, have: int, dtype: torch.dtype):
+        """Bring a product with ``have`` fractional bits to the scale of ``dtype``."""
+        want = frac_of(dtype)
+        if have > want:
+            z = proto().trunc(z, have - want)
+        elif have < want:
+            z = z << (want - have)
+        return self._wrap(z, dtype)
+
+    def _select(self, cond, dtype):
+        """self * cond where cond holds bit shares: one round, no b2a."""
+        x, b = torch.broadcast_tensors(self.share, cond._bits)
+        z = proto().select(b.contiguous(), x.contiguous())
+        return self._rescale(z, self.frac, dtype)
+
+    def div(self, other, rounding_mode=None):
+        if rounding_mode is not None:
+            raise ProtocolUsageError("div(rounding_mode=...) is not supported on secret values")
+        if is_secret(other):
+            return self.mul(other.reciprocal())   # reciprocal: veil.functions
+        pub = as_public(other).to(torch.float64)
+        if (pub == 0).any():
+            raise ProtocolUsageError("division of a secret by a public zero")
+        dtype = result_dtype(self, torch.empty(1, dtype=torch.float32)) \
+            if not is_float(self.dtype) else self.dtype
+        return self._to_float(dtype).mul(1.0 / pub)
+
+    __truediv__ = div
+
+    def __rtruediv__(self, other):
+        return self.reciprocal().mul(other)
+
+    def _to_float(self, dtype):
+        return self if is_float(self.dtype) else self._wrap(self.share_at(frac_of(dtype)), dtype)
+
+    def _to_dtype(self, dtype):
+        """Relabel/rescale to ``dtype`` (int -> float is exact; float -> int is refused)."""
+        if dtype == self.dtype:
+            return self
+        if is_float(dtype):
+            return self._wrap(self.share_at(frac_of(dtype)), dtype)
+        if is_float(self.dtype):
+            raise ProtocolUsageError(f"cannot convert a secret {self.dtype} to {dtype} "
+                                     f"implicitly; use .floor() first")
+        return self._wrap(self.share, dtype)
+
+    def to(self, dtype):
+        """Convert to ``dtype``: int/bool -> float is free; float -> int floors (trunc)."""
+        if isinstance(dtype, torch.dtype) and not is_float(dtype) and is_float(self.dtype):
+            return self._wrap(proto().trunc(self.share, self.frac), dtype)
+        return self._to_dtype(dtype)
+
+    def float(self):
+        return self.to(torch.float32)
+
+    def double(self):
+        return self.to(torch.float64)
+
+    def long(self):
+        return self.to(torch.int64)
+
+    def square(self):
+        return self.mul(self)
+
+    def pow(self, exponent):
+        if isinstance(exponent, int) or (isinstance(exponent, float) and exponent.is_integer()):
+            k = int(exponent)
+            if k < 0:
+                return self.reciprocal().pow(-k)
+            result, base = None, self
+            while k:
+                if k & 1:
+                    result = base if result is None else result.mul(base)
+                k >>= 1
+                if k:
+                    base = base.mul(base)
+            return result if result is not None else self._lift_like(1.0)
+        return self.pow_float(exponent)       # veil.functions
+
+    __pow__ = pow
+
+    def _lift_like(self, value):
+        return self._wrap(self._lift(torch.full(self.shape, value), self.frac), self.dtype)
+
+    # -- matmul ------------------------------------------------------------------------------
+    def matmul(self, other):
+        dtype, frac = self._binary_setup(other)
+        if is_secret(other):
+            z = proto().matmul(self.share, other.share)
+            return self._rescale(z, self.frac + other.frac, dtype)
+        pub = as_public(other)
+        if public_is_integral(pub):
+            return self._rescale(torch.matmul(self.share, pub.to(torch.int64)), self.frac, dtype)
+        return self._rescale(torch.matmul(self.share, encode_operand(pub, frac)),
+                             self.frac + frac, dtype)
+
+    __matmul__ = matmul
+
+    def __rmatmul__(self, other):
+        dtype, frac = self._binary_setup(other)
+        pub = as_public(other)
+        if public_is_integral(pub):
+            return self._rescale(torch.matmul(pub.to(torch.int64), self.share), self.frac, dtype)
+        return self._rescale(torch.matmul(encode_operand(pub, frac), self.share),
+                             self.frac + frac, dtype)
+
+    # -- comparisons: bit shares --------------------------------------------------------
+    def _diff(self, other):
+        dtype, frac = self._binary_setup(other)
+        if is_secret(other):
+            return self.share_at(frac) - other.share_at(frac)
+        return proto().add_public(self.share_at(frac), -encode_operand(as_public(other), frac))
+
+    def lt(self, other):
+        return self._wrap_bits(proto().msb(self._diff(other)))
+
+    def gt(self, other):
+        return self._wrap_bits(proto().msb(-self._diff(other)))
+
+    def le(self, other):
+        return self.gt(other).logical_not()
+
+    def ge(self, other):
+        return self.lt(other).logical_not()
+
+    def eq(self, other):
+        return self._wrap_bits(proto().eqz(self._diff(other)))
+
+    def ne(self, other):
+        return self.eq(other).logical_not()
+
+    __lt__, __gt__, __le__, __ge__ = lt, gt, le, ge
+    __eq__, __ne__ = eq, ne
+    __hash__ = object.__hash__
+
+    # -- logic on bool tensors ---------------------------------------------------------------
+    def _as_bits(self):
+        if self._bits is not None:
+            return self._bits
+        raise ProtocolUsageError("internal: bit form requested for an arithmetic tensor")
+
+    def logical_not(self):
+        if self._bits is not None:
+            return self._wrap_bits(proto().xor_public(self._bits, torch.ones_like(self._bits)))
+        return self._wrap(self._lift(torch.ones(self.shape, dtype=torch.int64), 0) - self.share,
+                          torch.bool)
+
+    __invert__ = logical_not
+
+    def logical_and(self, other):
+        return self.mul(other) if is_secret(other) else self.mul(as_public(other).to(torch.int64))
+
+    def logical_xor(self, other):
+        if is_secret(other) and self._bits is not None and other._bits is not None:
+            return self._wrap_bits(self._bits ^ other._bits)
+        prod = self.logical_and(other)
+        return self._wrap((self + other).share - 2 * prod.share, torch.bool)
+
+    def logical_or(self, other):
+        return self.logical_xor(other).logical_xor(self.logical_and(other))
+
+    __and__, __xor__, __or__ = logical_and, logical_xor, logical_or
+
+    # -- selections ---------------------------------------------------------------------------
+    def relu(self):
+        """max(x, 0): one comparison with zero, then one select round (7 rounds at 2 parties)."""
+        return self.ge(0).mul(self) if self._bits is None else self
+
+    def abs(self):
+        neg = self.lt(0)
+        return self - 2 * neg.mul(self)
+
+    def sign(self):
+        pos, neg = self.gt(0), self.lt(0)
+        s = pos._like_arith() - neg._like_arith()
+        return s if not is_float(self.dtype) else s._to_float(self.dtype)
+
+    def _like_arith(self):
+        return self._wrap(self.share, torch.int64)
+
+    def where(self, condition, other):
+        """torch.Tensor.where: self where condition else other."""
+        return where(condition, self, other)
+
+    def clamp(self, min=None, max=None):
+        out = self
+        if min is not None:
+            out = where(out.lt(min), _full_like(out, min), out)
+        if max is not None:
+            out = where(out.gt(max), _full_like(out, max), out)
+        return out
+
+    clip = clamp
+
+
+def _full_like(x, value):
+    if is_secret(value):
+        return value
+    return torch.full(x.shape, float(value)) if is_float(x.dtype) else \
+        torch.full(x.shape, value, dtype=torch.int64)
+
+
+def where(condition, x, y):
+    """Elementwise ``x if condition else y``; any argument may be secret or public.
+
+    A secret condition from a comparison costs one round (select on its bit shares).
+    """
+    if not is_secret(condition):
+        cond = as_public(condition).bool()
+        sec = x if is_secret(x) else y
+        dtype, frac = result_dtype(x, y), frac_of(result_dtype(x, y))
+        xs = x.share_at(frac) if is_secret(x) else sec._lift(x, frac)
+        ys = y.share_at(frac) if is_secret(y) else sec._lift(y, frac)
+        return sec._wrap(torch.where(cond, xs, ys), dtype)
+    dtype = result_dtype(x, y)
+    diff = (x - y) if is_secret(x) else (-(y - x))
+    return diff._to_dtype(dtype).mul(condition).add(y)

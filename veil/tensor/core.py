@@ -1,0 +1,177 @@
+"""Storage and plumbing of SecretTensor: shares, scale, dtype, operand coercion.
+
+A SecretTensor holds this party's share of a tensor, in one or both of two forms:
+
+* ``_share``: additive ring shares (int64), scaled by 2^frac (frac = frac_bits for float
+  dtypes, 0 for integer and bool dtypes);
+* ``_bits``: XOR shares of a 0/1 value (uint8), what comparisons produce. The additive
+  form is made from it on first use (one round, b2a), and ``where``/``relu`` use the bits
+  directly to save that round.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..context import current
+from ..errors import ProtocolUsageError
+from ..ring import decode, encode_public, is_float
+
+
+def proto():
+    return current().protocol
+
+
+def frac_bits() -> int:
+    return current().config.frac_bits
+
+
+def frac_of(dtype: torch.dtype) -> int:
+    return frac_bits() if is_float(dtype) else 0
+
+
+class SecretBase:
+    __slots__ = ("_share", "_bits", "frac", "dtype", "_shape", "__weakref__")
+
+    def __init__(self, share: torch.Tensor | None = None, *, dtype: torch.dtype,
+                 frac: int | None = None, bits: torch.Tensor | None = None) -> None:
+        if share is None and bits is None:
+            raise ProtocolUsageError("a SecretTensor needs a share or bit share")
+        self._share = share
+        self._bits = bits
+        self.dtype = dtype
+        self.frac = frac_of(dtype) if frac is None else frac
+        self._shape = tuple((share if share is not None else bits).shape)
+
+    # -- construction helpers ---------------------------------------------------------
+    @classmethod
+    def _wrap(cls, share, dtype, frac=None):
+        return cls(share, dtype=dtype, frac=frac)
+
+    @classmethod
+    def _wrap_bits(cls, bits):
+        return cls(None, dtype=torch.bool, frac=0, bits=bits)
+
+    def _like(self, share, dtype=None):
+        return type(self)(share, dtype=dtype or self.dtype, frac=frac_of(dtype) if dtype
+                          else self.frac)
+
+    # -- views of the share -----------------------------------------------------------
+    @property
+    def share(self) -> torch.Tensor:
+        """This party's additive ring share (converting from bit shares if needed)."""
+        if self._share is None:
+            self._share = proto().b2a(self._bits)
+        return self._share
+
+    @property
+    def bits(self) -> torch.Tensor | None:
+        return self._bits
+
+    def share_at(self, frac: int) -> torch.Tensor:
+        """The share rescaled to ``frac`` fractional bits (only upward: exact)."""
+        if frac < self.frac:
+            raise ProtocolUsageError("internal: cannot rescale a share downward locally")
+        return self.share << (frac - self.frac) if frac > self.frac else self.share
+
+    # -- torch-like metadata --------------------------------------------------------------
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self._shape)
+
+    def size(self, dim: int | None = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self) -> int:
+        return len(self._shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    def numel(self) -> int:
+        return self.shape.numel()
+
+    def __len__(self) -> int:
+        if not self._shape:
+            raise TypeError("len() of a 0-d SecretTensor")
+        return self._shape[0]
+
+    def is_floating_point(self) -> bool:
+        return is_float(self.dtype)
+
+    def __repr__(self) -> str:
+        # Never prints share values: a share is harmless alone, but logs collect them.
+        return f"SecretTensor(shape={tuple(self._shape)}, dtype={self.dtype}, <secret>)"
+
+    def __bool__(self):
+        raise TypeError("the truth value of a SecretTensor is secret; reveal it first, or use "
+                        "veil.where / comparisons that stay secret")
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    # -- reveal -------------------------------------------------------------------------
+    def reveal(self, to: int | None = None) -> torch.Tensor | None:
+        """Reconstruct the value at every party (``to=None``) or at party ``to`` only.
+
+        Discloses the value to the receiver(s) — that is its purpose; the other parties
+        receive nothing. Fixed-point values decode to ``self.dtype``.
+
+        >>> import torch, veil
+        >>> def f():
+        ...     x = veil.tensor(torch.tensor([-1.99999]) if veil.rank() == 0 else None, owner=0)
+        ...     return x.reveal()
+        >>> [round(v.item(), 4) for v in veil.run(f, parties=2, seed=1)]
+        [-2.0, -2.0]
+        """
+        ctx = current()
+        if to is not None and not (isinstance(to, int) and 0 <= to < ctx.world_size):
+            raise ProtocolUsageError(f"reveal(to=...) must be a party in 0..{ctx.world_size - 1}"
+                                     f" or None, got {to!r}")
+        if self._share is None:
+            b = ctx.protocol.reveal_bits(self._bits, to)
+            return None if b is None else b.bool()
+        v = ctx.protocol.reveal(self._share, to)
+        return None if v is None else decode(v, self.frac, self.dtype)
+
+    def get_plain_text(self, to: int | None = None):
+        """CrypTen's name for `reveal`, for users porting code."""
+        return self.reveal(to)
+
+
+def is_secret(x) -> bool:
+    return isinstance(x, SecretBase)
+
+
+def as_public(x) -> torch.Tensor:
+    """A public operand as a torch tensor (numbers become 0-d tensors)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, (bool, int, float)):
+        return torch.tensor(x)
+    try:
+        return torch.as_tensor(x)
+    except Exception as exc:  # noqa: BLE001
+        raise ProtocolUsageError(f"cannot use {type(x).__name__} as a public operand: {exc}")
+
+
+def result_dtype(a, b) -> torch.dtype:
+    """torch's promotion for a binary op of ``a`` (secret or public) and ``b``."""
+    def probe(x):
+        if is_secret(x):
+            return torch.empty(1, dtype=x.dtype)
+        return x if isinstance(x, torch.Tensor) else x
+    return torch.result_type(probe(a), probe(b))
+
+
+def public_is_integral(t: torch.Tensor) -> bool:
+    """True if a public tensor holds only integers (so multiplying by it needs no truncation)."""
+    if not t.is_floating_point():
+        return True
+    return bool(torch.isfinite(t).all() and (t == t.round()).all() and t.abs().max() < 2 ** 62) \
+        if t.numel() else True
+
+
+def encode_operand(t: torch.Tensor, frac: int) -> torch.Tensor:
+    return encode_public(t, frac)
