@@ -1,0 +1,72 @@
+"""`python -m veil.bench` (or `veil bench`): run the benchmark and print the table.
+
+    python -m veil.bench                      # every workload, 2 and 3 parties
+    python -m veil.bench --group core         # one area
+    python -m veil.bench --only relu          # names containing 'relu'
+    python -m veil.bench --docs               # also rewrite the table in docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import torch
+
+from . import workloads  # noqa: F401  (registers every workload)
+from .registry import WORKLOADS
+from .runner import format_table, host_line, run_workload
+
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="veil bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--group", help="only workloads of this group")
+    ap.add_argument("--only", help="only workloads whose name contains this")
+    ap.add_argument("--parties", type=int, nargs="*", help="party counts (default per workload)")
+    ap.add_argument("--json", default="bench-results/bench.json", help="where to save results")
+    ap.add_argument("--docs", action="store_true", help="rewrite the table in docs/benchmarks.md")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = []
+    for w in WORKLOADS.values():
+        if args.group and w.group != args.group:
+            continue
+        if args.only and args.only not in w.name:
+            continue
+        for n in args.parties or w.parties:
+            row = run_workload(w, n)
+            rows.append(row)
+            print(format_table([row]).splitlines()[-1], flush=True)
+    if not rows:
+        print("no workload matched", file=sys.stderr)
+        return 2
+    table = format_table(rows)
+    print("\n" + table + f"\nhost: {host_line()}")
+    out = pathlib.Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"host": host_line(), "rows": rows}, indent=1))
+    if args.docs:
+        _write_docs(table, args.group)
+    return 0
+
+
+def _write_docs(table: str, group: str | None) -> None:
+    begin = BEGIN if group is None else f"<!-- bench:{group}:begin -->"
+    end = END if group is None else f"<!-- bench:{group}:end -->"
+    text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOCS.write_text(f"{head}{begin}\n{table}\nhost: {host_line()}\n{end}{tail}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

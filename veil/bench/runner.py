@@ -1,0 +1,90 @@
+"""Run registered workloads in-process and report time, bytes, rounds and error vs torch.
+
+Times are wall-clock of the secure computation only (inputs are shared before the timer
+starts), the maximum over parties; they include the dealer's on-demand generation of
+correlated randomness, since the in-process dealer runs while the parties wait. Bytes
+and rounds come from `veil.stats()`, which counts the same in every transport.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from contextlib import contextmanager
+
+import torch
+
+import veil
+from .registry import Workload
+
+
+def _plain_time(w: Workload, inp: dict, repeat: int = 3) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = w.plain(inp)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _party(w: Workload, inp: dict, box: dict):
+    rec = {}
+
+    @contextmanager
+    def timer():
+        s0 = veil.stats()
+        t0 = time.perf_counter()
+        yield
+        rec["time"] = time.perf_counter() - t0
+        s1 = veil.stats()
+        rec["stats"] = {k: s1[k] - s0[k] for k in s1}
+
+    out = w.secure(inp, timer)
+    value = out.reveal(to=0) if isinstance(out, veil.SecretTensor) else out
+    return value, rec
+
+
+def run_workload(w: Workload, parties: int, seed: int = 0) -> dict:
+    inp = w.make()
+    plain_s, expected = _plain_time(w, inp)
+    results = veil.run(_party, w, inp, {}, parties=parties, seed=seed)
+    value = results[0][0]
+    recs = [r[1] for r in results]
+    err = None
+    if isinstance(expected, torch.Tensor) and isinstance(value, torch.Tensor):
+        err = (value.double() - expected.double()).abs().max().item()
+    secure_s = max(r["time"] for r in recs)
+    return {
+        "workload": w.name, "group": w.group, "parties": parties,
+        "time_s": secure_s, "plain_s": plain_s,
+        "slowdown": secure_s / plain_s if plain_s > 0 else None,
+        "bytes_sent_per_party": max(r["stats"]["bytes_sent"] for r in recs),
+        "rounds": max(r["stats"]["rounds"] for r in recs),
+        "offline_bytes": sum(r["stats"]["offline_bytes_received"] for r in recs),
+        "max_abs_error": err, "note": w.note,
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    head = ("| workload | parties | time (s) | plaintext (s) | slowdown | bytes sent/party | "
+            "rounds | offline bytes | max abs err |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        err = "n/a" if r["max_abs_error"] is None else f"{r['max_abs_error']:.2e}"
+        slow = "n/a" if r["slowdown"] is None else f"{r['slowdown']:.0f}x"
+        lines.append(f"| {r['workload']} | {r['parties']} | {r['time_s']:.3f} | "
+                     f"{r['plain_s']:.4f} | {slow} | {r['bytes_sent_per_party']:,} | "
+                     f"{r['rounds']} | {r['offline_bytes']:,} | {err} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def host_line() -> str:
+    import os
+    import platform
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
+            f"python {platform.python_version()}")
+
+
+_lock = threading.Lock()

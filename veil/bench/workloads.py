@@ -1,0 +1,3 @@
+"""Imports every workload module so the registry is complete (one line per area)."""
+
+from . import core_workloads  # noqa: F401
