@@ -103,7 +103,8 @@ def _run_threads(fn, args, kwargs, n, protocol, seed, config):
     errors: dict[int, BaseException] = {}                 # in the order they happened
 
     def party_main(r: int) -> None:
-        comm = Communicator(r, n, channels[r], config.timeout)
+        # The dealer idles between requests for as long as the parties compute.
+        comm = Communicator(r, n, channels[r], None if r == n else config.timeout)
         token = None
         try:
             if r == n:
@@ -113,6 +114,7 @@ def _run_threads(fn, args, kwargs, n, protocol, seed, config):
             token = activate(ctx)
             results[r] = fn(*args, **kwargs)
             ctx.provider.close()
+            comm.close()
         except BaseException as exc:                        # noqa: BLE001 - re-raised below
             errors[r] = exc
             abort.set(party_name(r, n), f"{type(exc).__name__}: {exc}")

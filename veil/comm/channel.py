@@ -48,11 +48,22 @@ class Channel(ABC):
     def send(self, payload: bytes | memoryview) -> None: ...
 
     @abstractmethod
-    def recv(self, timeout: float) -> bytes:
-        """Return the next whole message; raise PartyError naming the peer on failure."""
+    def recv(self, timeout: float | None) -> bytes:
+        """Return the next whole message; raise PartyError naming the peer on failure.
+
+        ``timeout=None`` waits without a deadline (the dealer idling between requests).
+        """
 
     def close(self) -> None:  # pragma: no cover - default no-op
         pass
+
+
+CLOSED_HINT = ("closed its connection while this party waited for data (it finished or "
+               "exited): do all parties run the same program with the same shapes?")
+
+
+class _Closed:
+    """End-of-stream marker a finished party leaves in its outgoing queues."""
 
 
 class MemoryChannel(Channel):
@@ -76,12 +87,20 @@ class MemoryChannel(Channel):
         # Copy: the sender may reuse its buffer, as a socket would allow.
         self._outbox.put(bytes(payload))
 
-    def recv(self, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
+    def recv(self, timeout: float | None) -> bytes:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                return self._inbox.get(timeout=self._POLL_S)
+                msg = self._inbox.get(timeout=self._POLL_S)
             except queue.Empty:
                 self._abort.check()
-                if time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() > deadline:
                     raise PartyError(self._peer, f"sent nothing for {timeout:g} s (timeout)")
+                continue
+            if isinstance(msg, _Closed):
+                self._inbox.put(msg)             # stay closed for later reads too
+                raise PartyError(self._peer, CLOSED_HINT)
+            return msg
+
+    def close(self) -> None:
+        self._outbox.put(_Closed())

@@ -67,7 +67,7 @@ class Communicator:
     """One party's metered endpoint to all peers (ranks 0..n-1, and n for the dealer)."""
 
     def __init__(self, rank: int, world_size: int, channels: dict[int, Channel],
-                 timeout: float) -> None:
+                 timeout: float | None) -> None:
         self.rank = rank
         self.world_size = world_size
         self.channels = channels
@@ -89,6 +89,11 @@ class Communicator:
         data = self._channel(peer).recv(self.timeout)
         self._meter().bytes_received += len(data)
         return data
+
+    def close(self) -> None:
+        """Tell every peer this party is done, so one still waiting on it fails at once."""
+        for ch in self.channels.values():
+            ch.close()
 
     def _channel(self, peer: int) -> Channel:
         try:

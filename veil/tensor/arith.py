@@ -98,12 +98,14 @@ class ArithMixin:
             raise ProtocolUsageError("div(rounding_mode=...) is not supported on secret values")
         if is_secret(other):
             return self.mul(other.reciprocal())   # reciprocal: veil.functions
-        pub = as_public(other).to(torch.float64)
+        pub = as_public(other)
         if (pub == 0).any():
             raise ProtocolUsageError("division of a secret by a public zero")
-        dtype = result_dtype(self, torch.empty(1, dtype=torch.float32)) \
-            if not is_float(self.dtype) else self.dtype
-        return self._to_float(dtype).mul(1.0 / pub)
+        dtype = torch.result_type(torch.empty(1, dtype=self.dtype), pub)
+        if not is_float(dtype):
+            dtype = torch.get_default_dtype()
+        # The reciprocal is taken in float64 so it is exact to the encoding's precision.
+        return self._to_float(dtype).mul(1.0 / pub.to(torch.float64))._to_dtype(dtype)
 
     __truediv__ = div
 
@@ -117,6 +119,8 @@ class ArithMixin:
         """Relabel/rescale to ``dtype`` (int -> float is exact; float -> int is refused)."""
         if dtype == self.dtype:
             return self
+        if is_float(dtype) and is_float(self.dtype):
+            return self._wrap(self.share, dtype)
         if is_float(dtype):
             return self._wrap(self.share_at(frac_of(dtype)), dtype)
         if is_float(self.dtype):

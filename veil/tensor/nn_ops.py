@@ -140,7 +140,7 @@ def adaptive_avg_pool2d(x, output_size):
     oh, ow = oh or h, ow or w
     mat = torch.kron(_adaptive_matrix(h, oh), _adaptive_matrix(w, ow))   # (oh*ow, h*w)
     flat = x.flatten(-2)
-    out = flat.matmul(mat.T.to(torch.float64))
+    out = flat.matmul(mat.T)._to_dtype(x.dtype)
     return out.reshape(*x.shape[:-2], oh, ow)
 
 

@@ -84,7 +84,7 @@ class ReduceMixin:
         x = self if sign > 0 else -self
         if dim is None:
             vals, idx = max_tree(x.share.reshape(1, -1),
-                                 x._index_share(x.numel()) if with_index else None)
+                                 x._index_share(x.numel()).reshape(1, -1) if with_index else None)
             vals, idx = vals.reshape(()), (idx.reshape(()) if idx is not None else None)
         else:
             d = dim % self.dim()

@@ -1,0 +1,34 @@
+"""Shared test helpers: run a function at N parties and compare with torch."""
+
+from __future__ import annotations
+
+import torch
+
+import veil
+
+PARTY_COUNTS = (2, 3, 5)
+PROTOCOLS = ("semi2k", "insecure_reference")
+
+
+def share_from(value: torch.Tensor, owner: int):
+    """veil.tensor with the value present only at ``owner``."""
+    return veil.tensor(value if veil.rank() == owner else None, owner=owner)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def uniform(shape, lo=-3.0, hi=3.0, seed=0) -> torch.Tensor:
+    return torch.empty(shape).uniform_(lo, hi, generator=gen(seed))
+
+
+def assert_close(got, want, atol, what=""):
+    assert got is not None, f"{what}: got None"
+    if isinstance(want, torch.Tensor) and want.dtype == torch.bool:
+        assert torch.equal(got.bool(), want), f"{what}: {got} != {want}"
+        return
+    got, want = torch.as_tensor(got).double(), torch.as_tensor(want).double()
+    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    err = (got - want).abs().max().item() if got.numel() else 0.0
+    assert err <= atol, f"{what}: max abs error {err:.3g} > {atol:g}"
