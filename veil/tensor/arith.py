@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from ..ring import is_float
 from .core import (as_public, encode_operand, frac_bits, frac_of, is_secret, proto, public_is_integral,
@@ -27,6 +28,7 @@ class ArithMixin:
         return proto().add_public(torch.zeros_like(enc), enc)
 
     # -- + - ------------------------------------------------------------------------------
+    @differentiable("add")
     def add(self, other, alpha=1):
         if alpha != 1:
             other = other * alpha
@@ -41,6 +43,7 @@ class ArithMixin:
     def __radd__(self, other):
         return self.add(other)
 
+    @differentiable("neg")
     def neg(self):
         return self._like(-self.share)
 
@@ -55,6 +58,7 @@ class ArithMixin:
         return (-self).add(other)
 
     # -- * / --------------------------------------------------------------------------------
+    @differentiable("mul")
     def mul(self, other):
         dtype, frac = self._binary_setup(other)
         if is_secret(other):
@@ -167,6 +171,7 @@ class ArithMixin:
         return self._wrap(self._lift(torch.full(self.shape, value), self.frac), self.dtype)
 
     # -- matmul ------------------------------------------------------------------------------
+    @differentiable("matmul")
     def matmul(self, other):
         dtype, frac = self._binary_setup(other)
         if is_secret(other):
@@ -180,6 +185,7 @@ class ArithMixin:
 
     __matmul__ = matmul
 
+    @differentiable("rmatmul")
     def __rmatmul__(self, other):
         dtype, frac = self._binary_setup(other)
         pub = as_public(other)
@@ -284,6 +290,7 @@ def _full_like(x, value):
         torch.full(x.shape, value, dtype=torch.int64)
 
 
+@differentiable("where")
 def where(condition, x, y):
     """Elementwise ``x if condition else y``; any argument may be secret or public.
 

@@ -31,7 +31,9 @@ def frac_of(dtype: torch.dtype) -> int:
 
 
 class SecretBase:
-    __slots__ = ("_share", "_bits", "frac", "dtype", "_shape", "__weakref__")
+    # requires_grad / grad / _node: autograd state (veil.autograd; _node is None for leaves)
+    __slots__ = ("_share", "_bits", "frac", "dtype", "_shape", "requires_grad", "grad", "_node",
+                 "__weakref__")
 
     def __init__(self, share: torch.Tensor | None = None, *, dtype: torch.dtype,
                  frac: int | None = None, bits: torch.Tensor | None = None) -> None:
@@ -42,6 +44,7 @@ class SecretBase:
         self.dtype = dtype
         self.frac = frac_of(dtype) if frac is None else frac
         self._shape = tuple((share if share is not None else bits).shape)
+        self.requires_grad, self.grad, self._node = False, None, None
 
     # -- construction helpers ---------------------------------------------------------
     @classmethod

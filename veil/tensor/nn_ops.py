@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from .core import as_public, encode_operand, frac_bits, frac_of, is_secret, proto, result_dtype
 from .reduce import max_tree
@@ -41,6 +42,7 @@ def _add_bias(out, bias, shape):
     return out + (bias.reshape(shape) if is_secret(bias) else as_public(bias).reshape(shape))
 
 
+@differentiable("conv2d")
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """torch.nn.functional.conv2d with secret input and/or weight."""
     if isinstance(padding, str) and padding not in ("same", "valid"):
@@ -86,6 +88,7 @@ def _clamp_pad(share, ph, pw):
     return share.index_select(-2, ih).index_select(-1, iw)
 
 
+@differentiable("max_pool2d")
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """torch.nn.functional.max_pool2d (return_indices and ceil_mode unsupported)."""
@@ -105,6 +108,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return x._wrap(vals.squeeze(0) if squeeze else vals, x.dtype)
 
 
+@differentiable("avg_pool2d")
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     if ceil_mode:
@@ -144,6 +148,7 @@ def adaptive_avg_pool2d(x, output_size):
     return out.reshape(*x.shape[:-2], oh, ow)
 
 
+@differentiable("pad")
 def pad(x, pad, mode="constant", value=0.0):
     """torch.nn.functional.pad (constant mode, or replicate) on a SecretTensor."""
     if mode == "constant":

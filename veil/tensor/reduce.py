@@ -11,6 +11,7 @@ from collections import namedtuple
 
 import torch
 
+from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from ..ring import is_float
 from .core import frac_of, proto
@@ -52,6 +53,7 @@ def max_tree(values: torch.Tensor, indices: torch.Tensor | None):
 
 
 class ReduceMixin:
+    @differentiable("sum")
     def sum(self, dim=None, keepdim=False, dtype=None):
         dims = _dims(dim, self.dim())
         out_dtype = torch.int64 if self.dtype == torch.bool else self.dtype
@@ -80,6 +82,7 @@ class ReduceMixin:
         centred = self - self.mean(dims, keepdim=True)
         return (centred * centred).sum(dims, keepdim) * (1.0 / max(count - correction, 1))
 
+    @differentiable("extreme")
     def _extreme(self, dim, keepdim, sign, with_index):
         x = self if sign > 0 else -self
         if dim is None:
@@ -142,6 +145,7 @@ class ReduceMixin:
         from .arith import where
         return where(self.le(other), self, other)
 
+    @differentiable("cumsum")
     def cumsum(self, dim):
         return self._wrap(self.share.cumsum(dim), self.dtype)
 

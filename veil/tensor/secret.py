@@ -7,6 +7,7 @@ function and what to do instead, never with a silently wrong result.
 
 from __future__ import annotations
 
+from ..autograd.mixin import AutogradMixin
 from ..functions import FunctionsMixin
 from .arith import ArithMixin
 from .core import SecretBase
@@ -14,7 +15,7 @@ from .reduce import ReduceMixin
 from .shape import ShapeMixin
 
 
-class SecretTensor(FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
+class SecretTensor(AutogradMixin, FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
     """A tensor secret-shared among the parties, with torch-like methods.
 
     Create one with `veil.tensor`; get the value back with `reveal`.

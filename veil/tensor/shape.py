@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from .core import is_secret
 
@@ -17,6 +18,7 @@ def _check_public_index(idx) -> None:
 
 
 class ShapeMixin:
+    @differentiable("index_map")
     def _map(self, fn):
         """Apply the same local reshaping ``fn`` to whichever share forms exist."""
         share = fn(self._share) if self._share is not None else None
@@ -137,6 +139,7 @@ def _aligned(tensors):
     return secrets[0], shares, dtype
 
 
+@differentiable("cat")
 def cat(tensors, dim=0):
     """torch.cat over SecretTensors (public tensors in the list are lifted to shares)."""
     tensors = list(tensors)
@@ -146,6 +149,7 @@ def cat(tensors, dim=0):
     return first._wrap(torch.cat(shares, dim), dtype)
 
 
+@differentiable("stack")
 def stack(tensors, dim=0):
     tensors = list(tensors)
     if all(is_secret(t) and t._bits is not None and t._share is None for t in tensors):
