@@ -84,8 +84,9 @@ class MemoryChannel(Channel):
 
     def send(self, payload: bytes | memoryview) -> None:
         self._abort.check()
-        # Copy: the sender may reuse its buffer, as a socket would allow.
-        self._outbox.put(bytes(payload))
+        # One copy, into a buffer the receiver owns (a socket would copy too), so the
+        # sender may reuse its tensor and the receiver may wrap the bytes without copying.
+        self._outbox.put(bytearray(payload))
 
     def recv(self, timeout: float | None) -> bytes:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -59,8 +59,11 @@ def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch
     if len(buf) != expected:
         raise PartyError(sender, f"sent {len(buf)} bytes where {expected} were expected "
                                  f"(parties out of step: do all parties run the same program?)")
-    return torch.frombuffer(bytearray(buf), dtype=dtype).reshape(shape) if expected else \
-        torch.empty(shape, dtype=dtype)
+    if not expected:
+        return torch.empty(shape, dtype=dtype)
+    # Transports hand over a bytearray the receiver owns: wrap it without a copy.
+    owned = buf if isinstance(buf, bytearray) else bytearray(buf)
+    return torch.frombuffer(owned, dtype=dtype).reshape(shape)
 
 
 class Communicator:

@@ -30,30 +30,64 @@ def _recv_part(comm: Communicator, peer: int, part: Part):
     return comm.recv_tensor(peer, part.shape, dtype)
 
 
+class _Pending(dict):
+    """Party 0's material: random parts now, the dealer's derived parts on first use.
+
+    Party 0 sends its request and goes on (drawing masks, opening e and f) while the
+    dealer works; it blocks only when it touches a derived part. Replies arrive in request
+    order, so touching one drains every earlier reply first.
+    """
+
+    def __init__(self, provider: "TrustedDealerUnsafe", derived: tuple[Part, ...], **parts):
+        super().__init__(**parts)
+        self._provider, self._derived, self._done = provider, derived, False
+
+    def __missing__(self, key):
+        self._provider._drain(self)
+        return dict.__getitem__(self, key)
+
+    def receive(self) -> None:
+        comm = self._provider._comm
+        with comm.phase(OFFLINE):
+            for p in self._derived:
+                dict.__setitem__(self, p.name, _recv_part(comm, self._provider._dealer, p))
+        self._done = True
+
+
 class TrustedDealerUnsafe(Provider):
     """Party side of the trusted dealer (see module docstring for the trust it needs)."""
 
     def __init__(self, comm: Communicator, dealer_rank: int, prg: PRG) -> None:
         self._comm, self._dealer, self._prg = comm, dealer_rank, prg
+        self._queue: list[_Pending] = []
 
     def __repr__(self) -> str:
         return f"TrustedDealerUnsafe(rank={self._comm.rank})"
 
     def get(self, kind: str, **args):
         rec = recipe(kind, args)
-        out = {p.name: _draw(self._prg, p) for p in rec.randoms}
         if self._comm.rank != 0:
+            out = {p.name: _draw(self._prg, p) for p in rec.randoms}
             out.update({p.name: _draw(self._prg, p) for p in rec.derived})
             return out
         with self._comm.phase(OFFLINE):
             self._comm.count_round()
             self._comm.send_obj(self._dealer, {"kind": kind, "args": args})
-            for p in rec.derived:
-                out[p.name] = _recv_part(self._comm, self._dealer, p)
-        return out
+        pending = _Pending(self, rec.derived, **{p.name: _draw(self._prg, p) for p in rec.randoms})
+        self._queue.append(pending)
+        return pending
+
+    def _drain(self, upto: _Pending) -> None:
+        while self._queue:
+            head = self._queue.pop(0)
+            head.receive()
+            if head is upto:
+                return
 
     def close(self) -> None:
         if self._comm.rank == 0:
+            while self._queue:                       # replies nobody used still arrive
+                self._queue.pop(0).receive()
             with self._comm.phase(OFFLINE):
                 self._comm.send_obj(self._dealer, {"kind": STOP})
 

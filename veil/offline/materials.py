@@ -68,14 +68,59 @@ _BILINEAR = {
 }
 
 
+def _broadcast(a: tuple, b: tuple) -> tuple:
+    """Broadcast two shapes (torch.broadcast_shapes imports sympy on first call: ~0.6 s)."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(a, b):
+        if x != y and 1 not in (x, y):
+            raise ValueError(f"shapes {a} and {b} cannot be broadcast")
+        out.append(y if x == 1 else x)
+    return tuple(out)
+
+
+def _matmul_shape(a: tuple, b: tuple) -> tuple:
+    """torch.matmul's output shape (1-D operands are promoted and the extra dim dropped)."""
+    a2 = (1, *a) if len(a) == 1 else a
+    b2 = (*b, 1) if len(b) == 1 else b
+    batch = _broadcast(a2[:-2], b2[:-2])
+    out = (*batch, a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def _conv2d_shape(a: tuple, b: tuple, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+    pair = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v, v)  # noqa: E731
+    (sh, sw), (dh, dw) = pair(stride), pair(dilation)
+    kh, kw = b[-2:]
+    if padding == "same":
+        return (*a[:-3], b[0], a[-2], a[-1])
+    ph, pw = (0, 0) if padding == "valid" else pair(padding)
+    h = (a[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    w = (a[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    return (*a[:-3], b[0], h, w)
+
+
+# Output shapes without computing anything (meta tensors would import torch._dynamo,
+# seconds on first use).
+_SHAPES = {
+    "mul": lambda a, b, **_: _broadcast(a, b),
+    "matmul": lambda a, b, **_: _matmul_shape(a, b),
+    "conv2d": _conv2d_shape,
+}
+
+
 @register_kind("beaver")
 def beaver(op: str, shape_a, shape_b, params: dict | None = None) -> Recipe:
     """Beaver triple for a bilinear op: random a, b and c = op(a, b) (Beaver 1991)."""
     params = params or {}
     fn = _BILINEAR[op]
     shape_a, shape_b = _shape(shape_a), _shape(shape_b)
-    shape_c = tuple(fn(torch.zeros(shape_a, dtype=torch.int64),
-                       torch.zeros(shape_b, dtype=torch.int64), **params).shape)
+    shape_c = _SHAPES[op](shape_a, shape_b, **params)
     return Recipe(
         randoms=(Part("a", shape_a, RING), Part("b", shape_b, RING)),
         derived=(Part("c", shape_c, RING),),

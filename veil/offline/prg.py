@@ -38,19 +38,34 @@ class PRG:
     def __repr__(self) -> str:
         return "PRG(<seed hidden>)"
 
-    def bytes(self, n: int) -> bytearray:
-        # Encrypting zeros yields the keystream itself.
-        return bytearray(self._enc.update(bytes(n)))
+    def bytes(self, n: int) -> torch.Tensor:
+        """``n`` keystream bytes as a uint8 tensor, written in place (no extra copies)."""
+        # Encrypting zeros yields the keystream itself; update_into needs 15 spare bytes.
+        out = torch.empty(n + 15, dtype=torch.uint8)
+        if n:
+            self._enc.update_into(_zeros(n), out.numpy())
+        return out[:n]
 
     def ring(self, shape) -> torch.Tensor:
         """Uniform int64 tensor (uniform over Z_2^64)."""
         n = int(np.prod(shape, dtype=np.int64))
         if n == 0:
             return torch.zeros(shape, dtype=torch.int64)
-        return torch.frombuffer(self.bytes(8 * n), dtype=torch.int64).reshape(shape)
+        return self.bytes(8 * n).view(torch.int64).reshape(shape)
 
     def bits(self, shape) -> torch.Tensor:
         """Uniform 0/1 uint8 tensor."""
         n = int(np.prod(shape, dtype=np.int64))
-        raw = np.frombuffer(self.bytes((n + 7) // 8), dtype=np.uint8)
+        raw = self.bytes((n + 7) // 8).numpy()
         return torch.from_numpy(np.unpackbits(raw, count=n).reshape(shape))
+
+
+_ZEROS = memoryview(bytes(1 << 20))
+
+
+def _zeros(n: int) -> memoryview:
+    """A read-only all-zero buffer of at least n bytes, grown on demand and shared."""
+    global _ZEROS
+    if len(_ZEROS) < n:
+        _ZEROS = memoryview(bytes(max(n, 2 * len(_ZEROS))))
+    return _ZEROS[:n]

@@ -115,7 +115,7 @@ class Semi2k(Protocol):
             if p != self.rank:
                 for x in xs:
                     comm.send_tensor(p, x)
-        outs = [x.clone() for x in xs]
+        outs = list(xs)                       # callers pass fresh tensors: sum in place
         for p in comm.parties():
             if p != self.rank:
                 for i, x in enumerate(xs):
@@ -159,7 +159,7 @@ class Semi2k(Protocol):
     def reveal(self, x, to=None):
         # Discloses x to the receiver(s): the intended output. Senders learn nothing.
         if to is None:
-            return self._open(x)[0]
+            return self._open(x.clone())[0]
         parts = self.comm.gather(x, to)
         if parts is None:
             return None
@@ -173,8 +173,11 @@ class Semi2k(Protocol):
                               params=params or {})
         # Opens x - a and y - b: uniformly masked, disclose nothing.
         e, f = self._open(x - t["a"], y - t["b"])
-        b_plus = t["b"] + f if self.rank == 0 else t["b"]
-        return t["c"] + fn(e, b_plus) + fn(t["a"], f)
+        b_plus = t["b"].add_(f) if self.rank == 0 else t["b"]      # b is ours to reuse
+        z = fn(e, b_plus)
+        z += fn(t["a"], f)
+        z += t["c"]
+        return z
 
     def mul(self, x, y):
         return self._bilinear("mul", x, y, lambda a, b: a * b)
