@@ -119,6 +119,7 @@ class ArithMixin:
     def _to_float(self, dtype):
         return self if is_float(self.dtype) else self._wrap(self.share_at(frac_of(dtype)), dtype)
 
+    @differentiable("to_dtype")
     def _to_dtype(self, dtype):
         """Relabel/rescale to ``dtype`` (int -> float is exact; float -> int is refused)."""
         if dtype == self.dtype:
