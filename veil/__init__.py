@@ -9,6 +9,7 @@
 [3.0, -1.0]
 """
 
+from .compile import secure
 from .config import Config
 from .context import rank, stats, world_size
 from .errors import AbortedError, PartyError, ProtocolUsageError, RangeError, VeilError
@@ -19,4 +20,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Config", "run", "rank", "world_size", "stats", "tensor", "share_public",
            "SecretTensor", "where", "cat", "stack", "VeilError", "PartyError", "AbortedError",
-           "ProtocolUsageError", "RangeError"]
+           "ProtocolUsageError", "RangeError", "secure"]

@@ -1,0 +1,80 @@
+"""Run a captured graph at one party: public nodes in plaintext, secret ones by the table.
+
+Every party walks the same node list in the same order, so the protocol messages of the
+secret nodes line up across parties. A node whose arguments are all public (shapes,
+constants, masks built from public inputs) is the ATen op itself on torch tensors: every
+party computes the same value and nothing is sent.
+"""
+
+from __future__ import annotations
+
+from ..errors import ProtocolUsageError, VeilError
+from .graph import Graph, iter_refs, map_refs, resolve_op
+from .lowering import LOWERINGS, any_secret
+
+
+class LoweringError(VeilError):
+    """A node of the captured graph failed while running; names the node and its source."""
+
+
+class Interpreter:
+    """Evaluates ``graph`` on an environment of inputs, weights and constants.
+
+    >>> import torch
+    >>> from veil.compile.graph import Graph, Input, Node, Ref
+    >>> g = Graph(inputs=[Input("x", [2], "float32")],
+    ...           nodes=[Node("y", "aten.mul.Scalar", [Ref("x"), 3.0], {}, [2], "float32")],
+    ...           outputs=[Ref("y")])
+    >>> Interpreter(g).run({"x": torch.tensor([1.0, 2.0])})
+    [tensor([3., 6.])]
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._ops = [None if n.op == "getitem" else resolve_op(n.op) for n in graph.nodes]
+        # free each value after its last use: activations of a deep net add up
+        last: dict[str, int] = {}
+        for i, node in enumerate(graph.nodes):
+            for r in node.refs():
+                last[r.name] = i
+        keep = graph.output_names()
+        self._free = [[] for _ in graph.nodes]
+        for name, i in last.items():
+            if name not in keep:
+                self._free[i].append(name)
+
+    def run(self, env: dict) -> list:
+        env = {**self.graph.constants, **env}
+        for i, node in enumerate(self.graph.nodes):
+            env[node.name] = self._run_node(node, self._ops[i], env)
+            for name in self._free[i]:
+                env.pop(name, None)
+        return map_refs(self.graph.outputs, lambda r: env[r.name])
+
+    def _run_node(self, node, op, env):
+        def get(ref):
+            try:
+                return env[ref.name]
+            except KeyError:
+                raise ProtocolUsageError(f"graph node {node.name} reads {ref.name}, which is "
+                                         f"not defined (malformed graph)") from None
+        args, kwargs = map_refs(node.args, get), map_refs(node.kwargs, get)
+        try:
+            if op is None:
+                return args[0][args[1]]
+            if any_secret(args) or any_secret(kwargs):
+                rule = LOWERINGS.get(node.op)
+                if rule is None:
+                    raise ProtocolUsageError(f"{node.op} has no lowering for secret inputs")
+                return rule.fn(*args, **kwargs)
+            return op(*args, **kwargs)
+        except LoweringError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised with the node named
+            # Messages of veil and torch errors carry shapes and op names, never values.
+            raise LoweringError(f"while running node {node.name} ({node.op})"
+                                f"{' from ' + node.src if node.src else ''}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+
+__all__ = ["Interpreter", "LoweringError", "iter_refs"]

@@ -1,0 +1,242 @@
+"""`veil.secure`: one model owner, any number of parties, secret weights, public graph."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.utils._pytree as pytree
+
+from ..context import current
+from ..errors import ProtocolUsageError
+from ..tensor import SecretTensor
+from ..tensor import tensor as share_tensor
+from .capture import capture
+from .graph import Graph, dtype_of
+from .interpreter import Interpreter
+from .lowering import secret
+from .support import check_supported
+from .tokens import TokenIds, share_token_ids
+
+_MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
+          "aten.unsqueeze.default", "aten.expand.default", "aten.slice.Tensor",
+          "aten.select.int", "aten.squeeze.dim", "aten.squeeze.dims"}
+
+
+def secure(model, owner: int, example_input=None, *, example_kwargs=None,
+           public_inputs=()) -> "SecureModule":
+    """Turn ``model`` (held by party ``owner``) into a module all parties run together.
+
+    The owner passes the model and an example input (a tensor, or a tuple of positional
+    inputs; ``example_kwargs`` for keyword inputs such as an attention mask); every
+    other party passes ``None``. The captured graph, with its shapes, becomes public to
+    all parties; the weights are secret-shared and never leave the owner in the clear.
+    ``public_inputs`` names inputs every party will pass in the clear (e.g. an attention
+    mask): ops on them then run in plaintext.
+
+    Inputs must have the example's shapes. Unsupported ops fail here, at the owner,
+    before any cryptography.
+
+    >>> import torch, veil
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> x = torch.randn(5, 4)
+    >>> def job():
+    ...     m = veil.secure(net if veil.rank() == 0 else None, owner=0, example_input=x)
+    ...     xs = veil.tensor(x if veil.rank() == 1 else None, owner=1)
+    ...     return m(xs).reveal(to=1)          # the prediction goes to the data owner only
+    >>> out = veil.run(job, parties=2, seed=0)
+    >>> out[0] is None, bool((out[1] - net(x)).abs().max() < 1e-3)
+    (True, True)
+    """
+    ctx = current()
+    if not isinstance(owner, int) or not 0 <= owner < ctx.world_size:
+        raise ProtocolUsageError(f"owner must be a party in 0..{ctx.world_size - 1}, got "
+                                 f"{owner!r}")
+    weights = None
+    if ctx.rank == owner:
+        if model is None:
+            raise ProtocolUsageError(f"party {owner} owns the model but passed None")
+        if example_input is None and not example_kwargs:
+            raise ProtocolUsageError("the owner must pass example_input (and/or "
+                                     "example_kwargs): capture traces the model with it")
+        graph, weights = capture(model, example_input if example_input is not None else (),
+                                 example_kwargs, public_inputs=public_inputs)
+        graph.owner = owner
+        payload = json.loads(graph.to_json())
+    else:
+        if model is not None:
+            raise ProtocolUsageError(f"party {ctx.rank} passed a model owned by party {owner};"
+                                     f" the other parties pass None (the model stays with "
+                                     f"its owner)")
+        payload = None
+    # Discloses the architecture (ops, shapes, public constants; no weights) to every
+    # party: public by contract.
+    payload = ctx.comm.broadcast_obj(payload, owner)
+    graph = Graph.from_json(json.dumps(payload))
+    if ctx.rank != owner:
+        check_supported(graph)         # the same check the owner ran, on what arrived
+    return SecureModule(graph, _share_weights(graph, weights, owner))
+
+
+def _share_weights(graph: Graph, weights, owner: int) -> dict:
+    """One veil.tensor call per dtype (one round each), then local slicing."""
+    ctx = current()
+    out = {}
+    groups: dict[str, list] = {}
+    for p in graph.params:
+        groups.setdefault(p.dtype, []).append(p)
+    for dt, params in groups.items():
+        flat = None
+        if ctx.rank == owner:
+            flat = torch.cat([weights[p.name].detach().reshape(-1).to(dtype_of(dt))
+                              for p in params])
+        shared = share_tensor(flat, owner=owner)
+        at = 0
+        for p in params:
+            n = 1
+            for s in p.shape:
+                n *= s
+            out[p.name] = shared[at:at + n].reshape(*p.shape)
+            at += n
+    return out
+
+
+class SecureModule:
+    """A captured model whose weights are secret-shared; call it like the model.
+
+    Inputs may be SecretTensors, public tensors, or (for token ids) what `share_input`
+    returns. The result has the model's output structure with SecretTensors in it.
+    """
+
+    def __init__(self, graph: Graph, weights: dict) -> None:
+        self.graph = graph
+        self._weights = weights
+        self._interp = Interpreter(graph)
+        self.owner = graph.owner
+
+    def __repr__(self) -> str:
+        n = sum(int(torch.Size(p.shape).numel()) for p in self.graph.params)
+        ins = ", ".join(f"{i.name}: {tuple(i.shape)} {i.dtype}" + (" public" if i.public
+                                                                     else "")
+                        for i in self.graph.inputs if i.shape is not None)
+        return (f"SecureModule(owner={self.owner}, inputs=[{ins}], ops={len(self.graph.nodes)},"
+                f" secret weights={n:,} values)")
+
+    @property
+    def inputs(self) -> list:
+        """(name, shape, dtype) of each tensor input, in forward() order."""
+        return [(i.name, tuple(i.shape), i.dtype) for i in self.graph.inputs
+                if i.shape is not None]
+
+    def __call__(self, *args, **kwargs):
+        env = dict(self._weights)
+        env.update(self._bind(args, kwargs))
+        flat = self._interp.run(env)
+        return _unflatten(flat, self.graph.out_spec)
+
+    forward = __call__
+
+    def _bind(self, args, kwargs) -> dict:
+        by_key = {i.key: i for i in self.graph.inputs}
+        given = dict(enumerate(args))
+        given.update(kwargs)
+        env = {}
+        for key, value in given.items():
+            inp = by_key.get(key)
+            if inp is None and isinstance(key, str):      # a positional input by name
+                inp = next((i for i in self.graph.inputs if i.name == key), None)
+            if inp is None:
+                raise ProtocolUsageError(f"input {key!r} was not part of the example at "
+                                         f"capture; captured inputs: {self._names()}")
+            env[inp.name] = self._check_input(inp, value)
+        for inp in self.graph.inputs:
+            if inp.name not in env:
+                if inp.shape is not None:
+                    raise ProtocolUsageError(f"missing input {inp.name!r}; captured inputs: "
+                                             f"{self._names()}")
+                env[inp.name] = inp.value
+        return env
+
+    def _names(self):
+        return [i.name for i in self.graph.inputs]
+
+    def _check_input(self, inp, value):
+        if inp.shape is None:           # a fixed Python value, specialised at capture
+            if value != inp.value:
+                raise ProtocolUsageError(f"input {inp.name!r} was {inp.value!r} at capture; "
+                                         f"the graph is specialised to it, got {value!r}")
+            return value
+        if not (secret(value) or isinstance(value, torch.Tensor)):
+            value = torch.as_tensor(value)
+        if tuple(value.shape) != tuple(inp.shape):
+            raise ProtocolUsageError(f"input {inp.name!r} has shape {tuple(value.shape)}; the "
+                                     f"model was captured with {tuple(inp.shape)}: pass that "
+                                     f"shape, or capture again with a matching example")
+        if inp.public and secret(value):
+            raise ProtocolUsageError(f"input {inp.name!r} was declared public at capture but "
+                                     f"a secret value was passed; capture without it in "
+                                     f"public_inputs")
+        if isinstance(value, SecretTensor) and value.is_floating_point() != \
+                dtype_of(inp.dtype).is_floating_point:
+            raise ProtocolUsageError(f"input {inp.name!r} is {value.dtype}; the model takes "
+                                     f"{inp.dtype}")
+        return value
+
+    def share_input(self, name, data, owner: int):
+        """Share one input the cheapest way the model allows; ``data`` only at ``owner``.
+
+        Integer inputs that only feed embeddings (token ids) are one-hot encoded by their
+        owner before sharing, so the lookup is a secret matmul and needs no comparison;
+        other inputs are shared with `veil.tensor`. Discloses the input's shape only.
+        """
+        inp = next((i for i in self.graph.inputs if name in (i.name, i.key)), None)
+        if inp is None or inp.shape is None:
+            raise ProtocolUsageError(f"{name!r} is not a tensor input; inputs: {self._names()}")
+        vocab = self._embedding_vocab(inp.name)
+        if vocab is not None:
+            return share_token_ids(data, owner, vocab)
+        return share_tensor(data, owner=owner)
+
+    def _embedding_vocab(self, name):
+        """Vocabulary size if input ``name`` reaches only embedding lookups (as indices)."""
+        users = self.graph.users()
+        meta = self.graph.meta()
+        vocabs, frontier = set(), [name]
+        while frontier:
+            cur = frontier.pop()
+            for u in users.get(cur, []):
+                if u.op == "aten.embedding.default" and getattr(u.args[1], "name", None) == cur \
+                        and getattr(u.args[0], "name", None) != cur:
+                    vocabs.add(meta[u.args[0].name][0][0])
+                elif u.op in _MOVES and getattr(u.args[0], "name", None) == cur:
+                    frontier.append(u.name)
+                else:
+                    return None
+        return vocabs.pop() if len(vocabs) == 1 else None
+
+
+def _unflatten(flat: list, spec_json):
+    if spec_json is None:
+        return flat[0] if len(flat) == 1 else tuple(flat)
+    try:
+        return pytree.tree_unflatten(flat, pytree.treespec_loads(spec_json))
+    except Exception:  # noqa: BLE001 - output type unknown at this party: plain containers
+        return _plain_unflatten(iter(flat), json.loads(spec_json)[1])
+
+
+def _plain_unflatten(leaves, spec):
+    kids = spec.get("children_spec") or []
+    if spec.get("type") is None:
+        return next(leaves)
+    items = [_plain_unflatten(leaves, c) for c in kids]
+    ctx = spec.get("context")
+    try:
+        keys = json.loads(ctx) if isinstance(ctx, str) else ctx
+    except ValueError:
+        keys = None
+    if isinstance(keys, list) and len(keys) == len(items) and all(isinstance(k, str)
+                                                                  for k in keys):
+        return dict(zip(keys, items))
+    return tuple(items)
