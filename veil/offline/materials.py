@@ -5,8 +5,9 @@ and some *derived* parts, functions of the reconstructed random values. For a de
 part, parties 1..n-1 draw their share from the PRG too and party 0 receives the
 correction from the dealer, so only party 0's derived shares cost traffic.
 
-Parts live in one of two domains: ``ring`` (additive shares in Z_2^64) or ``bits``
-(XOR shares, one 0/1 uint8 per bit).
+Parts live in one of three domains: ``ring`` (additive shares in Z_2^64), ``bits``
+(XOR shares, one 0/1 uint8 per bit) or ``bytes`` (XOR shares of packed bits: every bit of
+every uint8 is an independent shared bit).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..ring import bit_rows, low_bits, wrap
+from ..ring import bit_rows, low_bits, pack_rows, packed_len, wrap
 
-RING, BITS = "ring", "bits"
+RING, BITS, BYTES = "ring", "bits", "bytes"
+XOR_DOMAINS = (BITS, BYTES)
 
 
 @dataclass(frozen=True)
@@ -129,11 +131,11 @@ def beaver(op: str, shape_a, shape_b, params: dict | None = None) -> Recipe:
 
 @register_kind("and")
 def and_triple(shape) -> Recipe:
-    """Binary Beaver triple on bits: u, v, w = u AND v."""
+    """Binary Beaver triple on packed bits (uint8 words): u, v, w = u AND v."""
     shape = _shape(shape)
     return Recipe(
-        randoms=(Part("u", shape, BITS), Part("v", shape, BITS)),
-        derived=(Part("w", shape, BITS),),
+        randoms=(Part("u", shape, BYTES), Part("v", shape, BYTES)),
+        derived=(Part("w", shape, BYTES),),
         derive=lambda v: {"w": v["u"] & v["v"]})
 
 
@@ -150,12 +152,18 @@ def trunc_pair(shape, frac: int) -> Recipe:
 
 @register_kind("cmp")
 def compare_mask(shape, width: int) -> Recipe:
-    """Mask r (ring) with XOR shares of the low ``width`` bits of r."""
+    """Mask r (ring) with XOR shares of the low ``width`` bits of r, as packed rows.
+
+    ``r_bits`` has shape (width, ceil(numel / 8)): row j packs bit j of every element.
+    """
     shape = _shape(shape)
+    numel = 1
+    for d in shape:
+        numel *= d
     return Recipe(
         randoms=(Part("r", shape, RING),),
-        derived=(Part("r_bits", (width, *shape), BITS),),
-        derive=lambda v: {"r_bits": bit_rows(v["r"], width)})
+        derived=(Part("r_bits", (width, packed_len(numel)), BYTES),),
+        derive=lambda v: {"r_bits": pack_rows(bit_rows(v["r"], width).reshape(width, -1))})
 
 
 @register_kind("bit")
@@ -183,7 +191,7 @@ def combine(domain: str, shares: list[torch.Tensor]) -> torch.Tensor:
     """Reconstruct a value from all shares of it."""
     out = shares[0].clone()
     for s in shares[1:]:
-        out = out ^ s if domain == BITS else out + s
+        out = out ^ s if domain in XOR_DOMAINS else out + s
     return out
 
 
@@ -191,9 +199,9 @@ def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> 
     """Party 0's share making the shares reconstruct to ``value``."""
     out = value.clone()
     for s in others:
-        out = out ^ s if domain == BITS else out - s
+        out = out ^ s if domain in XOR_DOMAINS else out - s
     return out
 
 
-__all__ = ["Part", "Recipe", "RING", "BITS", "register_kind", "recipe", "combine",
+__all__ = ["Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
            "correction", "wrap"]

@@ -105,5 +105,13 @@ class Protocol(ABC):
     def xor_public(self, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return b ^ c if self.rank == 0 else b ^ torch.zeros_like(c)
 
+    def and_bit_elements(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """AND of XOR-shared 0/1 elements: packed 8 per byte for one ``and_bits`` call."""
+        from ..ring import pack_rows, unpack_row
+        a, b = torch.broadcast_tensors(a, b)
+        n = a.numel()
+        z = self.and_bits(pack_rows(a.reshape(1, -1)), pack_rows(b.reshape(1, -1)))
+        return unpack_row(z[0], n).reshape(a.shape)
+
     def zeros(self, shape) -> torch.Tensor:
         return torch.zeros(shape, dtype=torch.int64)

@@ -29,7 +29,8 @@ from __future__ import annotations
 import torch
 
 from ..offline.materials import RING
-from ..ring import low_bits, pack_bits, packed_len, unpack_bits, wrap
+from ..ring import (bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits,
+                    unpack_row, wrap)
 from .base import Cost, Kernel, Protocol
 from .circuits import and_all, and_tree_plan, carry_out, carry_plan
 
@@ -59,18 +60,18 @@ def _uses_local_trunc(n: int, cfg) -> bool:
     return n == 2 and cfg.truncation in ("auto", "local")
 
 
-def _msb_cost(n, rank, cfg, numel):
-    w = cfg.compare_bits
-    plan = carry_plan(w - 1)
-    by = _c_bytes(w) * numel + sum(packed_len(2 * a * numel) for a in plan)
+def _tree_cost(n, cfg, numel, plan):
+    # Each AND layer opens two packed rows (ceil(numel/8) bytes each) per gate.
+    by = _c_bytes(cfg.compare_bits) * numel + sum(2 * a * packed_len(numel) for a in plan)
     return Cost(1 + len(plan), _open_bytes(n, by))
+
+
+def _msb_cost(n, rank, cfg, numel):
+    return _tree_cost(n, cfg, numel, carry_plan(cfg.compare_bits - 1))
 
 
 def _eqz_cost(n, rank, cfg, numel):
-    w = cfg.compare_bits
-    plan = and_tree_plan(w)
-    by = _c_bytes(w) * numel + sum(packed_len(2 * a * numel) for a in plan)
-    return Cost(1 + len(plan), _open_bytes(n, by))
+    return _tree_cost(n, cfg, numel, and_tree_plan(cfg.compare_bits))
 
 
 def _reveal_cost(n, rank, cfg, numel, to=None, item=8):
@@ -92,7 +93,8 @@ KERNELS = {k.name: k for k in [
            Cost(0, 0) if _uses_local_trunc(n, cfg) else Cost(1, _open_bytes(n, 8 * numel))),
     Kernel("msb", _msb_cost),
     Kernel("eqz", _eqz_cost),
-    Kernel("and_bits", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, packed_len(2 * numel)))),
+    Kernel("and_bits", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, 2 * numel)),
+           "bitwise AND of XOR-shared uint8 words (8 bits each); numel counts bytes"),
     Kernel("b2a", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, packed_len(numel)))),
     Kernel("select", lambda n, rank, cfg, numel:
            Cost(1, _open_bytes(n, packed_len(numel) + 8 * numel))),
@@ -120,6 +122,21 @@ class Semi2k(Protocol):
             if p != self.rank:
                 for i, x in enumerate(xs):
                     outs[i] += comm.recv_tensor(p, x.shape, x.dtype)
+        return outs
+
+    def _open_words(self, *ws: torch.Tensor) -> list[torch.Tensor]:
+        """Open XOR-shared uint8 words (already packed) in one round."""
+        comm = self.comm
+        comm.count_round()
+        for p in comm.parties():
+            if p != self.rank:
+                for w in ws:
+                    comm.send_tensor(p, w)
+        outs = [w.clone() for w in ws]
+        for p in comm.parties():
+            if p != self.rank:
+                for i, w in enumerate(ws):
+                    outs[i] ^= comm.recv_tensor(p, w.shape, torch.uint8)
         return outs
 
     def _open_bits(self, *bs: torch.Tensor, ring: tuple[torch.Tensor, ...] = ()) -> tuple:
@@ -204,7 +221,11 @@ class Semi2k(Protocol):
         return self.add_public(local, public)
 
     def _masked_low_bits(self, x):
-        """Open c = (x + r) mod 2^w; return c's bit rows and this party's shares of r's."""
+        """Open c = (x + r) mod 2^w; return c's and r's bits as packed rows (w, ceil(n/8)).
+
+        Packing 8 elements per byte makes the AND layers below 8x cheaper to compute and
+        needs no packing for the wire.
+        """
         w = self.config.compare_bits
         m = self.provider.get("cmp", shape=list(x.shape), width=w)
         mask = wrap((1 << w) - 1) if w < 64 else -1
@@ -212,28 +233,27 @@ class Semi2k(Protocol):
         # Opens x + r mod 2^w, r uniform mod 2^w: discloses nothing about x.
         (c,) = self._open((x + m["r"]).to(dt) if w < 64 else x + m["r"])
         c = c.to(torch.int64) & mask
-        shifts = torch.arange(w, dtype=torch.int64).view(-1, *([1] * x.dim()))
-        c_bits = ((c.unsqueeze(0) >> shifts) & 1).to(torch.uint8)
-        return c_bits, m["r_bits"]
+        return pack_rows(bit_rows(c, w).reshape(w, -1)), m["r_bits"]
 
     def msb(self, x):
         c, r = self._masked_low_bits(x)
-        nr = self.xor_public(r, torch.ones_like(r))        # ~r
+        nr = self.xor_public(r, torch.full_like(r, 0xFF))  # ~r
         g = c[:-1] & nr[:-1]                                 # c AND ~r (c public: local)
         p = self.xor_public(nr[:-1], c[:-1])
         g[0] = g[0] ^ p[0]                                   # carry-in 1: G_0 | P_0
         carry = carry_out(self, g, p)
-        return self.xor_public(nr[-1] ^ carry, c[-1])
+        packed = self.xor_public(nr[-1] ^ carry, c[-1])
+        return unpack_row(packed, x.numel()).reshape(x.shape)
 
     def eqz(self, x):
         c, r = self._masked_low_bits(x)
-        same = self.xor_public(r, c ^ 1)                     # c XNOR r, per bit
-        return and_all(self, same)
+        same = self.xor_public(r, c ^ 0xFF)                  # c XNOR r, per bit
+        return unpack_row(and_all(self, same), x.numel()).reshape(x.shape)
 
     def and_bits(self, a, b):
         t = self.provider.get("and", shape=list(a.shape))
         # Opens a ^ u and b ^ v with uniform u, v: discloses nothing.
-        (e, f), _ = self._open_bits(a ^ t["u"], b ^ t["v"])
+        e, f = self._open_words(a ^ t["u"], b ^ t["v"])
         z = t["w"] ^ (e & t["v"]) ^ (f & t["u"])
         return self.xor_public(z, e & f)
 
