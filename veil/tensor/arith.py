@@ -67,7 +67,7 @@ class ArithMixin:
             if other._bits is not None and self._bits is None and other.dtype == torch.bool:
                 return self._select(other, dtype)
             if self._bits is not None and other._bits is not None:
-                return self._wrap_bits(proto().and_bits(self._bits, other._bits))
+                return self._wrap_bits(proto().and_bit_elements(self._bits, other._bits))
             z = proto().mul(*torch.broadcast_tensors(self.share, other.share))
             return self._rescale(z, self.frac + other.frac, dtype)
         pub = as_public(other)
