@@ -164,3 +164,22 @@ def test_op_matches_torch(case, protocol, parties):
         assert_close(got, want, atol, f"{case} at party {r}")
         if isinstance(want, torch.Tensor):
             assert got.dtype == want.dtype, f"{case}: dtype {got.dtype} != torch's {want.dtype}"
+
+
+CONFIG_CASES = ["mul", "matmul", "relu", "lt", "eq", "max_dim", "var", "abs"]
+
+
+@pytest.mark.parametrize("config", [veil.Config(truncation="exact"), veil.Config(compare_bits=64),
+                                    veil.Config(frac_bits=12, compare_bits=24)],
+                         ids=["exact_trunc", "compare64", "frac12_cmp24"])
+@pytest.mark.parametrize("parties", [2, 3])
+def test_non_default_configs_match_torch(config, parties):
+    def job():
+        n = veil.world_size()
+        secrets = {k: share_from(v, OWNERS[k] % n) for k, v in PLAIN.items()}
+        return {name: CASES[name][0](secrets).reveal() for name in CONFIG_CASES}
+    got = veil.run(job, parties=parties, seed=5, config=config)[0]
+    ulp_scale = 2.0 ** (16 - config.frac_bits)           # fewer bits: coarser results
+    for name in CONFIG_CASES:
+        _, torch_fn, atol = CASES[name]
+        assert_close(got[name], torch_fn(PLAIN), atol * ulp_scale, f"{name} with {config}")
