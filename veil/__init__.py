@@ -15,9 +15,10 @@ from .context import rank, stats, world_size
 from .errors import AbortedError, PartyError, ProtocolUsageError, RangeError, VeilError
 from .runtime import run
 from .tensor import SecretTensor, cat, share_public, stack, tensor, where
+from . import autograd, data, nn, optim  # training (issue 6)
 
 __version__ = "0.1.0"
 
 __all__ = ["Config", "run", "rank", "world_size", "stats", "tensor", "share_public",
            "SecretTensor", "where", "cat", "stack", "VeilError", "PartyError", "AbortedError",
-           "ProtocolUsageError", "RangeError", "secure"]
+           "ProtocolUsageError", "RangeError", "secure", "autograd", "nn", "optim", "data"]

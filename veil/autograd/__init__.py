@@ -20,7 +20,8 @@
 [[1.0], [-2.0]]
 """
 
-from .engine import backward
+from .engine import backward, is_unit_grad
 from .graph import Node, differentiable, enable_grad, is_grad_enabled, no_grad
 
-__all__ = ["backward", "differentiable", "no_grad", "enable_grad", "is_grad_enabled", "Node"]
+__all__ = ["backward", "differentiable", "no_grad", "enable_grad", "is_grad_enabled", "Node",
+           "is_unit_grad"]

@@ -14,7 +14,19 @@ from __future__ import annotations
 import torch
 
 from ..errors import ProtocolUsageError
+import contextvars
+
 from .graph import no_grad
+
+# The seed gradient backward() made for a scalar root: the public value 1, held as shares.
+# A rule that multiplies by grad_out may skip that product (a round) when it sees this.
+_UNIT_SEED: contextvars.ContextVar = contextvars.ContextVar("veil_unit_seed", default=None)
+
+
+def is_unit_grad(g) -> bool:
+    """True if ``g`` is the implicit gradient 1 of ``loss.backward()`` (public, so
+    multiplying by it is free)."""
+    return g is not None and g is _UNIT_SEED.get()
 
 
 def _secret(x) -> bool:
@@ -105,11 +117,21 @@ def backward(root, gradient=None, retain_graph: bool = False) -> None:
                 f"backward() without a gradient needs a one-element result, got shape "
                 f"{tuple(root.shape)}; pass gradient= (e.g. the loss's d/d(root)) or "
                 f"reduce with .sum() / .mean() first")
-        gradient = root._lift_like(1.0)
+    unit = None
+    if gradient is None:
+        unit = gradient = root._lift_like(1.0)
     elif not _secret(gradient):
         gradient = root._wrap(root._lift(torch.broadcast_to(torch.as_tensor(gradient),
                                                             root.shape), root.frac), root.dtype)
     grads = {id(root): _fit(gradient, root, "backward")}
+    token = _UNIT_SEED.set(grads[id(root)] if unit is not None else None)
+    try:
+        _run(root, grads, retain_graph)
+    finally:
+        _UNIT_SEED.reset(token)
+
+
+def _run(root, grads, retain_graph):
     with no_grad():
         for t in _topo(root):
             g = grads.pop(id(t), None)

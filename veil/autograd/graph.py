@@ -13,6 +13,11 @@ inputs, and the static keyword arguments. Otherwise it calls the forward directl
 cost of the hook when nothing needs a gradient is one context-variable read and a scan
 of the positional arguments.
 
+A forward that declares a keyword-only parameter ``saved`` receives a fresh dict there
+when it is being recorded (``None`` otherwise) and may stash values its rule needs
+(a sigmoid, a softmax) instead of the rule recomputing them; the rule receives the same
+dict as ``saved=``.
+
 Arguments are normalised with the forward's signature before they are recorded, so a
 rule sees every parameter positionally (with defaults filled in), whether the caller
 wrote ``conv2d(x, w, b)`` or ``conv2d(x, weight=w, bias=b)``. Keyword-only parameters
@@ -125,6 +130,8 @@ def differentiable(name: str) -> Callable[[Callable], Callable]:
 
     def deco(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
+        wants_saved = "saved" in sig.parameters and \
+            sig.parameters["saved"].kind is inspect.Parameter.KEYWORD_ONLY
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -134,6 +141,8 @@ def differentiable(name: str) -> Callable[[Callable], Callable]:
                 return fn(*args, **kwargs)
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
+            if wants_saved:
+                bound.arguments["saved"] = {}
             inputs, kw = bound.args, bound.kwargs
             token = _GRAD_ENABLED.set(False)
             try:

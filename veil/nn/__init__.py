@@ -1,0 +1,27 @@
+"""`veil.nn`: layers, losses and training on secret parameters, with torch's names.
+
+>>> import torch, veil
+>>> def f():
+...     torch.manual_seed(0)
+...     model = veil.nn.Sequential(veil.nn.Linear(4, 8), veil.nn.ReLU(), veil.nn.Linear(8, 1))
+...     x = veil.tensor(torch.randn(16, 4) if veil.rank() == 1 else None, owner=1)
+...     y = veil.tensor(torch.randn(16, 1) if veil.rank() == 1 else None, owner=1)
+...     opt = veil.optim.SGD(model.parameters(), lr=0.1)
+...     loss = veil.nn.MSELoss()(model(x), y)
+...     loss.backward()
+...     opt.step()
+...     return len(model.parameters())
+>>> veil.run(f, parties=2, seed=0)
+[4, 4]
+"""
+
+from . import functional
+from .layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GELU, Identity,
+                     LayerNorm, Linear, MaxPool2d, ReLU, Sigmoid, Tanh)
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .module import Module, Sequential, parameter
+
+__all__ = ["Module", "Sequential", "parameter", "Linear", "Conv2d", "ReLU", "Sigmoid", "Tanh",
+           "GELU", "Identity", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+           "LayerNorm", "Dropout", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
+           "functional"]

@@ -1,0 +1,167 @@
+"""Losses as single differentiable ops, each with its backward rule right below it.
+
+Why fused: the gradient of a loss with respect to its input is cheaper and better
+behaved than the chain rule through its pieces: BCE-with-logits gives
+``sigmoid(z) - y``, softmax cross-entropy ``softmax(z) - y``, both bounded by 1 in
+magnitude whatever the logits, so no gradient clipping is needed at the output. The
+forward stashes the sigmoid / softmax it computes (``saved``) so backward costs no
+extra smooth function at all.
+
+Ranges (fixed point: |v| < 32768, 16 fractional bits by default): ``exp`` is only ever
+applied to non-positive numbers (results in (0, 1]); ``log`` only to numbers in
+[1, number of classes]; ``reciprocal`` only to a softmax denominator in
+[1, number of classes]. So a loss value stays accurate however large the logits get.
+
+The ``*_input_grad`` functions compute d loss / d input without the loss value: what
+`veil.nn.fit` uses every step (the value costs an ``exp`` and a ``log`` more and is
+computed once per epoch, over all of the epoch's logits at once).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..autograd import differentiable, is_unit_grad
+from ..errors import ProtocolUsageError
+from ..functions.grad_rules import register_grad
+from ..tensor.core import as_public, is_secret
+
+
+def _scale(reduction: str, n: int) -> float:
+    if reduction == "mean":
+        return 1.0 / n
+    if reduction == "sum":
+        return 1.0
+    raise ProtocolUsageError(f"reduction={reduction!r} is not supported by veil's losses; use "
+                             f"'mean' or 'sum' (per-element losses: compute the formula)")
+
+
+def _reduce(terms, reduction: str, n: int | None = None):
+    total = terms.sum()
+    return total if reduction == "sum" else total * _scale(reduction, n or terms.numel())
+
+
+def _upstream(d, g):
+    """d * grad_out; free when grad_out is loss.backward()'s implicit 1."""
+    return d if is_unit_grad(g) else d * g
+
+
+def _needs(x) -> bool:
+    return is_secret(x) and x.requires_grad
+
+
+def _check_shapes(input, target, what: str) -> None:
+    ts = tuple(target.shape) if hasattr(target, "shape") else tuple(as_public(target).shape)
+    if ts != tuple(input.shape):
+        raise ProtocolUsageError(f"{what}: target shape {ts} must equal input shape "
+                                 f"{tuple(input.shape)} (veil does not broadcast targets)")
+
+
+# -- mean squared error --------------------------------------------------------------------
+@differentiable("mse_loss")
+def mse_loss(input, target, reduction: str = "mean"):
+    """torch.nn.functional.mse_loss (one secret product)."""
+    _check_shapes(input, target, "mse_loss")
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def mse_input_grad(input, target, reduction: str = "mean"):
+    return (input - target) * (2 * _scale(reduction, input.numel()))
+
+
+@register_grad("mse_loss")
+def _mse_loss_grad(g, out, input, target, reduction="mean"):
+    d = _upstream(mse_input_grad(input, target, reduction), g)
+    return (d if _needs(input) else None, -d if _needs(target) else None, None)
+
+
+# -- binary cross-entropy with logits --------------------------------------------------------
+def bce_with_logits_terms(z, y):
+    """softplus(z) - y z elementwise, as relu(z) + log(1 + exp(-|z|)) - y z.
+
+    exp sees -|z| <= 0 and log sees 1 + exp(-|z|) in (1, 2]: no overflow at any z.
+    """
+    relu = z.ge(0) * z                         # one comparison, one select
+    u = (z - 2 * relu).exp()                   # exp(-|z|), since -|z| = z - 2 relu(z)
+    return relu + (u + 1).log() - y * z
+
+
+@differentiable("binary_cross_entropy_with_logits")
+def binary_cross_entropy_with_logits(input, target, reduction: str = "mean", *, saved=None):
+    """torch.nn.functional.binary_cross_entropy_with_logits (mean/sum; no weights)."""
+    _check_shapes(input, target, "binary_cross_entropy_with_logits")
+    if saved is not None:
+        saved["sigmoid"] = input.sigmoid()
+    return _reduce(bce_with_logits_terms(input, target), reduction)
+
+
+def bce_with_logits_input_grad(input, target, reduction: str = "mean", sigmoid=None):
+    s = input.sigmoid() if sigmoid is None else sigmoid
+    return (s - target) * _scale(reduction, input.numel())
+
+
+@register_grad("binary_cross_entropy_with_logits")
+def _bce_with_logits_grad(g, out, input, target, reduction="mean", *, saved=None):
+    d = bce_with_logits_input_grad(input, target, reduction, saved and saved.get("sigmoid"))
+    return (_upstream(d, g) if _needs(input) else None, None, None)
+
+
+# -- softmax cross-entropy -------------------------------------------------------------------
+def _class_dim(x) -> int:
+    return 1 if x.dim() >= 2 else 0
+
+
+def one_hot_target(input, target):
+    """Targets as probabilities of input's shape: float targets pass through; public
+    class indices become a public one-hot; secret indices cost one equality test."""
+    c = input.shape[_class_dim(input)]
+    if is_secret(target):
+        if target.dtype.is_floating_point:
+            return target
+        classes = torch.arange(c).reshape([-1] + [1] * (target.dim() - _class_dim(input)))
+        return target.unsqueeze(_class_dim(input)).eq(classes).to(input.dtype)
+    t = as_public(target)
+    if t.is_floating_point():
+        return t
+    oh = F.one_hot(t.long(), c).to(input.dtype)
+    return oh.movedim(-1, 1) if oh.dim() > 2 else oh
+
+
+def softmax_parts(z, dim: int):
+    """(z - max, exp(z - max), sum): the shared pieces of softmax and log-softmax."""
+    shifted = z - z.amax(dim=dim, keepdim=True)          # <= 0
+    e = shifted.exp()                                      # (0, 1]
+    return shifted, e, e.sum(dim=dim, keepdim=True)        # sum in [1, classes]
+
+
+def stable_softmax(z, dim: int):
+    _, e, s = softmax_parts(z, dim)
+    return e * s.reciprocal()
+
+
+@differentiable("cross_entropy")
+def cross_entropy(input, target, reduction: str = "mean", *, saved=None):
+    """torch.nn.functional.cross_entropy over dim 1 (class indices or probabilities)."""
+    dim = _class_dim(input)
+    y = one_hot_target(input, target)
+    shifted, e, s = softmax_parts(input, dim)
+    if saved is not None:
+        saved["softmax"] = e * s.reciprocal()
+    nll = (s.log() - shifted) * y                         # -y log softmax, elementwise
+    rows = input.numel() // input.shape[dim]
+    return _reduce(nll, reduction, rows)
+
+
+def cross_entropy_input_grad(input, target, reduction: str = "mean", softmax=None):
+    dim = _class_dim(input)
+    p = stable_softmax(input, dim) if softmax is None else softmax
+    rows = input.numel() // input.shape[dim]
+    return (p - one_hot_target(input, target)) * _scale(reduction, rows)
+
+
+@register_grad("cross_entropy")
+def _cross_entropy_grad(g, out, input, target, reduction="mean", *, saved=None):
+    d = cross_entropy_input_grad(input, target, reduction, saved and saved.get("softmax"))
+    return (_upstream(d, g) if _needs(input) else None, None, None)
