@@ -19,7 +19,9 @@ and bool buffers (position ids, masks), non-persistent buffers and tensor consta
 
 from __future__ import annotations
 
+import contextlib
 import linecache
+import logging
 import os
 import warnings
 
@@ -49,7 +51,8 @@ def capture(model: torch.nn.Module, args=(), kwargs=None, *, public_inputs=(),
             # torch's own pytree deprecation noise from inside export, not the user's concern
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
             try:
-                graph, weights = _from_export(model, args, kwargs)
+                with _quiet_torch_logs():
+                    graph, weights = _from_export(model, args, kwargs)
             except ProtocolUsageError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any export failure → fallback
@@ -65,6 +68,22 @@ def capture(model: torch.nn.Module, args=(), kwargs=None, *, public_inputs=(),
     if check:
         check_supported(graph)
     return graph, weights
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    """torch logs the whole traced graph when export fails; the warning below suffices."""
+    names = ["torch.fx.experimental.symbolic_shapes", "torch.export", "torch._export",
+             "torch._dynamo", "torch.export._trace"]
+    loggers = [logging.getLogger(n) for n in names]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, old):
+            lg.setLevel(lvl)
 
 
 def _mark_public(graph: Graph, public_inputs) -> None:
@@ -143,7 +162,10 @@ def _from_make_fx(model, args, kwargs):
 
     out_spec = pytree.treespec_dumps(pytree.tree_flatten(model(*args, **kwargs))[1])
     gm = make_fx(torch.func.functionalize(fn, remove="mutations_and_views"),
-                 decomposition_table=core_aten_decompositions(), record_stack_traces=True)(
+                 decomposition_table=core_aten_decompositions(), record_stack_traces=True,
+                 record_module_stack=True,
+                 # run data-dependent Python control flow on the example's real values
+                 _error_on_data_dependent_ops=False)(
         list(state.values()), [leaves[i] for i in tensor_pos])
     kinds, values = {}, {}
     phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -152,7 +174,7 @@ def _from_make_fx(model, args, kwargs):
         kinds[ph.name], values[ph.name] = ("secret" if secret else "public"), t
     for ph, i in zip(phs[len(state):], tensor_pos):
         kinds[ph.name] = ("input", keys[i])
-    graph = _convert(gm.graph, kinds, values, out_spec)
+    graph, _ = _convert(gm.graph, kinds, values, out_spec)
     for i, v in enumerate(leaves):       # fixed Python inputs, as export records them
         if i not in tensor_pos:
             graph.inputs.append(Input(str(keys[i]), None, None, key=keys[i], value=v))
