@@ -191,42 +191,54 @@ def _pad_grad(g, out, x, pad, mode="constant", value=0.0):
 
 
 # -- max: route the gradient to the (first) winner ---------------------------------------------
-def _route_to_max(values: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Shares of g placed at the argmax of ``values`` along the last dim, 0 elsewhere.
+def max_onehot(values: torch.Tensor) -> torch.Tensor:
+    """Ring shares of the one-hot of the (first) max of ``values`` along the last dim.
 
-    Few candidates (pooling windows): re-run the max tree carrying a one-hot of each
-    candidate (moved by the same select rounds), then one product with g. Many: the
-    tree carries the index, then one equality test and one select.
+    Few candidates (pooling windows, classes): the max tree carries each candidate's
+    one-hot along with its value, moved by the same select rounds. Many: the tree
+    carries the index, then one equality test and one select.
     """
     p = proto()
     n = values.shape[-1]
-    if n <= 16:
-        oh = p.add_public(torch.zeros(*values.shape, n, dtype=torch.int64),
-                          torch.eye(n, dtype=torch.int64).expand(*values.shape, n))
-        vals = values
-        while vals.shape[-1] > 1:
-            m = vals.shape[-1]
-            h = m // 2
-            a, b = vals[..., 0:2 * h:2], vals[..., 1:2 * h:2]
-            oa, ob = oh[..., 0:2 * h:2, :], oh[..., 1:2 * h:2, :]
-            keep_a = p.xor_public(p.msb(a - b), torch.ones(a.shape, dtype=torch.uint8))
-            bits = torch.cat([keep_a.reshape(-1),
-                              keep_a.unsqueeze(-1).expand(oa.shape).reshape(-1)])
-            diff = torch.cat([(a - b).reshape(-1), (oa - ob).reshape(-1)])
-            sel = p.select(bits, diff)
-            new_v = b + sel[:a.numel()].reshape(a.shape)
-            new_oh = ob + sel[a.numel():].reshape(oa.shape)
-            if m % 2:
-                new_v = torch.cat([new_v, vals[..., -1:]], -1)
-                new_oh = torch.cat([new_oh, oh[..., -1:, :]], -2)
-            vals, oh = new_v, new_oh
-        onehot = oh[..., 0, :]
-        return p.mul(onehot, g.unsqueeze(-1).expand(onehot.shape).contiguous())
+    if n > 16:
+        return _route_many(values, p.add_public(torch.zeros(values.shape, dtype=torch.int64),
+                                                torch.ones(values.shape[:-1], dtype=torch.int64)))
+    oh = p.add_public(torch.zeros(*values.shape, n, dtype=torch.int64),
+                      torch.eye(n, dtype=torch.int64).expand(*values.shape, n))
+    vals = values
+    while vals.shape[-1] > 1:
+        m = vals.shape[-1]
+        h = m // 2
+        a, b = vals[..., 0:2 * h:2], vals[..., 1:2 * h:2]
+        oa, ob = oh[..., 0:2 * h:2, :], oh[..., 1:2 * h:2, :]
+        keep_a = p.xor_public(p.msb(a - b), torch.ones(a.shape, dtype=torch.uint8))  # a >= b
+        bits = torch.cat([keep_a.reshape(-1), keep_a.unsqueeze(-1).expand(oa.shape).reshape(-1)])
+        sel = p.select(bits, torch.cat([(a - b).reshape(-1), (oa - ob).reshape(-1)]))
+        new_v = b + sel[:a.numel()].reshape(a.shape)
+        new_oh = ob + sel[a.numel():].reshape(oa.shape)
+        if m % 2:
+            new_v = torch.cat([new_v, vals[..., -1:]], -1)
+            new_oh = torch.cat([new_oh, oh[..., -1:, :]], -2)
+        vals, oh = new_v, new_oh
+    return oh[..., 0, :]
+
+
+def _route_many(values: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    p = proto()
+    n = values.shape[-1]
     idx0 = p.add_public(torch.zeros(n, dtype=torch.int64), torch.arange(n))
     _, idx = max_tree(values, idx0.expand(values.shape).contiguous())
     diff = p.add_public(idx.unsqueeze(-1).expand(values.shape), -torch.arange(n))
     hit = p.eqz(diff.contiguous())
     return p.select(hit, g.unsqueeze(-1).expand(values.shape).contiguous())
+
+
+def _route_to_max(values: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Shares of g placed at the argmax of ``values`` along the last dim, 0 elsewhere."""
+    if values.shape[-1] > 16:
+        return _route_many(values, g)
+    onehot = max_onehot(values)
+    return proto().mul(onehot, g.unsqueeze(-1).expand(onehot.shape).contiguous())
 
 
 @register_grad("extreme")

@@ -15,13 +15,15 @@
 [4, 4]
 """
 
-from . import functional
+from . import functional, utils
+from .convert import from_torch
 from .layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GELU, Identity,
                      LayerNorm, Linear, MaxPool2d, ReLU, Sigmoid, Tanh)
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Sequential, parameter
+from .train import History, evaluate, fit
 
 __all__ = ["Module", "Sequential", "parameter", "Linear", "Conv2d", "ReLU", "Sigmoid", "Tanh",
            "GELU", "Identity", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "LayerNorm", "Dropout", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-           "functional"]
+           "functional", "utils", "from_torch", "fit", "evaluate", "History"]

@@ -3,7 +3,8 @@
 Trainable layers take ``owner=`` (default 0): the party that draws torch's default
 initialisation (torch's global RNG at that party, so ``torch.manual_seed(s)`` there
 reproduces ``torch.nn.Linear(...)``'s weights exactly) and secret-shares it. Pass
-``weight=`` / ``bias=`` torch tensors (at the owner) to start from given values instead.
+``init_from=`` a torch layer of the same kind (at the owner; None elsewhere) to share its
+current weights instead (what `veil.nn.from_torch` does).
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ from ..tensor import tensor
 from .module import Module
 
 
-def _shared_params(owner: int, build, names):
-    """Build a torch layer at ``owner`` only and share the named tensors (shapes public)."""
-    layer = build() if current().rank == owner else None
+def _shared_params(owner: int, build, names, init_from=None):
+    """Build a torch layer at ``owner`` only (or take ``init_from``) and share the named
+    tensors (shapes public)."""
+    if current().rank != owner:
+        if init_from is not None:
+            raise ProtocolUsageError(f"init_from is the owner's (party {owner}) torch layer; "
+                                     f"the other parties pass None")
+        layer = None
+    else:
+        layer = init_from if init_from is not None else build()
     out = []
     for n in names:
         v = getattr(layer, n).detach().float() if layer is not None else None
@@ -44,12 +52,12 @@ class Linear(Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 owner: int = 0) -> None:
+                 owner: int = 0, init_from=None) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         names = ["weight", "bias"] if bias else ["weight"]
         params = _shared_params(owner, lambda: torch.nn.Linear(in_features, out_features, bias),
-                                names)
+                                names, init_from)
         self.weight = params[0]
         self.bias = params[1] if bias else None
 
@@ -66,7 +74,7 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 *, owner: int = 0) -> None:
+                 *, owner: int = 0, init_from=None) -> None:
         super().__init__()
         if padding_mode != "zeros":
             raise ProtocolUsageError("Conv2d supports padding_mode='zeros' only")
@@ -75,7 +83,7 @@ class Conv2d(Module):
         names = ["weight", "bias"] if bias else ["weight"]
         params = _shared_params(owner, lambda: torch.nn.Conv2d(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias),
-            names)
+            names, init_from)
         self.weight = params[0]
         self.bias = params[1] if bias else None
 
@@ -170,7 +178,7 @@ class LayerNorm(Module):
     """torch.nn.LayerNorm; the normalisation itself comes from veil.functions."""
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, *, owner: int = 0) -> None:
+                 bias: bool = True, *, owner: int = 0, init_from=None) -> None:
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else \
             tuple(normalized_shape)
@@ -179,7 +187,7 @@ class LayerNorm(Module):
         if elementwise_affine:
             names = ["weight", "bias"] if bias else ["weight"]
             params = _shared_params(owner, lambda: torch.nn.LayerNorm(shape, eps, True, bias),
-                                    names)
+                                    names, init_from)
             self.weight = params[0]
             self.bias = params[1] if bias else None
 
