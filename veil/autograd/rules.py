@@ -336,6 +336,7 @@ def _conv_weight_grad(g, xp, s, d, k):
 def _conv2d_grad(g, out, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     s, d = _pair(stride), _pair(dilation)
     k = tuple(_shape(weight)[-2:])
+    need_x, need_w = _needs(x), _needs(weight)
     unbatched = len(_shape(x)) == 3
     if unbatched:
         x = x.unsqueeze(0) if is_secret(x) else as_public(x).unsqueeze(0)
@@ -351,7 +352,6 @@ def _conv2d_grad(g, out, x, weight, bias=None, stride=1, padding=0, dilation=1, 
     xp = (nn_ops.pad(x, flat_pad) if is_secret(x) else F.pad(as_public(x), flat_pad)) \
         if any(flat_pad) else x
     in_hw = _shape(xp)[-2:]
-    need_x, need_w = _needs(x), _needs(weight)
     cin, cout = _shape(x)[1] // groups, _shape(weight)[0] // groups
     gxs, gws = [], []
     for gi in range(groups):
