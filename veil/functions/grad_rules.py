@@ -10,6 +10,14 @@ The contract, for whoever builds autograd on top:
 * Rules are written with SecretTensor ops only, so they run under any protocol.
 * Each rule is registered right below its forward function (JAX keeps ``mul_p``'s
   derivative next to ``mul_p``); this module only holds the table.
+* Recording (veil.autograd): the forward is marked with
+  ``@differentiable("name")`` from ``veil.autograd.graph`` (it imports nothing from
+  veil.tensor, so any layer may use it); ``name`` is the key of its rule here. The op
+  then records one graph node when an input requires grad, and its internals are not
+  recorded. A forward that declares a keyword-only ``saved=None`` parameter gets a
+  fresh dict there while being recorded and may stash values for its rule (which then
+  receives ``saved=`` too). ``veil.autograd.is_unit_grad(grad_out)`` tells a rule that
+  grad_out is ``loss.backward()``'s implicit 1, so multiplying by it can be skipped.
 
 Names are the torch names of the forward op: ``"exp"``, ``"log"``, ``"reciprocal"``,
 ``"sqrt"``, ``"rsqrt"``, ``"pow_float"``, ``"sigmoid"``, ``"tanh"``, ``"erf"``,
