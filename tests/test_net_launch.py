@@ -1,0 +1,108 @@
+"""`veil run`: real processes over loopback TLS. Every subprocess has a hard timeout."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import veil
+
+HERE = Path(__file__).parent
+SCRIPTS = HERE / "scripts"
+VEIL = [sys.executable, "-m", "veil.cli"]
+
+
+def veil_cmd(args, timeout=60, env=None):
+    """Run `veil ...` in its own process group; kill the whole group if it overstays."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(VEIL + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            env=dict(os.environ, **(env or {})))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"veil {' '.join(args)} hung for {timeout} s:\n{out}\n{err}")
+    return proc.returncode, out, err, time.monotonic() - t0
+
+
+def results(out):
+    rows = [json.loads(line.split("RESULT ", 1)[1]) for line in out.splitlines()
+            if "RESULT " in line]
+    return {r["rank"]: r for r in rows}
+
+
+def test_same_numbers_and_stats_in_process_and_under_veil_run():
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import net_basic
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    local = veil.run(net_basic.job, parties=3, seed=11)
+    code, out, err, _ = veil_cmd(["run", "-n", "3", str(SCRIPTS / "net_basic.py"),
+                                  "--parties", "3", "--seed", "11"])
+    assert code == 0, err
+    net = results(out)
+    assert sorted(net) == [0, 1, 2]
+    for r in range(3):
+        assert net[r]["value"] == local[r]["value"], f"party {r}: revealed bits differ"
+        assert net[r]["stats"] == local[r]["stats"], f"party {r}: stats differ"
+    assert all(f"[party {r}] RESULT" in out for r in range(3))
+
+
+def _fail(mode, parties=2, timeout="10", grace="5"):
+    return veil_cmd(["run", "-n", str(parties), "--grace", grace,
+                     str(SCRIPTS / "net_fail.py"), mode],
+                    env={"NET_FAIL_TIMEOUT": timeout, "NET_FAIL_PARTIES": str(parties)})
+
+
+def test_a_killed_party_stops_the_others_promptly_naming_it():
+    code, out, err, took = _fail("kill", parties=3)
+    assert code != 0
+    assert "party 1 misbehaves now" in out
+    # Every survivor (party 0, party 2, the dealer) names party 1 and why.
+    for who in ("party 0", "party 2", "dealer"):
+        lines = [ln for ln in err.splitlines() if ln.startswith(f"[{who}]") and "party 1" in ln]
+        assert any("closed its connection" in ln or "connection reset" in ln for ln in lines), \
+            f"{who} did not name party 1:\n{err}"
+    assert "veil run: party 1 failed (killed by SIGKILL)" in err
+    assert "stopped" not in err.splitlines()[-1]          # nobody had to be stopped
+    assert took < 20
+
+
+def test_an_exception_in_one_party_reaches_all_without_its_text():
+    code, out, err, _ = _fail("raise")
+    assert code != 0
+    assert "[party 1] ValueError: private value 4242 is bad" in err  # its own output only
+    others = [ln for ln in err.splitlines() if not ln.startswith("[party 1]")]
+    assert not any("4242" in ln for ln in others)
+    assert any(ln.startswith("[party 0]") and "party 1: stopped this run: failed: ValueError"
+               in ln for ln in others), err
+
+
+def test_a_silent_party_times_out_naming_it():
+    code, out, err, took = _fail("sleep", timeout="1.5", grace="1")
+    assert code != 0
+    assert any(ln.startswith(("[party 0]", "[party 2]")) and
+               "party 1: sent nothing for 1.5 s (timeout" in ln for ln in err.splitlines()), err
+    assert "stopped party 1" in err                       # the launcher ended the sleeper
+    assert took < 25
+
+
+def test_parties_must_match_the_cluster_size(tmp_path, monkeypatch):
+    from veil.net.loopback import local_cluster
+    cluster, listeners = local_cluster(tmp_path, 2)
+    for s in listeners:
+        s.close()
+    monkeypatch.setenv("VEIL_PARTY", "0")
+    monkeypatch.setenv("VEIL_CLUSTER", str(cluster.path))
+    with pytest.raises(veil.ProtocolUsageError,
+                       match=r"veil.run\(parties=3\) but this cluster has 2 parties.*"
+                             r"veil run -n 3"):
+        veil.run(lambda: None, parties=3)

@@ -1,0 +1,215 @@
+"""`veil.run` under the `veil run` launcher: this process runs one party, over TCP + TLS.
+
+The launcher (veil/cli.py) sets, per process:
+
+========================  ==========================================================
+``VEIL_PARTY``            this process's rank (0..n-1) or ``dealer``
+``VEIL_CLUSTER``          path of the cluster file (veil/net/cluster.py)
+``VEIL_KEY``              this party's private key (default: its cert, ``.key``)
+``VEIL_INSECURE=1``       plain TCP, only from the loud ``--insecure`` flag
+``VEIL_CONNECT_TIMEOUT``  seconds to wait for all peers to come up (default 120)
+``VEIL_TIMEOUT``          overrides ``Config.timeout`` (seconds a party waits for a peer)
+``VEIL_LISTEN_FD``        an already bound listening socket (``veil run -n`` only)
+========================  ==========================================================
+
+Every `veil.run` call is one *run* over the same connections (made on the first call):
+a run-start barrier checks all parties agree on run number, party count and protocol,
+and a run-end barrier makes `veil.run` return only once every party has finished, as the
+in-process mode does. Neither barrier is metered, so `veil.stats()` is the same in both
+modes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import os
+import socket
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from ..comm import Communicator
+from ..config import Config
+from ..context import activate
+from ..errors import AbortedError, PartyError, ProtocolUsageError, VeilError
+from ..runtime import setup_party
+from .cluster import Cluster, load_cluster
+from .connect import Connector, listen
+from .link import ABORTED, DATA, END, START, Hub, out_of_step
+from .tls import Identity, warn_insecure
+
+DEFAULT_CONNECT_TIMEOUT = 120.0
+DEALER = "dealer"
+
+
+def env_rank(n: int) -> int:
+    raw = os.environ.get("VEIL_PARTY", "")
+    if raw == DEALER:
+        return n
+    if not raw.isdigit() or int(raw) >= n:
+        raise ProtocolUsageError(f"VEIL_PARTY={raw!r}: expected a rank 0..{n - 1} or "
+                                 f"'{DEALER}' (start parties with `veil run`)")
+    return int(raw)
+
+
+def env_cluster() -> Cluster:
+    path = os.environ.get("VEIL_CLUSTER")
+    if not path:
+        raise ProtocolUsageError("VEIL_PARTY is set but VEIL_CLUSTER is not: start parties "
+                                 "with `veil run -n N script.py` or `veil run --cluster FILE "
+                                 "--party P script.py`")
+    return load_cluster(path)
+
+
+class Node:
+    """This process's place in the cluster: its rank, its links, how many runs so far."""
+
+    def __init__(self, cluster: Cluster, rank: int, timeout: float) -> None:
+        self.cluster, self.rank, self.n = cluster, rank, cluster.n
+        self.name = cluster.entry(rank).name
+        self.runs = 0
+        self.stopped: PartyError | None = None
+        insecure = os.environ.get("VEIL_INSECURE") == "1"
+        if insecure:
+            warn_insecure(self.name)
+            ident = None
+        else:
+            cert = cluster.entry(rank).cert
+            key = Path(os.environ.get("VEIL_KEY") or cert.with_suffix(".key"))
+            ident = Identity(cert, key, cluster.ca)
+        deadline = float(os.environ.get("VEIL_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT)
+        listener = None
+        if rank < self.n:
+            fd = os.environ.get("VEIL_LISTEN_FD")
+            listener = socket.socket(fileno=int(fd)) if fd else listen(cluster, rank)
+        self.hub: Hub = Connector(cluster, rank, ident, deadline, timeout).run(listener)
+        atexit.register(self.goodbye)
+
+    def goodbye(self) -> None:
+        if self.stopped is None and not self.hub.closing:
+            self.hub.goodbye()
+
+    def abort(self, exc: PartyError) -> None:
+        """Pass the first failure on to every peer (named, with its cause), once."""
+        if self.stopped is None:
+            self.stopped = exc
+            why = exc.cause
+            if isinstance(exc, AbortedError):     # pass on the original cause, not ours
+                why = why.removeprefix(ABORTED)
+            self.hub.abort(exc.party, why)
+
+    def check_usable(self) -> None:
+        if self.stopped is not None:
+            raise PartyError(self.name, f"cannot start another run: an earlier run failed "
+                                        f"({self.stopped})")
+
+    # -- run barriers (transport control frames: not metered) -----------------------------
+    def start_run(self, header: dict, timeout: float) -> None:
+        self.hub.timeout = timeout
+        body = json.dumps(header).encode()
+        for link in self.hub.links.values():
+            self.hub.write(link, START, body)
+        for j in range(self.n):
+            if j != self.rank:
+                got = self.expect(j, START, "the start of a run", timeout)
+                if got != header:
+                    raise PartyError(self.hub.links[j].name, _mismatch(got, header))
+
+    def end_run(self, timeout: float) -> None:
+        for link in self.hub.links.values():
+            self.hub.write(link, END, b"")
+        for j in range(self.n):
+            if j != self.rank:
+                self.expect(j, END, "the end of the run", timeout)
+
+    def expect(self, j: int, kind: int, what: str, timeout: float | None):
+        link = self.hub.links[j]
+        got, body = self.hub.read(link, timeout)
+        if got != kind:
+            raise out_of_step(link, got, what) if got != DATA else PartyError(
+                link.name, f"is still sending data at {what}: parties out of step (do all "
+                           f"parties run the same program?)")
+        return json.loads(bytes(body).decode()) if body else None
+
+
+def _mismatch(got: dict, mine: dict) -> str:
+    diffs = ", ".join(f"{k}={got.get(k)!r} (here {mine[k]!r})" for k in mine
+                      if got.get(k) != mine[k])
+    return f"started a different run: {diffs}; all parties must make the same veil.run calls"
+
+
+_NODE: Node | None = None   # one per process: under `veil run` the process *is* one party
+
+
+def node(timeout: float) -> Node:
+    """This process's node, connecting to every peer on first use."""
+    global _NODE
+    if _NODE is None:
+        cluster = env_cluster()
+        _NODE = Node(cluster, env_rank(cluster.n), timeout)
+    return _NODE
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What peers are told about this party's own error: veil errors in full (they never
+    carry secret values), other exceptions by type only, since their text may hold data."""
+    if isinstance(exc, VeilError):
+        return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return f"{type(exc).__name__} (details only in that party's own output)"
+
+
+def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, protocol: str,
+                  seed: int | None, config: Config) -> list[Any]:
+    """Run ``fn`` as this process's party; return a list of length ``parties`` holding
+    this party's result at its rank and ``None`` at every other rank.
+
+    In-process, ``veil.run`` returns every party's result; here each process only has its
+    own, at the same place, so ``veil.run(f, parties=2)[veil_rank]`` means the same thing
+    in both modes. Code that reads another party's slot gets ``None``: reveal the value to
+    that party (``x.reveal(to=p)``) and use it there instead.
+
+    >>> # under `veil run -n 2 script.py`, in party 1:
+    >>> veil.run(job, parties=2, seed=0)             # doctest: +SKIP
+    [None, tensor([ 3.0000, -1.0000])]
+    """
+    cluster = env_cluster()
+    if parties != cluster.n:
+        raise ProtocolUsageError(
+            f"veil.run(parties={parties}) but this cluster has {cluster.n} parties "
+            f"({cluster.path.name}); start it with `veil run -n {parties}` or change "
+            f"parties= to {cluster.n}")
+    if os.environ.get("VEIL_TIMEOUT"):
+        config = dataclasses.replace(config, timeout=float(os.environ["VEIL_TIMEOUT"]))
+    me = node(config.timeout)
+    if me.rank == me.n:
+        raise ProtocolUsageError("the dealer does not run user scripts; it is started by "
+                                 "`veil run` as `python -m veil.net.dealer`")
+    me.check_usable()
+    me.runs += 1
+    results: list[Any] = [None] * parties
+    try:
+        me.start_run({"run": me.runs, "parties": parties, "protocol": protocol,
+                      "timeout": config.timeout}, config.timeout)
+        comm = Communicator(me.rank, me.n, dict(me.hub.links), config.timeout)
+        ctx = setup_party(me.rank, me.n, comm, protocol, config, seed)
+        activate(ctx)
+        try:
+            results[me.rank] = fn(*args, **kwargs)
+            ctx.provider.close()
+        finally:
+            activate(None)
+        me.end_run(config.timeout)
+    except PartyError as exc:            # a peer failed, stopped answering, or aborted
+        me.abort(exc)
+        raise
+    except BaseException as exc:          # this party's own failure (KeyboardInterrupt too)
+        err = PartyError(me.name, f"failed: {describe_failure(exc)}")
+        me.abort(err)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise PartyError(me.name, "failed: " + "".join(
+            traceback.format_exception_only(type(exc), exc)).strip()) from exc
+    return results
+
