@@ -1,3 +1,4 @@
 """Imports every workload module so the registry is complete (one line per area)."""
 
 from . import core_workloads  # noqa: F401
+from . import inference_workloads  # noqa: F401
