@@ -13,6 +13,10 @@ from .graph import Graph, iter_refs, map_refs, resolve_op
 from .lowering import LOWERINGS, any_secret
 
 
+_AS_RESHAPE = {"aten.view.default": "aten.reshape.default",
+               "aten._unsafe_view.default": "aten.reshape.default"}
+
+
 class LoweringError(VeilError):
     """A node of the captured graph failed while running; names the node and its source."""
 
@@ -31,7 +35,9 @@ class Interpreter:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self._ops = [None if n.op == "getitem" else resolve_op(n.op) for n in graph.nodes]
+        # views as reshapes: capture drops the clones that made tensors contiguous
+        self._ops = [None if n.op == "getitem" else
+                     resolve_op(_AS_RESHAPE.get(n.op, n.op)) for n in graph.nodes]
         # free each value after its last use: activations of a deep net add up
         last: dict[str, int] = {}
         for i, node in enumerate(graph.nodes):

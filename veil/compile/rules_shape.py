@@ -39,15 +39,19 @@ _MOVEMENT = [
     "roll.default", "repeat.default", "alias.default", "clone.default", "detach.default",
     "lift_fresh_copy.default", "index.Tensor", "index_select.default", "gather.default",
     "unfold.default", "tril.default", "triu.default", "narrow.default",
-    "as_strided.default", "diagonal.default", "movedim.int", "pixel_shuffle.default",
+    "diagonal.default", "movedim.int", "pixel_shuffle.default",
     "pixel_unshuffle.default",
 ]
+
+# Shares do not keep the strides torch had at capture (and capture drops the clones that
+# made tensors contiguous), so views are taken as reshapes, which copy when they must.
+_AS = {"view.default": aten.reshape.default, "_unsafe_view.default": aten.reshape.default}
 
 for _name in _MOVEMENT:
     _op = "aten." + _name
     _base, _over = _name.split(".")
     register_lowering(_op, note="local (each party moves its share)")(
-        _movement(_op, getattr(getattr(aten, _base), _over)))
+        _movement(_op, _AS.get(_name) or getattr(getattr(aten, _base), _over)))
 
 
 @register_lowering("aten.constant_pad_nd.default", note="local")

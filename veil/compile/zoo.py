@@ -180,7 +180,7 @@ def hf_gpt2(vocab=100, d=32, heads=2, layers=2, seq=16):
     """transformers' GPT2LMHeadModel from a small config (random weights)."""
     from transformers import GPT2Config, GPT2LMHeadModel
     cfg = GPT2Config(vocab_size=vocab, n_embd=d, n_head=heads, n_layer=layers,
-                     n_positions=seq, bos_token_id=0, eos_token_id=0)
+                     n_positions=seq, bos_token_id=0, eos_token_id=0, use_cache=False)
     return GPT2LMHeadModel(cfg).eval()
 
 
