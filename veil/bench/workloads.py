@@ -2,3 +2,4 @@
 
 from . import core_workloads  # noqa: F401
 from . import inference_workloads  # noqa: F401
+from . import training_workloads  # noqa: F401

@@ -7,10 +7,11 @@ magnitude whatever the logits, so no gradient clipping is needed at the output. 
 forward stashes the sigmoid / softmax it computes (``saved``) so backward costs no
 extra smooth function at all.
 
-Ranges (fixed point: |v| < 32768, 16 fractional bits by default): ``exp`` is only ever
-applied to non-positive numbers (results in (0, 1]); ``log`` only to numbers in
-[1, number of classes]; ``reciprocal`` only to a softmax denominator in
-[1, number of classes]. So a loss value stays accurate however large the logits get.
+Ranges (fixed point: |v| < 32768, 16 fractional bits by default): the smooth pieces
+come from veil.functions and are range-safe by construction: ``softplus`` and
+``sigmoid`` saturate to their asymptotes beyond |x| = 8, ``softmax`` / ``log_softmax``
+subtract the row maximum (exp only sees non-positive numbers, 1/sum only [1, classes]).
+So a loss value stays accurate however large the logits get.
 
 The ``*_input_grad`` functions compute d loss / d input without the loss value: what
 `veil.nn.fit` uses every step (the value costs an ``exp`` and a ``log`` more and is
@@ -79,13 +80,8 @@ def _mse_loss_grad(g, out, input, target, reduction="mean"):
 
 # -- binary cross-entropy with logits --------------------------------------------------------
 def bce_with_logits_terms(z, y):
-    """softplus(z) - y z elementwise, as relu(z) + log(1 + exp(-|z|)) - y z.
-
-    exp sees -|z| <= 0 and log sees 1 + exp(-|z|) in (1, 2]: no overflow at any z.
-    """
-    relu = z.ge(0) * z                         # one comparison, one select
-    u = (z - 2 * relu).exp()                   # exp(-|z|), since -|z| = z - 2 relu(z)
-    return relu + (u + 1).log() - y * z
+    """softplus(z) - y z elementwise (torch's formula; softplus saturates: any z is safe)."""
+    return z.softplus() - y * z
 
 
 @differentiable("binary_cross_entropy_with_logits")
@@ -129,34 +125,22 @@ def one_hot_target(input, target):
     return oh.movedim(-1, 1) if oh.dim() > 2 else oh
 
 
-def softmax_parts(z, dim: int):
-    """(z - max, exp(z - max), sum): the shared pieces of softmax and log-softmax."""
-    shifted = z - z.amax(dim=dim, keepdim=True)          # <= 0
-    e = shifted.exp()                                      # (0, 1]
-    return shifted, e, e.sum(dim=dim, keepdim=True)        # sum in [1, classes]
-
-
-def stable_softmax(z, dim: int):
-    _, e, s = softmax_parts(z, dim)
-    return e * s.reciprocal()
-
-
 @differentiable("cross_entropy")
 def cross_entropy(input, target, reduction: str = "mean", *, saved=None):
     """torch.nn.functional.cross_entropy over dim 1 (class indices or probabilities)."""
     dim = _class_dim(input)
     y = one_hot_target(input, target)
-    shifted, e, s = softmax_parts(input, dim)
+    logp = input.log_softmax(dim)
     if saved is not None:
-        saved["softmax"] = e * s.reciprocal()
-    nll = (s.log() - shifted) * y                         # -y log softmax, elementwise
+        saved["softmax"] = logp.exp()                     # exp of values <= 0: 6 rounds
+    nll = -(logp * y)
     rows = input.numel() // input.shape[dim]
     return _reduce(nll, reduction, rows)
 
 
 def cross_entropy_input_grad(input, target, reduction: str = "mean", softmax=None):
     dim = _class_dim(input)
-    p = stable_softmax(input, dim) if softmax is None else softmax
+    p = input.softmax(dim) if softmax is None else softmax
     rows = input.numel() // input.shape[dim]
     return (p - one_hot_target(input, target)) * _scale(reduction, rows)
 

@@ -91,6 +91,25 @@ def evaluate(model, X, y, *, to: int | None = None, batch_size: int = 512):
     return None if n is None else n.item() / X.shape[0]
 
 
+def train_epoch(model, loader, criterion, optimizer, *, clip_value: float | None = None,
+                on_step=None):
+    """One pass over ``loader``: the training steps only (no loss value, nothing revealed).
+    Returns the outputs and targets of every step (detached), for the epoch's metrics."""
+    outs, ys = [], []
+    for step, (xb, yb) in enumerate(loader):
+        out = model(xb)
+        out.backward(criterion.input_grad(out, yb))
+        if clip_value is not None:
+            clip_grad_value_(model.parameters(), clip_value)
+        optimizer.step()
+        optimizer.zero_grad()
+        outs.append(out.detach())
+        ys.append(yb)
+        if on_step is not None:
+            on_step(step + 1)
+    return outs, ys
+
+
 def fit(model, loader, criterion, optimizer, epochs: int, *, eval_data=None,
         metrics_to: int | None | str = "auto", clip_value: float | None = None,
         progress: bool = True, stream=None) -> History:
@@ -109,17 +128,8 @@ def fit(model, loader, criterion, optimizer, epochs: int, *, eval_data=None,
     model.train()
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        outs, ys = [], []
-        for step, (xb, yb) in enumerate(loader):
-            out = model(xb)
-            out.backward(criterion.input_grad(out, yb))
-            if clip_value is not None:
-                clip_grad_value_(model.parameters(), clip_value)
-            optimizer.step()
-            optimizer.zero_grad()
-            outs.append(out.detach())
-            ys.append(yb)
-            bar.step(epoch, step + 1)
+        outs, ys = train_epoch(model, loader, criterion, optimizer, clip_value=clip_value,
+                               on_step=lambda step: bar.step(epoch, step))
         seconds = time.perf_counter() - t0
         with no_grad():
             all_out, all_y = cat(outs, 0), cat(ys, 0)
@@ -137,4 +147,4 @@ def fit(model, loader, criterion, optimizer, epochs: int, *, eval_data=None,
     return history
 
 
-__all__ = ["fit", "evaluate", "History", "Progress"]
+__all__ = ["fit", "train_epoch", "evaluate", "History", "Progress"]
