@@ -6,7 +6,7 @@ the other parties and secret-shares the weights. The result runs the graph on se
 inputs, one lowering rule per ATen op (veil.compile.lowering.LOWERINGS).
 """
 
-from . import rules_elementwise, rules_nn, rules_shape  # noqa: F401  (fill the table)
+from . import rules_attention, rules_elementwise, rules_nn, rules_shape  # noqa: F401  (table)
 from .capture import capture
 from .graph import Graph
 from .interpreter import Interpreter, LoweringError

@@ -31,6 +31,7 @@ import torch.utils._pytree as pytree
 from ..errors import ProtocolUsageError
 from .graph import Graph, Input, Node, Param, Ref, dtype_name, op_name
 from .passes import run_passes
+from .rules_attention import KEPT_OPS
 from .support import check_supported
 
 
@@ -56,6 +57,7 @@ def capture(model: torch.nn.Module, args=(), kwargs=None, *, public_inputs=(),
             except ProtocolUsageError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any export failure → fallback
+                _check_runs(model, args, kwargs)
                 warnings.warn(f"torch.export could not capture {type(model).__name__} "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                               f"tracing with make_fx instead, which fixes Python control "
@@ -68,6 +70,16 @@ def capture(model: torch.nn.Module, args=(), kwargs=None, *, public_inputs=(),
     if check:
         check_supported(graph)
     return graph, weights
+
+
+def _check_runs(model, args, kwargs) -> None:
+    """A model that fails in plain torch on its example gets that error, not a fallback."""
+    try:
+        model(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ProtocolUsageError(f"{type(model).__name__} raises on its example input in "
+                                 f"plain torch ({type(exc).__name__}: {exc}); fix the model or "
+                                 f"the example first") from exc
 
 
 @contextlib.contextmanager
@@ -98,7 +110,7 @@ def _mark_public(graph: Graph, public_inputs) -> None:
 
 # -- torch.export -----------------------------------------------------------------------------
 def _from_export(model, args, kwargs):
-    ep = torch.export.export(model, args, kwargs).run_decompositions()
+    ep = torch.export.export(model, args, kwargs).run_decompositions(_decompositions())
     from torch.export.graph_signature import InputKind
     keys = _input_keys(args, kwargs)
     kinds, values = {}, {}
@@ -122,6 +134,15 @@ def _from_export(model, args, kwargs):
                                      f"veil does not support")
     spec = pytree.treespec_dumps(ep.call_spec.out_spec)
     return _convert(ep.graph_module.graph, kinds, values, spec)
+
+
+def _decompositions(table=None):
+    """Core ATen, except attention, which the lowering table takes whole (see
+    rules_attention: the mask is then visible and the decomposed form does not re-trace)."""
+    table = dict(torch.export.default_decompositions() if table is None else table)
+    for name in KEPT_OPS:
+        table.pop(getattr(torch.ops.aten, name).default, None)
+    return table
 
 
 def _input_keys(args, kwargs):
@@ -162,7 +183,8 @@ def _from_make_fx(model, args, kwargs):
 
     out_spec = pytree.treespec_dumps(pytree.tree_flatten(model(*args, **kwargs))[1])
     gm = make_fx(torch.func.functionalize(fn, remove="mutations_and_views"),
-                 decomposition_table=core_aten_decompositions(), record_stack_traces=True,
+                 decomposition_table=_decompositions(core_aten_decompositions()),
+                 record_stack_traces=True,
                  record_module_stack=True,
                  # run data-dependent Python control flow on the example's real values
                  _error_on_data_dependent_ops=False)(

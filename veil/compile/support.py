@@ -40,7 +40,8 @@ def secret_sources(graph: Graph) -> dict[str, frozenset]:
     return src
 
 
-def problems(graph: Graph) -> list[str]:
+def problems(graph: Graph) -> list[tuple]:
+    """(op, node name, source, why, hint) for every may-be-secret node that cannot run."""
     src = secret_sources(graph)
     meta = graph.meta()
 
@@ -57,7 +58,7 @@ def problems(graph: Graph) -> list[str]:
             why = "has no lowering for secret values"
         elif rule.missing():
             why = (f"needs SecretTensor.{'/'.join(rule.missing())} (veil.functions), which "
-                   f"this veil does not have yet")
+                   f"this veil does not have")
         else:
             why = rule.check(n, shape_of) if rule.check else None
             if why is None:
@@ -67,13 +68,13 @@ def problems(graph: Graph) -> list[str]:
             names = ", ".join(repr(d) for d in sorted(deps))
             hint = (f"; it depends only on input(s) {names}: if every party knows them, "
                     f"pass public_inputs=({names},)")
-        out.append(f"{n.op} at node {n.name!r}{' (' + n.src + ')' if n.src else ''} "
-                   f"{why}{hint}")
+        out.append((n.op, n.name, n.src, why, hint))
     return out
 
 
 def check_supported(graph: Graph) -> None:
-    found = problems(graph)
+    found = [f"{op} at node {name!r}{' (' + src + ')' if src else ''} {why}{hint}"
+             for op, name, src, why, hint in problems(graph)]
     if found:
         more = f"\n  ... and {len(found) - 12} more" if len(found) > 12 else ""
         raise UnsupportedOpError(
