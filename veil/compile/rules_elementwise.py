@@ -70,18 +70,31 @@ def _square(x):
     return x.square()
 
 
-@register_lowering("aten.pow.Tensor_Scalar",
+def _pow_method(e) -> str | None:
+    e = float(e)
+    if e.is_integer() and e >= 0:
+        return None
+    return {0.5: "sqrt", -0.5: "rsqrt"}.get(e, "reciprocal" if e.is_integer() else "pow_float")
+
+
+def _pow_check(node, shape_of):
+    from ..tensor import SecretTensor
+    method = _pow_method(node.args[1]) if isinstance(node.args[1], (int, float)) else None
+    if method and not hasattr(SecretTensor, method):
+        return f"x ** {node.args[1]} needs SecretTensor.{method} (veil.functions)"
+    return None
+
+
+@register_lowering("aten.pow.Tensor_Scalar", check=_pow_check,
                    note="integer powers by squaring; 0.5 / -0.5 / -1 via sqrt / rsqrt / "
                         "reciprocal")
 def _pow(x, e):
-    if float(e).is_integer() and e >= 0:
+    method = _pow_method(e)
+    if method is None:
         return x.pow(int(e))
-    special = {0.5: "sqrt", -0.5: "rsqrt", -1.0: "reciprocal"}
-    if float(e) in special:
-        return getattr(x, special[float(e)])()
-    if float(e).is_integer():
+    if method == "reciprocal":
         return x.reciprocal().pow(-int(e))
-    return x.pow_float(e)
+    return getattr(x, method)() if method != "pow_float" else x.pow_float(e)
 
 
 # -- comparisons and logic (bit shares) ----------------------------------------------------
