@@ -1,0 +1,112 @@
+"""Range reduction by powers of two: which octave bucket a secret holds, in one msb call.
+
+reciprocal, sqrt, rsqrt and log need relative accuracy over ~30 octaves (2^-14 .. 2^15 at
+16 fractional bits), which no single low-degree polynomial gives. Like SIRNN (Rathee et
+al. 2021) and SecretFlow-SPU we normalise x = x_n 2^(s j) with x_n in [2^(-s/2), 2^(s/2))
+and evaluate the function on x_n only. SPU finds the leading bit with a bit decomposition;
+here every bucket edge is one comparison and all of them go in ONE batched msb call
+(6 rounds at 2 parties), so the reduction costs one comparison per edge and no extra
+depth. Buckets of s = 4 octaves (x_n in [1/4, 4)) balance the edge count (7 at default
+settings) against the polynomial degree needed on [1/4, 4).
+
+Moving between x and x_n multiplies by public powers of two chosen by a secret one-hot:
+one ``select`` round (exact: a bit times a share, no truncation) plus local shifts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..context import current
+from . import _kern as K
+
+
+@dataclass(frozen=True)
+class Buckets:
+    onehot: torch.Tensor          # (k, *shape) XOR-shared indicator bits
+    js: tuple[int, ...]           # octave index j of each bucket: x = sign * x_n * 2^(s j)
+    signs: tuple[int, ...]        # +1 / -1
+    s: int
+
+
+def octave_range(s: int) -> tuple[int, int]:
+    """Bucket indices (j_lo, j_hi) covering 4 ulp .. the comparison-safe bound."""
+    cfg = current().config
+    top = cfg.compare_bits - 1 - cfg.frac_bits          # log2 of the safe bound
+    j_lo = math.floor((-cfg.frac_bits + 2 + s / 2) / s)
+    j_hi = math.ceil((top - s / 2) / s)
+    return j_lo, j_hi
+
+
+def edges(s: int) -> list[float]:
+    j_lo, j_hi = octave_range(s)
+    return [2.0 ** (s * j + s / 2) for j in range(j_lo, j_hi)]
+
+
+def find(x: torch.Tensor, s: int = 4, signed: bool = False) -> Buckets:
+    """The bucket of every element of x (scale F). ``signed`` adds the mirrored buckets."""
+    j_lo, j_hi = octave_range(s)
+    pos = edges(s)
+    js = list(range(j_lo, j_hi + 1))
+    if not signed:
+        return Buckets(K.onehot(K.ge_many(x, pos)), tuple(js), (1,) * len(js), s)
+    ths = [-t for t in reversed(pos)] + [0.0] + pos
+    return Buckets(K.onehot(K.ge_many(x, ths)), tuple(js[::-1] + js),
+                   (-1,) * len(js) + (1,) * len(js), s)
+
+
+def scale_sum(bk: Buckets, sels: list[torch.Tensor], power: float,
+              with_sign: bool = True) -> torch.Tensor:
+    """sum_j sign_j^[with_sign] * sels[j] * 2^(power * s * j), exactly where possible.
+
+    ``sels[j]`` is bucket j's selected share (zero outside bucket j). Up-scaling is an
+    exact shift; all down-scaled terms are summed at a common scale and truncated once
+    (magnitudes stay below 2^(2 + F + shift), far from the truncation failure zone).
+    """
+    exps = [power * bk.s * j for j in bk.js]
+    if any(not float(e).is_integer() for e in exps):
+        raise ValueError("internal: bucket scaling needs integer exponents")
+    exps = [int(e) for e in exps]
+    low = min(min(exps), 0)
+    up = None
+    down = None
+    for sel, e, sg in zip(sels, exps, bk.signs):
+        term = -sel if (with_sign and sg < 0) else sel
+        if e >= 0:
+            up = term << e if up is None else up + (term << e)
+        else:
+            t = term << (e - low)
+            down = t if down is None else down + t
+    if down is not None:
+        down = K.trunc([down], -low)[0]
+        up = down if up is None else up + down
+    return up
+
+
+def select_each(bk: Buckets, values: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """For each value, its per-bucket selections onehot_j * value, all in ONE select call."""
+    k = len(bk.js)
+    pairs = [(bk.onehot[j], v) for v in values for j in range(k)]
+    flat = K.select_many(pairs)
+    return [flat[i * k:(i + 1) * k] for i in range(len(values))]
+
+
+def normalise(bk: Buckets, x: torch.Tensor, extra: list[torch.Tensor] = ()) -> tuple:
+    """x_n = |x| 2^(-s j) in [2^(-s/2), 2^(s/2)), plus selections of ``extra`` values.
+
+    One select round. Returns (x_n, [per-bucket selections of each extra value]).
+    """
+    sel = select_each(bk, [x, *extra])
+    return scale_sum(bk, sel[0], -1.0), sel[1:]
+
+
+def rescale(bk: Buckets, y: torch.Tensor, power: float, with_sign: bool) -> torch.Tensor:
+    """y * sign * 2^(power s j) for each element's bucket j: one select round."""
+    return scale_sum(bk, select_each(bk, [y])[0], power, with_sign)
+
+
+__all__ = ["Buckets", "octave_range", "edges", "find", "scale_sum", "select_each",
+           "normalise", "rescale"]

@@ -1,0 +1,156 @@
+"""Polynomials on secret shares: fitted in the Chebyshev basis, evaluated in log depth.
+
+Why Chebyshev and not monomials: a degree-23 fit of the sigmoid on [-8, 8] has monomial
+coefficients near 10^4, so 16-bit fixed-point noise in x^k is multiplied by 10^4 (error
+0.7); the same fit in the Chebyshev basis has coefficients below 1 and |T_k| <= 1, so the
+noise stays at a few ulp (measured: 1e-4). This is the classic argument for Chebyshev
+expansions (Trefethen, *Approximation Theory and Approximation Practice*, ch. 3 and 18);
+SIRNN and SecretFlow-SPU likewise keep fixed-point polynomials on small normalised ranges.
+
+Evaluation: T_{a+b} = 2 T_a T_b - T_{|a-b|}, so every T_k with 2^(r-1) < k <= 2^r comes from
+one product of known terms; they all go in ONE batched multiplication, and a degree-d
+polynomial costs ceil(log2 d) rounds and d - 1 products. Even and odd functions on [-T, T]
+are evaluated through v = T_2(x/T) = 2 (x/T)^2 - 1 (g(v), or (x/T) g(v)), which halves the
+degree and the products.
+
+The argument map u = a x + b uses an ``a`` that is exactly representable at the run's
+scale and the fit is made for that exact map, so quantising public constants adds no
+systematic error (a 1/T rounded to 16 bits is off by up to 3e-5 relative, which a
+relative-accuracy function like exp would carry into its output). Fits are computed on
+first use for each ``frac_bits`` (numpy least squares at Chebyshev nodes, milliseconds,
+deterministic) and cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import _kern as K
+
+
+@dataclass(frozen=True)
+class Poly:
+    """sum_k c_k T_k(u) with u = a x + b (or, with a parity, u = a x and v = 2u^2 - 1)."""
+    coeffs: tuple[float, ...]
+    a: float
+    b: float = 0.0
+    parity: str | None = None     # None, "even" (g(v)) or "odd" (u g(v))
+
+    @property
+    def degree(self) -> int:
+        return len(self.coeffs) - 1
+
+    def plain(self, x: np.ndarray) -> np.ndarray:
+        """The polynomial in float64 (what the secret evaluation approximates)."""
+        u = self.a * x + self.b
+        if self.parity is None:
+            return np.polynomial.chebyshev.chebval(u, self.coeffs)
+        g = np.polynomial.chebyshev.chebval(2 * u * u - 1, self.coeffs)
+        return g * u if self.parity == "odd" else g
+
+
+def _nodes(n: int) -> np.ndarray:
+    return np.cos(np.pi * (np.arange(n) + 0.5) / n)
+
+
+def _exact(c: float, frac: int) -> float:
+    return round(c * 2 ** frac) / 2 ** frac
+
+
+@lru_cache(maxsize=None)
+def fit(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int, frac: int,
+        *, half: float | None = None, relative: bool = False) -> Poly:
+    """Fit ``f`` on [lo, hi] by a degree-``degree`` polynomial of u = a x + b.
+
+    ``half`` (default (hi - lo) / 2) sets a = 1/half; a and b are rounded to what scale
+    ``frac`` holds exactly, and the fit is made for the rounded map. ``relative``
+    minimises relative instead of absolute error.
+
+    >>> import numpy as np
+    >>> p = fit(np.exp, -1.0, 1.0, 8, 16)
+    >>> bool(abs(p.plain(np.array([0.5]))[0] - np.exp(0.5)) < 1e-7)
+    True
+    """
+    half = (hi - lo) / 2 if half is None else half
+    a = _exact(1.0 / half, frac)
+    b = _exact(-a * (lo + hi) / 2, 2 * frac)
+    u_lo, u_hi = a * lo + b, a * hi + b
+    u = u_lo + (_nodes(max(8 * degree, 256)) + 1) * (u_hi - u_lo) / 2
+    x = (u - b) / a
+    y = f(x)
+    w = 1.0 / np.abs(y) if relative else None
+    c = np.polynomial.chebyshev.chebfit(u, y, degree, w=w)
+    return Poly(tuple(float(v) for v in c), a, b)
+
+
+@lru_cache(maxsize=None)
+def fit_parity(f: Callable[[np.ndarray], np.ndarray], T: float, degree: int, frac: int,
+               parity: str) -> Poly:
+    """Fit an even or odd ``f`` on [-T, T] as g(v) or u g(v), v = 2u^2 - 1, u = a x."""
+    if parity not in ("even", "odd"):
+        raise ValueError(f"parity must be 'even' or 'odd', got {parity!r}")
+    a = _exact(1.0 / T, frac)
+    v = _nodes(max(8 * degree, 256))
+    u = np.sqrt((v + 1) / 2)
+    y = f(u / a)
+    if parity == "odd":
+        y = y / u
+    c = np.polynomial.chebyshev.chebfit(v, y, degree)
+    return Poly(tuple(float(x) for x in c), a, 0.0, parity)
+
+
+# -- secret evaluation ------------------------------------------------------------------
+def basis(u: torch.Tensor, degree: int) -> list:
+    """Shares of T_0 (None: the constant 1), T_1 = u, ..., T_degree of u (scale F)."""
+    f = K.F()
+    T: list = [None, u]
+    h = 1
+    while len(T) <= degree:
+        ks = list(range(h + 1, min(2 * h, degree) + 1))
+        prods = K.products([(T[h], T[k - h]) for k in ks])
+        fresh = []
+        for k, z in zip(ks, prods):
+            low = T[2 * h - k]
+            # 2 T_h T_{k-h} - T_{2h-k}, still at scale 2F: one truncation for the layer.
+            fresh.append(K.add_const(2 * z, -1.0, 2 * f) if low is None else 2 * z - (low << f))
+        T.extend(K.trunc(fresh, f))
+        h *= 2
+    return T[:degree + 1]
+
+
+def combine(T: list, coeffs) -> torch.Tensor:
+    """sum_k c_k T_k with public coefficients, one truncation."""
+    return K.lincomb(list(zip(coeffs[1:], T[1:])), const=coeffs[0], like=T[1])
+
+
+def evaluate(x: torch.Tensor, polys: list[Poly]) -> list[torch.Tensor]:
+    """Evaluate polynomials that share one argument map at the shares x (scale F)."""
+    p0 = polys[0]
+    if any((p.a, p.b, p.parity is None) != (p0.a, p0.b, p0.parity is None) for p in polys):
+        raise ValueError("internal: evaluate() needs polynomials with one argument map")
+    u = K.lincomb([(p0.a, x)], const=p0.b)
+    if p0.parity is None:
+        T = basis(u, max(p.degree for p in polys))
+        return [combine(T, p.coeffs) for p in polys]
+    (sq,) = K.mul([(u, u)])
+    v = K.add_const(2 * sq, -1.0)
+    T = basis(v, max(p.degree for p in polys))
+    outs = [combine(T, p.coeffs) for p in polys]
+    odd = [i for i, p in enumerate(polys) if p.parity == "odd"]
+    for i, o in zip(odd, K.mul([(u, outs[i]) for i in odd])):
+        outs[i] = o
+    return outs
+
+
+def rounds(p: Poly) -> int:
+    """Multiplication rounds of one evaluation (for cost notes and tests)."""
+    r = max(p.degree - 1, 0).bit_length()
+    return r + (0 if p.parity is None else 1) + (1 if p.parity == "odd" else 0)
+
+
+__all__ = ["Poly", "fit", "fit_parity", "basis", "combine", "evaluate", "rounds"]
