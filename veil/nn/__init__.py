@@ -21,9 +21,10 @@ from .layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GEL
                      LayerNorm, Linear, MaxPool2d, ReLU, Sigmoid, Tanh)
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Sequential, parameter
+from .plot import save_loss_curve
 from .train import History, evaluate, fit
 
 __all__ = ["Module", "Sequential", "parameter", "Linear", "Conv2d", "ReLU", "Sigmoid", "Tanh",
            "GELU", "Identity", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "LayerNorm", "Dropout", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-           "functional", "utils", "from_torch", "fit", "evaluate", "History"]
+           "functional", "utils", "from_torch", "fit", "evaluate", "History", "save_loss_curve"]

@@ -27,6 +27,7 @@ from ..autograd import differentiable, is_unit_grad
 from ..errors import ProtocolUsageError
 from ..functions.grad_rules import register_grad
 from ..tensor.core import as_public, is_secret
+from ..tensor.dispatch import register_torch
 
 
 def _scale(reduction: str, n: int) -> float:
@@ -149,3 +150,28 @@ def cross_entropy_input_grad(input, target, reduction: str = "mean", softmax=Non
 def _cross_entropy_grad(g, out, input, target, reduction="mean", *, saved=None):
     d = cross_entropy_input_grad(input, target, reduction, saved and saved.get("softmax"))
     return (_upstream(d, g) if _needs(input) else None, None, None)
+
+
+# -- torch.nn.functional entry points (so F.cross_entropy(secret, y) works) --------------------
+_DEFAULTS = {"size_average": None, "reduce": None, "weight": None, "pos_weight": None,
+             "ignore_index": -100, "label_smoothing": 0.0}
+
+
+def _entry(name: str, fn):
+    """F.<name>(input, target, ..., reduction=...) on secret tensors; other options must
+    keep their defaults (they are not supported), and are refused by name otherwise."""
+    def entry(input, target, *args, reduction: str = "mean", **kwargs):
+        bad = sorted(k for k, v in kwargs.items() if k not in _DEFAULTS or v != _DEFAULTS[k])
+        if args or bad:
+            raise ProtocolUsageError(
+                f"F.{name} on secret tensors supports reduction='mean'/'sum' only (by "
+                f"keyword); got {bad or f'{len(args)} positional option(s)'}")
+        return fn(input, target, reduction)
+    entry.__name__ = name
+    return entry
+
+
+register_torch([F.mse_loss], _entry("mse_loss", mse_loss))
+register_torch([F.binary_cross_entropy_with_logits],
+               _entry("binary_cross_entropy_with_logits", binary_cross_entropy_with_logits))
+register_torch([F.cross_entropy], _entry("cross_entropy", cross_entropy))
