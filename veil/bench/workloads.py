@@ -3,3 +3,4 @@
 from . import core_workloads  # noqa: F401
 from . import inference_workloads  # noqa: F401
 from . import training_workloads  # noqa: F401
+from . import function_workloads  # noqa: F401

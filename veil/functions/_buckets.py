@@ -9,8 +9,17 @@ here every bucket edge is one comparison and all of them go in ONE batched msb c
 depth. Buckets of s = 4 octaves (x_n in [1/4, 4)) balance the edge count (7 at default
 settings) against the polynomial degree needed on [1/4, 4).
 
-Moving between x and x_n multiplies by public powers of two chosen by a secret one-hot:
-one ``select`` round (exact: a bit times a share, no truncation) plus local shifts.
+Moving between x and x_n multiplies by public powers of two chosen by a secret one-hot,
+in one of two ways:
+
+* ``normalise`` / ``rescale``: one ``select`` per bucket (exact: a bit times a share), in
+  one round; costs k selects per element for k buckets.
+* ``arith`` then ``scale_mul``: one b2a round turns the one-hot into 0/1 integers
+  (cheap: bits on the wire), after which the factor sum_j a_j 2^(e_j) is a local linear
+  combination and applying it is ONE product round with two products per element: the
+  factors >= 1 as integers (exact, no truncation, so large outputs cannot hit the
+  truncation failure zone) and the factors < 1 at a fixed-point scale (results < 4 * 2^F).
+  One round more than ``normalise`` the first time, same rounds after, far fewer bytes.
 """
 
 from __future__ import annotations
@@ -108,5 +117,53 @@ def rescale(bk: Buckets, y: torch.Tensor, power: float, with_sign: bool) -> torc
     return scale_sum(bk, select_each(bk, [y])[0], power, with_sign)
 
 
-__all__ = ["Buckets", "octave_range", "edges", "find", "scale_sum", "select_each",
+def arith(bk: Buckets) -> torch.Tensor:
+    """The one-hot as additive 0/1 integers (scale 0): one b2a round."""
+    return K.b2a(bk.onehot)
+
+
+def factors(bk: Buckets, a: torch.Tensor, power: float, with_sign: bool = True):
+    """(integer factor, fractional factor at scale fs, fs) for y * sign * 2^(power s j)."""
+    exps = [power * bk.s * j for j in bk.js]
+    if any(not float(e).is_integer() for e in exps):
+        raise ValueError("internal: bucket scaling needs integer exponents")
+    exps = [int(e) for e in exps]
+    fs = max([K.F()] + [-e for e in exps])
+    big, small = None, None
+    for row, e, sg in zip(a, exps, bk.signs):
+        sign = -1 if (with_sign and sg < 0) else 1
+        if e >= 0:
+            t = row * (sign << e) if e else row * sign
+            big = t if big is None else big + t
+        else:
+            t = row * (sign << (fs + e))
+            small = t if small is None else small + t
+    return big, small, fs
+
+
+def scale_mul(bk: Buckets, a: torch.Tensor, ys: list[torch.Tensor], power: float,
+              with_sign: bool = True, untruncated: bool = False) -> list:
+    """y * sign_j * 2^(power s j) for each y, in ONE product round (two products per y).
+
+    With ``untruncated`` returns (exact part, part at scale F + fs, fs) per y instead, so
+    a caller can sum the second part before its one truncation (softmax row sums).
+    """
+    big, small, fs = factors(bk, a, power, with_sign)
+    pairs = [(y, f) for y in ys for f in (big, small) if f is not None]
+    prods = iter(K.products(pairs))
+    out = []
+    for _ in ys:
+        exact = next(prods) if big is not None else None
+        pending = next(prods) if small is not None else None
+        if untruncated:
+            out.append((exact, pending, fs))
+            continue
+        if pending is not None:
+            pending = K.trunc([pending], fs)[0]
+            exact = pending if exact is None else exact + pending
+        out.append(exact)
+    return out
+
+
+__all__ = ["Buckets", "arith", "factors", "scale_mul", "octave_range", "edges", "find", "scale_sum", "select_each",
            "normalise", "rescale"]

@@ -3,8 +3,9 @@
 exp (default): range reduction with exact powers of two. Buckets of width 6 ln 2 start
 at c_j = 6 j ln 2; all bucket edges are compared in ONE batched msb call (7 edges at 16
 fractional bits), a b2a round turns the one-hot into r = x - c_j in [0, 6 ln 2), a
-degree-8 Chebyshev fit of e^r (relative error 8e-6) takes 3 rounds, and one select round
-multiplies by e^(c_j) = 2^(6j), an exact shift. 11 rounds at 2 parties, relative error
+degree-8 Chebyshev fit of e^r (relative error 8e-6) takes 3 rounds, and one product
+round multiplies by e^(c_j) = 2^(6j) (an integer factor for j >= 0, exact; see
+_buckets.scale_mul). 11 rounds at 2 parties, relative error
 about 2e-4 (the fixed-point noise of the polynomial on [1, 64]). Saturation is part of
 the design: below c_lo = -(F+1) ln 2 (where e^x < half an ulp) the lowest one-hot row
 selects 0, and from ln(bound) = 10.4 up the result saturates at the fixed-point bound.
@@ -19,7 +20,7 @@ result is meaningless (docs/functions.md shows where). Use it when inputs are kn
 be in range.
 
 log: x = x_n 2^(4j) with x_n in [1/4, 4) (one batched msb, see _buckets), then
-log x = P(x_n) + 4 j ln 2 with a degree-14 Chebyshev fit of log on [1/4, 4): 11 rounds.
+log x = P(x_n) + 4 j ln 2 with a degree-14 Chebyshev fit of log on [1/4, 4): 12 rounds.
 
 pow_float: x ** e = exp(e log x) for x > 0 (sqrt, rsqrt and reciprocal for e = 1/2, -1/2,
 -1, integer e through repeated multiplication).
@@ -80,27 +81,17 @@ def exp_parts(x: torch.Tensor, upper: bool = True):
     js = list(range(j_lo, j_hi + 1))
     edges = [j * w for j in js] + ([top] if upper else [])
     rows = K.onehot(K.ge_many(x, edges))             # below, bucket j_lo.., (above)
-    inside = rows[1:1 + len(js)]
-    ints = K.b2a(inside)                              # 0/1 at scale 0
+    ints = K.b2a(rows[1:])                           # 0/1 at scale 0
     r = x - sum(a * K.enc(j * w) for a, j in zip(ints, js))
     (p,) = cheb.evaluate(r, [cheb.fit(_exp_np, 0.0, w, EXP_DEGREE, f, relative=True)])
-    pairs = [(inside[i], p) for i in range(len(js))]
-    if upper:
-        pairs.append((rows[-1], K.lift(2.0 ** (top / LN2) - 2.0 ** -f, x)))
-    sels = K.select_many(pairs)
-    exact, pending, low = None, None, STEP * min(j_lo, 0)
-    for sel, j in zip(sels, js):
-        if j >= 0:
-            t = sel << (STEP * j)
-            exact = t if exact is None else exact + t
-        else:
-            t = sel << (STEP * j - low)
-            pending = t if pending is None else pending + t
-    if upper:
-        exact = sels[-1] if exact is None else exact + sels[-1]
+    bk = B.Buckets(rows[1:1 + len(js)], tuple(js), (1,) * len(js), STEP)
+    ((exact, pending, bits),) = B.scale_mul(bk, ints[:len(js)], [p], 1.0, untruncated=True)
+    if upper:   # saturate: the bound minus one ulp, selected by the top row (local)
+        sat = ints[-1] * K.enc(2.0 ** (top / LN2) - 2.0 ** -f)
+        exact = sat if exact is None else exact + sat
     if exact is None:
         exact = torch.zeros_like(x)
-    return exact, pending, -low
+    return exact, pending, bits
 
 
 def exp_buckets(x: torch.Tensor, upper: bool = True) -> torch.Tensor:
@@ -156,13 +147,11 @@ def _log_poly():
 
 def log_shares(x: torch.Tensor) -> torch.Tensor:
     bk = B.find(x, 4)
-    one = K.lift(1.0, x)
-    x_n, (ones,) = B.normalise(bk, x, [one])
+    a = B.arith(bk)
+    (x_n,) = B.scale_mul(bk, a, [x], -1.0, with_sign=False)
     (p,) = cheb.evaluate(x_n, [_log_poly()])
-    # + 4 j ln 2 for the element's bucket j: the selected ones times public constants.
-    offset = K.lincomb([(bk.s * j * math.log(2.0), o) for j, o in zip(bk.js, ones)],
-                       like=x)
-    return p + offset
+    # + 4 j ln 2 for the element's bucket j: 0/1 integers times public constants (local).
+    return p + sum(row * K.enc(bk.s * j * LN2) for row, j in zip(a, bk.js))
 
 
 def log(x):
@@ -170,7 +159,7 @@ def log(x):
 
     Absolute error below 2e-4 from 2^-14 up to the fixed-point bound (default settings,
     plus the input's own rounding: d log x = dx / x). Non-positive inputs give
-    meaningless values; the range is not checked (that would reveal it). 11 rounds.
+    meaningless values; the range is not checked (that would reveal it). 12 rounds.
 
     >>> import torch, veil
     >>> def f():

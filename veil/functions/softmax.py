@@ -158,9 +158,9 @@ def _check_dim(x, dim):
 
 def _exp_parts(z: torch.Tensor):
     """Shares of exp(z) (z <= 0) and of its row sum (one truncation each)."""
-    _, pending, bits = exp_parts(z, upper=False)     # all buckets below 0: nothing exact
+    exact, pending, bits = exp_parts(z, upper=False)  # all buckets below 0: all pending
     e, s = K.trunc([pending, pending.sum(-1, keepdim=True)], bits)
-    return e, s
+    return e + exact, s + exact.sum(-1, keepdim=True)
 
 
 def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None):
