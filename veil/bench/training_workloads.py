@@ -26,7 +26,7 @@ import veil
 from .registry import Workload, register_workload
 
 LOGREG = dict(epochs=10, batch=32, lr=0.1, momentum=0.0, seed=0, split_at=15, label_owner=1)
-MLP = dict(epochs=12, batch=32, lr=0.01, seed=0, hidden=32, parties=3)
+MLP = dict(epochs=10, batch=32, lr=0.01, seed=0, hidden=32, parties=3)
 
 
 # -- data: every party prepares its own part locally ------------------------------------------

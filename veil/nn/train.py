@@ -79,6 +79,7 @@ def _default_metrics_party(loader):
 def evaluate(model, X, y, *, to: int | None = None, batch_size: int = 512):
     """Accuracy of ``model`` on secret ``(X, y)``, revealed to party ``to`` only (None:
     every party). Discloses the count of correct predictions, nothing per row."""
+    was_training = model.training
     model.eval()
     correct = None
     with no_grad():
@@ -86,7 +87,7 @@ def evaluate(model, X, y, *, to: int | None = None, batch_size: int = 512):
             out = model(X[at:at + batch_size])
             c = correct_count(out, y[at:at + batch_size])
             correct = c if correct is None else correct + c
-    model.train()
+    model.train(was_training)
     n = correct.reveal(to=to)                 # discloses the number of correct rows to ``to``
     return None if n is None else n.item() / X.shape[0]
 

@@ -69,7 +69,7 @@ class Adam(Optimizer):
         if group["weight_decay"]:
             g = g + p * group["weight_decay"]
         gs = g * s                                       # integer factor: no truncation
-        t = state.get("step", 0) + 1
+        t = state["step"] + 1
         m, v = state.get("m"), state.get("v")
         m = gs * (1 - b1) if m is None else m * b1 + gs * (1 - b1)
         sq = gs * gs                                     # one product

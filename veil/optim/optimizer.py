@@ -58,24 +58,41 @@ class Optimizer:
         group = self.param_groups[0]
         group["lr"] = _check_lr(group["lr"])
         live = [p for p in self.params if p.grad is not None]
-        if not live:
-            return
+        # Parameters that skipped a step (no gradient then) are at another step count:
+        # each count is updated as its own flat vector.
+        by_step: dict = {}
+        for p in live:
+            by_step.setdefault(self.state.setdefault(id(p), {}).get("step", 0), []).append(p)
         with no_grad():
-            flat_p = cat([p.detach().reshape(-1) for p in live])
-            flat_g = cat([p.grad.reshape(-1) for p in live])
-            key = tuple(id(p) for p in live)
-            new = self._update(flat_p, flat_g, self.state.setdefault(key, {}), group)
-            at = 0
-            for p in live:
-                n = p.numel()
-                p.data = new[at:at + n].reshape(p.shape)
-                at += n
+            for ps in by_step.values():
+                self._step_flat(ps, group)
+
+    def _step_flat(self, ps, group) -> None:
+        flat_p = cat([p.detach().reshape(-1) for p in ps])
+        flat_g = cat([p.grad.reshape(-1) for p in ps])
+        first = self.state[id(ps[0])]
+        keys = [k for k, v in first.items() if isinstance(v, SecretTensor)]
+        state = {"step": first.get("step", 0)}
+        for k in keys:
+            state[k] = cat([self.state[id(p)][k] for p in ps])
+        new = self._update(flat_p, flat_g, state, group)
+        at = 0
+        for p in ps:
+            n = p.numel()
+            p.data = new[at:at + n].reshape(p.shape)
+            mine = self.state[id(p)]
+            mine["step"] = state.get("step", 0)
+            for k, v in state.items():
+                if isinstance(v, SecretTensor):
+                    mine[k] = v[at:at + n]
+            at += n
 
     @staticmethod
     def _times_lr(x, lr):
         return x * lr if isinstance(lr, SecretTensor) else x * float(lr)
 
     def _update(self, p, g, state: dict, group: dict):
+        """The new flat parameter vector; may update ``state`` (flat tensors, "step")."""
         raise NotImplementedError
 
 
