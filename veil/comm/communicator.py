@@ -147,6 +147,33 @@ class Communicator:
         return [t if p == self.rank else self.recv_tensor(p, t.shape, t.dtype)
                 for p in self.parties()]
 
+    def all_reduce(self, tensors, xor: tuple[bool, ...] | None = None) -> list[torch.Tensor]:
+        """One round: send every tensor to every other party and combine what comes back.
+
+        Tensor i is summed (ring shares) or XORed (bit shares, ``xor[i]`` true). Inputs are
+        not modified.
+        """
+        tensors = list(tensors)
+        xor = xor or (False,) * len(tensors)
+        self.count_round()
+        for p in self.parties():
+            if p != self.rank:
+                for t in tensors:
+                    self.send_tensor(p, t)
+        outs = [None] * len(tensors)
+        for p in self.parties():
+            if p == self.rank:
+                continue
+            for i, t in enumerate(tensors):
+                got = self.recv_tensor(p, t.shape, t.dtype)
+                if outs[i] is None:
+                    outs[i] = t ^ got if xor[i] else t + got
+                elif xor[i]:
+                    outs[i] ^= got
+                else:
+                    outs[i] += got
+        return [t.clone() if o is None else o for t, o in zip(tensors, outs)]
+
     def gather(self, t: torch.Tensor, to: int) -> list[torch.Tensor] | None:
         """Everyone sends ``t`` to party ``to``; it gets the list, the others ``None``."""
         self.count_round()

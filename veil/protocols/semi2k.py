@@ -111,52 +111,18 @@ class Semi2k(Protocol):
     # -- opening helpers ------------------------------------------------------------------
     def _open(self, *xs: torch.Tensor) -> list[torch.Tensor]:
         """Open several ring tensors in one round (all parties learn the sums)."""
-        comm = self.comm
-        comm.count_round()
-        for p in comm.parties():
-            if p != self.rank:
-                for x in xs:
-                    comm.send_tensor(p, x)
-        outs = list(xs)                       # callers pass fresh tensors: sum in place
-        for p in comm.parties():
-            if p != self.rank:
-                for i, x in enumerate(xs):
-                    outs[i] += comm.recv_tensor(p, x.shape, x.dtype)
-        return outs
+        return self.comm.all_reduce(xs)
 
     def _open_words(self, *ws: torch.Tensor) -> list[torch.Tensor]:
         """Open XOR-shared uint8 words (already packed) in one round."""
-        comm = self.comm
-        comm.count_round()
-        for p in comm.parties():
-            if p != self.rank:
-                for w in ws:
-                    comm.send_tensor(p, w)
-        outs = [w.clone() for w in ws]
-        for p in comm.parties():
-            if p != self.rank:
-                for i, w in enumerate(ws):
-                    outs[i] ^= comm.recv_tensor(p, w.shape, torch.uint8)
-        return outs
+        return self.comm.all_reduce(ws, xor=(True,) * len(ws))
 
     def _open_bits(self, *bs: torch.Tensor, ring: tuple[torch.Tensor, ...] = ()) -> tuple:
-        """Open bit tensors (packed, one message) and ring tensors, in one round."""
-        comm = self.comm
+        """Open 0/1 bit tensors (packed into one message) and ring tensors, in one round."""
         flat = torch.cat([b.reshape(-1) for b in bs]) if bs else torch.zeros(0, dtype=torch.uint8)
-        packed = pack_bits(flat)
-        comm.count_round()
-        for p in comm.parties():
-            if p != self.rank:
-                comm.send_tensor(p, packed)
-                for x in ring:
-                    comm.send_tensor(p, x)
-        bits, rings = flat.clone(), [x.clone() for x in ring]
-        for p in comm.parties():
-            if p != self.rank:
-                got = comm.recv_tensor(p, packed.shape, torch.uint8)
-                bits ^= unpack_bits(got, flat.shape)
-                for i, x in enumerate(ring):
-                    rings[i] += comm.recv_tensor(p, x.shape, x.dtype)
+        packed, *rings = self.comm.all_reduce([pack_bits(flat), *ring],
+                                              xor=(True,) + (False,) * len(ring))
+        bits = unpack_bits(packed, flat.shape)
         out, at = [], 0
         for b in bs:
             out.append(bits[at:at + b.numel()].reshape(b.shape))
@@ -176,7 +142,7 @@ class Semi2k(Protocol):
     def reveal(self, x, to=None):
         # Discloses x to the receiver(s): the intended output. Senders learn nothing.
         if to is None:
-            return self._open(x.clone())[0]
+            return self._open(x)[0]
         parts = self.comm.gather(x, to)
         if parts is None:
             return None
@@ -275,16 +241,8 @@ class Semi2k(Protocol):
         # Discloses the bits to the receiver(s): the intended output.
         packed = pack_bits(bits)
         if to is None:
-            self.comm.count_round()
-            for p in self.comm.parties():
-                if p != self.rank:
-                    self.comm.send_tensor(p, packed)
-            out = bits.clone()
-            for p in self.comm.parties():
-                if p != self.rank:
-                    out ^= unpack_bits(self.comm.recv_tensor(p, packed.shape, torch.uint8),
-                                       bits.shape)
-            return out
+            (opened,) = self.comm.all_reduce([packed], xor=(True,))
+            return unpack_bits(opened, bits.shape)
         parts = self.comm.gather(packed, to)
         if parts is None:
             return None
