@@ -139,20 +139,22 @@ def _aligned(tensors):
     return secrets[0], shares, dtype
 
 
+def _join(tensors, dim, join):
+    """cat/stack: bit shares stay bits when every input is one; else align and join shares."""
+    tensors = list(tensors)
+    if all(is_secret(t) and t._bits is not None and t._share is None for t in tensors):
+        return type(tensors[0])._wrap_bits(join([t._bits for t in tensors], dim))
+    first, shares, dtype = _aligned(tensors)
+    return first._wrap(join(shares, dim), dtype)
+
+
 @differentiable("cat")
 def cat(tensors, dim=0):
     """torch.cat over SecretTensors (public tensors in the list are lifted to shares)."""
-    tensors = list(tensors)
-    if all(is_secret(t) and t._bits is not None and t._share is None for t in tensors):
-        return type(tensors[0])._wrap_bits(torch.cat([t._bits for t in tensors], dim))
-    first, shares, dtype = _aligned(tensors)
-    return first._wrap(torch.cat(shares, dim), dtype)
+    return _join(tensors, dim, torch.cat)
 
 
 @differentiable("stack")
 def stack(tensors, dim=0):
-    tensors = list(tensors)
-    if all(is_secret(t) and t._bits is not None and t._share is None for t in tensors):
-        return type(tensors[0])._wrap_bits(torch.stack([t._bits for t in tensors], dim))
-    first, shares, dtype = _aligned(tensors)
-    return first._wrap(torch.stack(shares, dim), dtype)
+    """torch.stack over SecretTensors (public tensors in the list are lifted to shares)."""
+    return _join(tensors, dim, torch.stack)
