@@ -190,3 +190,9 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"veil.compile.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_docs_support_matrix_is_generated_from_the_table():
+    from veil.compile.docs import ops_table
+    doc = (ROOT / "docs" / "inference.md").read_text()
+    assert ops_table() in doc, "run: python -m veil.compile --docs"

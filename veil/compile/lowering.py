@@ -121,19 +121,5 @@ def local(x, fn):
     return x._map(fn)
 
 
-def shape_of(node, i=None):
-    s = node.shape
-    return s if i is None else (s[i] if s else None)
-
-
-def ref_dim(node_shape) -> int:
-    return len(node_shape) if isinstance(node_shape, list) else 0
-
-
-def needs_functions(*names):
-    """The ``needs`` tuple for rules that call veil.functions methods by these names."""
-    return tuple(names)
-
-
 __all__ = ["LOWERINGS", "Rule", "register_lowering", "secret", "any_secret", "mask_safe",
            "local", "MASK_FILL", "MASK_LIMIT"]

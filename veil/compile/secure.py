@@ -16,7 +16,7 @@ from .graph import Graph, dtype_of
 from .interpreter import Interpreter
 from .lowering import secret
 from .support import check_supported
-from .tokens import TokenIds, share_token_ids
+from .tokens import share_token_ids
 
 _MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
           "aten.unsqueeze.default", "aten.expand.default", "aten.slice.Tensor",
