@@ -106,3 +106,17 @@ def test_parties_must_match_the_cluster_size(tmp_path, monkeypatch):
                        match=r"veil.run\(parties=3\) but this cluster has 2 parties.*"
                              r"veil run -n 3"):
         veil.run(lambda: None, parties=3)
+
+
+def test_the_real_machines_example_prints_what_the_doc_says(tmp_path):
+    import re
+    doc = (HERE.parent / "docs" / "real-machines.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    script = tmp_path / "job.py"
+    script.write_text(code)
+    said = dict(re.findall(r"party (\d)\s+prints\s+`(\[.*?\])`", doc))
+    assert set(said) == {"0", "1"}
+    code_, out, err, _ = veil_cmd(["run", "-n", "2", str(script)])
+    assert code_ == 0, err
+    for r, text in said.items():
+        assert f"[party {r}] {text}" in out.splitlines(), out

@@ -86,6 +86,9 @@ def run_local(n: int, target: list[str], *, insecure: bool = False,
         cluster, listeners = local_cluster(tmp, n)
         base = dict(os.environ, VEIL_CLUSTER=str(cluster.path), PYTHONUNBUFFERED="1")
         base.pop("VEIL_LISTEN_FD", None)
+        # N+1 processes share this host: torch's default (a thread per core, spinning while
+        # idle) would oversubscribe it and starve the dealer. Users may still set it.
+        base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // (n + 1))))
         if insecure:
             base["VEIL_INSECURE"] = "1"
         if connect_timeout is not None:

@@ -1,0 +1,186 @@
+"""Network benchmark: the wire itself, and the core workloads as real processes.
+
+    python -m veil.bench.net_workloads            # print the tables
+    python -m veil.bench.net_workloads --docs     # also rewrite its section of docs/benchmarks.md
+
+Two parties (and the dealer) as separate processes over loopback TCP, started with
+`veil run -n 2`: round-trip latency of an 8-byte message, throughput of a 64 MiB
+exchange in both directions at once (TLS 1.3, and plain TCP for reference), and the core
+workloads (mul, matmul, relu, MLP from core_workloads.py) next to their in-process
+figures. Everything goes through the metered `Communicator`, as real runs do. Not a
+timed test: the figures depend on the host, and shared hosts are noisy.
+
+This module is both the driver and the party-side program (``--as-party``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+import veil
+from veil.context import current
+
+from . import core_workloads  # noqa: F401  (registers the workloads timed here)
+from .registry import WORKLOADS
+from .runner import _party, host_line, run_workload
+
+CORE = ("mul 1M", "matmul 256x256", "relu 100k", "mlp 784-512-512-10 b64")
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:net:begin -->", "<!-- bench:net:end -->"
+MIB = 1 << 20
+
+
+# -- party side ------------------------------------------------------------------------------
+def _wire(iters: int, mib: int, repeat: int) -> dict:
+    comm = current().comm
+    r, peer = comm.rank, 1 - comm.rank
+    small = b"12345678"
+    rtt = []
+    for i in range(iters + iters // 10):              # the first tenth warms up
+        if r == 0:
+            t0 = time.perf_counter()
+            comm.send_bytes(1, small)
+            comm.recv_bytes(1)
+            if i >= iters // 10:
+                rtt.append(time.perf_counter() - t0)
+        else:
+            comm.recv_bytes(0)
+            comm.send_bytes(0, small)
+    big = bytearray(mib * MIB)
+    xfer = []
+    for _ in range(repeat):
+        comm.send_bytes(peer, small)                  # line both up before the clock starts
+        comm.recv_bytes(peer)
+        t0 = time.perf_counter()
+        comm.send_bytes(peer, big)                    # both send at once, then both receive
+        got = comm.recv_bytes(peer)
+        xfer.append(time.perf_counter() - t0)
+        assert len(got) == len(big)
+    return {"rtt": rtt, "xfer": xfer}
+
+
+def _party_main(what: str, out: pathlib.Path, iters: int, mib: int, repeat: int) -> None:
+    torch.set_num_threads(1)
+    if what == "wire":
+        res = veil.run(_wire, iters, mib, repeat, parties=2, seed=0)
+        mine = next(x for x in res if x is not None)
+    else:
+        mine = {}
+        for name in CORE:
+            w = WORKLOADS[name]
+            inp = w.make()
+            value, rec = next(x for x in veil.run(_party, w, inp, {}, parties=2, seed=0)
+                              if x is not None)
+            err = None
+            if value is not None:
+                err = (value.double() - torch.as_tensor(w.plain(inp)).double()).abs().max().item()
+            mine[name] = {"time": rec["time"], "stats": rec["stats"], "err": err}
+    rank = int(os.environ["VEIL_PARTY"])
+    (out / f"{what}-{rank}.json").write_text(json.dumps(mine))
+
+
+# -- driver ----------------------------------------------------------------------------------
+def _veil_run(what: str, out: pathlib.Path, extra: list[str], args) -> list[dict]:
+    cmd = [sys.executable, "-m", "veil.cli", "run", "-n", "2", *extra, "-m",
+           "veil.bench.net_workloads", "--as-party", what, "--out", str(out),
+           "--iters", str(args.iters), "--mib", str(args.mib), "--repeat", str(args.repeat)]
+    subprocess.run(cmd, check=True, timeout=600)
+    return [json.loads((out / f"{what}-{r}.json").read_text()) for r in range(2)]
+
+
+def _wire_row(label: str, parts: list[dict], mib: int) -> dict:
+    rtt = parts[0]["rtt"]
+    xfer = [max(a, b) for a, b in zip(parts[0]["xfer"], parts[1]["xfer"])]
+    rate = [mib * MIB / t / 1e6 for t in xfer]
+    return {"transport": label, "rtt_median_ms": statistics.median(rtt) * 1e3,
+            "rtt_p99_ms": sorted(rtt)[int(len(rtt) * 0.99)] * 1e3,
+            "mbps_best": max(rate), "mbps_median": statistics.median(rate)}
+
+
+def _wire_table(rows: list[dict], mib: int) -> str:
+    head = (f"| transport (2 parties) | round trip, 8 B: median (ms) | p99 (ms) | "
+            f"{mib} MiB each way at once: best (MB/s each way) | median (MB/s) |\n"
+            "|---|---|---|---|---|\n")
+    return head + "".join(
+        f"| {r['transport']} | {r['rtt_median_ms']:.3f} | {r['rtt_p99_ms']:.3f} | "
+        f"{r['mbps_best']:.0f} | {r['mbps_median']:.0f} |\n" for r in rows)
+
+
+def _core_table(net: list[dict]) -> str:
+    head = ("| workload (2 parties) | in-process (s) | veil run, TLS (s) | ratio | "
+            "bytes sent/party | rounds | same counts | max abs err (veil run) |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for name in CORE:
+        local = run_workload(WORKLOADS[name], 2)
+        t = max(p[name]["time"] for p in net)
+        sent = max(p[name]["stats"]["bytes_sent"] for p in net)
+        rounds = max(p[name]["stats"]["rounds"] for p in net)
+        same = sent == local["bytes_sent_per_party"] and rounds == local["rounds"]
+        err = net[0][name]["err"]
+        lines.append(f"| {name} | {local['time_s']:.3f} | {t:.3f} | {t / local['time_s']:.2f}x "
+                     f"| {sent:,} | {rounds} | {'yes' if same else 'NO'} | "
+                     f"{'n/a' if err is None else f'{err:.2e}'} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def _local_wire(args) -> list[dict]:
+    res = veil.run(_wire, args.iters, args.mib, args.repeat, parties=2, seed=0)
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m veil.bench.net_workloads", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", action="store_true", help="rewrite its section of "
+                    "docs/benchmarks.md")
+    ap.add_argument("--iters", type=int, default=2000, help="round trips to time")
+    ap.add_argument("--mib", type=int, default=64, help="MiB each way per exchange")
+    ap.add_argument("--repeat", type=int, default=5, help="exchanges to time")
+    ap.add_argument("--as-party", choices=("wire", "core"), help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.as_party:
+        _party_main(args.as_party, pathlib.Path(args.out), args.iters, args.mib, args.repeat)
+        return 0
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="veil-bench-net-") as tmp:
+        out = pathlib.Path(tmp)
+        rows = [_wire_row("TLS 1.3, separate processes", _veil_run("wire", out, [], args),
+                          args.mib),
+                _wire_row("plain TCP (--insecure), separate processes",
+                          _veil_run("wire", out, ["--insecure"], args), args.mib),
+                _wire_row("in-process (threads, memory queues)", _local_wire(args), args.mib)]
+        wire = _wire_table(rows, args.mib)
+        print(wire, flush=True)
+        core = _core_table(_veil_run("core", out, [], args))
+        print(core, flush=True)
+    text = f"{wire}\n{core}\nhost: {host_line()}\n"
+    print(f"host: {host_line()}")
+    if args.docs:
+        _write_docs(text)
+    return 0
+
+
+def _write_docs(body: str) -> None:
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if BEGIN not in text:
+        text += (f"\n## Real processes over the network\n\n"
+                 f"Produced by `python -m veil.bench.net_workloads --docs`.\n\n{BEGIN}\n{END}\n")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOCS.write_text(f"{head}{BEGIN}\n{body}{END}{tail}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
