@@ -10,7 +10,7 @@ hand its rule what it already computed (comparison bits, the chosen approximatio
 from __future__ import annotations
 
 from ..autograd.graph import differentiable
-from . import activations, exp_log, normalization, piecewise, roots, softmax
+from . import activations, exp_log, normalization, piecewise, roots, softmax, vectors
 
 
 class FunctionsMixin:
@@ -111,8 +111,8 @@ class FunctionsMixin:
 
     @differentiable("normalize")
     def normalize(self, p: float = 2.0, dim: int = 1, eps: float = 1e-12):
-        return normalization.normalize(self, p, dim, eps)
+        return vectors.normalize(self, p, dim, eps)
 
     @differentiable("cosine_similarity")
     def cosine_similarity(self, other, dim: int = 1, eps: float = 1e-8):
-        return normalization.cosine_similarity(self, other, dim, eps)
+        return vectors.cosine_similarity(self, other, dim, eps)

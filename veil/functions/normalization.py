@@ -1,16 +1,16 @@
-"""layer_norm, group_norm, batch_norm (inference), normalize and cosine_similarity.
+"""layer_norm, group_norm and batch_norm (inference).
 
 layer_norm: mean (local), centred c = x - mean, variance = sum(c^2)/n with the products
 summed *before* their one truncation (one per row, not per element: fewer truncation
 failures and no rounding build-up over 768 features), then rsqrt(var + eps) on one value
-per row (12 rounds, see roots.py) and one product c * rsqrt: 14 rounds at 2 parties.
+per row (13 rounds, see roots.py) and one product c * rsqrt: 15 rounds at 2 parties.
 The variance must stay below 32768 (the fixed-point range); a row of 768 values of
 N(0, 3^2) has 9.
 
 batch_norm in inference mode with public running statistics (the usual case: the model
 owner shares a trained model whose statistics travel with it, or folds them into the
 preceding layer) is one public affine map: 0 rounds. Secret statistics cost one rsqrt per
-channel.
+channel. normalize and cosine_similarity live in vectors.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..tensor.core import as_public, is_secret
 from ..tensor.dispatch import register_torch
 from . import _kern as K
 from .grad_rules import register_grad
-from .roots import reciprocal_shares, root_shares
+from .roots import root_shares
 
 
 def _rsqrt_shares(v: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ def _stash(saved, x, xhat, inv):
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, *,
                saved: dict | None = None):
-    """F.layer_norm: normalise over the trailing ``normalized_shape`` dims. 14 rounds.
+    """F.layer_norm: normalise over the trailing ``normalized_shape`` dims. 15 rounds.
 
     >>> import torch, veil
     >>> def f():
@@ -218,90 +218,6 @@ def _batch_norm_grad(grad_out, out, x, running_mean, running_var, weight=None, b
     return dx, None, None, dw, db, None, None, None
 
 
-def _sum_sq(share: torch.Tensor, dim: int) -> torch.Tensor:
-    (sq,) = K.products([(share, share)])
-    return K.trunc([sq.sum(dim, keepdim=True)], K.F())[0]
-
-
-def normalize(x, p: float = 2.0, dim: int = 1, eps: float = 1e-12):
-    """F.normalize: x / ||x||_p along ``dim`` (p = 2 or 1). 13 rounds for p = 2.
-
-    ``eps`` only matters once it reaches the fixed-point resolution; an all-zero slice
-    gives meaningless values instead of zeros.
-
-    >>> import torch, veil
-    >>> def f():
-    ...     x = veil.tensor(torch.tensor([[3.0, 4.0]]) if veil.rank() == 0 else None, owner=0)
-    ...     return x.normalize(dim=1).reveal()
-    >>> [round(v, 3) for v in veil.run(f, parties=2, seed=0)[0][0].tolist()]
-    [0.6, 0.8]
-    """
-    x = K.float_input(x, "normalize")
-    if p == 2:
-        inv = _rsqrt_shares(K.add_const(_sum_sq(x.share, dim), eps * eps))
-    elif p == 1:
-        norm = x.abs().share.sum(dim, keepdim=True)
-        inv = reciprocal_shares(K.add_const(norm, eps), positive=True)
-    else:
-        raise ProtocolUsageError(f"normalize: p={p} is not supported; use p=2 or p=1")
-    (out,) = K.mul([(x.share, inv)])
-    return K.wrap(x, out)
-
-
-@register_grad("normalize")
-def _normalize_grad(grad_out, out, x, p=2.0, dim=1, eps=1e-12):
-    inner = (grad_out * out).sum(dim, keepdim=True)
-    if p == 2:
-        inv = K.wrap(x, _rsqrt_shares(K.add_const(_sum_sq(x.share, dim), eps * eps)))
-        return ((grad_out - out * inner) * inv,)
-    inv = x.abs().sum(dim, keepdim=True).reciprocal(positive=True)
-    return ((grad_out - x.sign() * inner) * inv,)
-
-
-def _cosine_parts(x1, x2, dim, eps):
-    b = x2.share if is_secret(x2) else K.lift(as_public(x2), x1.share)
-    a, b = torch.broadcast_tensors(x1.share, b)
-    dot_p, sq_a, sq_b = K.products([(a, b), (a, a), (b, b)])
-    dot, na, nb = K.trunc([dot_p.sum(dim), sq_a.sum(dim), sq_b.sum(dim)], K.F())
-    inv = _rsqrt_shares(K.add_const(torch.stack([na, nb]), eps * eps))
-    return dot, inv[0], inv[1]
-
-
-def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
-    """F.cosine_similarity: <x1, x2> / (||x1|| ||x2||) along ``dim``. 14 rounds.
-
-    >>> import torch, veil
-    >>> def f():
-    ...     a = veil.tensor(torch.tensor([[1.0, 0.0], [1.0, 1.0]]) if veil.rank() == 0 else None,
-    ...                     owner=0)
-    ...     return a.cosine_similarity(torch.tensor([[1.0, 1.0], [1.0, 1.0]])).reveal()
-    >>> [round(v, 3) for v in veil.run(f, parties=2, seed=0)[0].tolist()]
-    [0.707, 1.0]
-    """
-    if not is_secret(x1):
-        x1, x2 = x2, x1
-    x1 = K.float_input(x1, "cosine_similarity")
-    dot, r1, r2 = _cosine_parts(x1, x2, dim, eps)
-    (r,) = K.mul([(r1, r2)])
-    (out,) = K.mul([(dot, r)])
-    return K.wrap(x1, out)
-
-
-@register_grad("cosine_similarity")
-def _cosine_similarity_grad(grad_out, out, x1, x2, dim=1, eps=1e-8):
-    dot, r1, r2 = _cosine_parts(x1, x2, dim, eps)
-    r1, r2 = K.wrap(x1, r1).unsqueeze(dim), K.wrap(x1, r2).unsqueeze(dim)
-    g, c = grad_out.unsqueeze(dim), out.unsqueeze(dim)
-    grads = []
-    for a, b, ra, rb in ((x1, x2, r1, r2), (x2, x1, r2, r1)):
-        if _needs(a):
-            # d c / d a = b ra rb - c a ra^2
-            grads.append(g * (b * (ra * rb) - a * (c * ra * ra)))
-        else:
-            grads.append(None)
-    return grads[0], grads[1], None, None
-
-
 register_torch([F.layer_norm], lambda x, normalized_shape, weight=None, bias=None, eps=1e-5:
                x.layer_norm(normalized_shape, weight, bias, eps))
 register_torch([F.group_norm], lambda x, num_groups, weight=None, bias=None, eps=1e-5:
@@ -309,11 +225,5 @@ register_torch([F.group_norm], lambda x, num_groups, weight=None, bias=None, eps
 register_torch([F.batch_norm], lambda x, running_mean, running_var, weight=None, bias=None,
                training=False, momentum=0.1, eps=1e-5:
                x.batch_norm(running_mean, running_var, weight, bias, training, momentum, eps))
-register_torch([F.normalize], lambda x, p=2.0, dim=1, eps=1e-12, out=None:
-               x.normalize(p, dim, eps))
-register_torch([torch.cosine_similarity],            # F.cosine_similarity is the same
-               lambda x1, x2, dim=1, eps=1e-8: (x1 if is_secret(x1) else x2).cosine_similarity(
-                   x2 if is_secret(x1) else x1, dim, eps))
 
-__all__ = ["layer_norm", "group_norm", "batch_norm", "normalize", "cosine_similarity",
-           "normalise_last"]
+__all__ = ["layer_norm", "group_norm", "batch_norm", "normalise_last"]

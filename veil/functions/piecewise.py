@@ -8,7 +8,6 @@ so the backward rules cost one select, not another comparison.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from ..tensor.dispatch import register_torch

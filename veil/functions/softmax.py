@@ -36,7 +36,7 @@ from . import cheb
 from .approx import choose
 from .exp_log import exp_parts, log_shares
 from .grad_rules import register_grad
-from .roots import reciprocal_core, reciprocal_shares
+from .roots import reciprocal_shares
 
 QUAD_SHIFT = 5.0
 
