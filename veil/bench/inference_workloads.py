@@ -1,14 +1,30 @@
 """Secure inference workloads (issue: secure inference of unmodified PyTorch models).
 
+    python -m veil.bench --group inference --docs           # in-process table
+    python -m veil.bench.inference_workloads --docs         # per-party memory, real processes
+
 Two parties: the model at party 0, the input at party 1. Capture, graph broadcast and
 weight sharing happen before the timer; the timer covers the secure forward only.
 Anchors (from the issue): CrypTen LeNet-5 b16 1.45 s, 113 rounds, 176 MB/party;
 ResNet-18 2.8 s, 554 rounds, 235 MB; d128 encoder layer 0.41 s, 160 rounds; BERT-base
 layer 2.81 s, 171 rounds, 310 MB (ReLU instead of GELU). SPU: ResNet-18 8.46 s; BERT-base
 layer with GELU 7.8 s.
+
+Peak memory per party needs one process per party (in-process parties share one heap):
+``--memory`` runs each workload under `veil run -n 2` and reads each party's peak RSS.
 """
 
 from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
 
 import torch
 
@@ -16,15 +32,19 @@ import veil
 from ..compile import zoo
 from .registry import Workload, register_workload
 
+SPECS: dict[str, tuple] = {}          # name -> (build, input shape, seed)
 
-def _make(build, shape, seed):
-    def make():
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = build().eval()
-        x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-        return {"model": model, "x": x}
-    return make
+
+def _model(name):
+    build, _, seed = SPECS[name]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build().eval()
+
+
+def _input(name):
+    _, shape, seed = SPECS[name]
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _plain(inp):
@@ -43,8 +63,10 @@ def _secure(inp, timer):
 
 
 def _register(name, build, shape, note, seed=0):
-    register_workload(Workload(name, "inference", _make(build, shape, seed), _plain, _secure,
-                               parties=(2,), note=note))
+    SPECS[name] = (build, shape, seed)
+    register_workload(Workload(name, "inference",
+                               lambda: {"model": _model(name), "x": _input(name)},
+                               _plain, _secure, parties=(2,), note=note))
 
 
 _register("lenet5 b16 28x28", zoo.lenet5, (16, 1, 28, 28),
@@ -60,3 +82,94 @@ _register("bert-base layer relu d768 s128",
 _register("bert-base layer gelu d768 s128",
           lambda: zoo.transformer_encoder_layer(768, 12, 3072, "gelu"), (1, 128, 768),
           "SPU (GELU): 7.8 s")
+
+
+# -- peak memory per party: one process per party under `veil run` -------------------------
+def _status_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since start or the last reset) of this process, in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024 / 1e6
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def _reset_peak() -> None:
+    try:                       # Linux: "5" resets this process's peak RSS (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _as_party(name: str, out: pathlib.Path) -> None:
+    def job():
+        r = veil.rank()
+        # each party builds only what it owns, so its peak is its own
+        m = veil.secure(_model(name) if r == 0 else None, owner=0,
+                        example_input=_input(name) if r == 0 else None)
+        x = veil.tensor(_input(name) if r == 1 else None, owner=1)
+        setup_peak, before = _status_mb("VmHWM"), _status_mb("VmRSS")
+        _reset_peak()
+        s0, t0 = veil.stats(), time.perf_counter()
+        y = m(x)
+        seconds = time.perf_counter() - t0
+        s1 = veil.stats()
+        forward_peak = _status_mb("VmHWM")
+        y.reveal(to=1)            # discloses the output to party 1 (benchmark only)
+        return {"rss_before_mb": before, "forward_peak_mb": forward_peak,
+                "peak_mb": max(setup_peak, forward_peak), "seconds": seconds,
+                "bytes_sent": s1["bytes_sent"] - s0["bytes_sent"],
+                "rounds": s1["rounds"] - s0["rounds"]}
+    res = veil.run(job, parties=2, seed=0)
+    rank = int(os.environ["VEIL_PARTY"])
+    (out / f"{rank}.json").write_text(json.dumps(res[rank]))
+
+
+def memory_table() -> str:
+    rows = ["| workload (2 parties, `veil run`) | time (s) | peak RSS party 0 / 1 (MB) | "
+            "growth in the forward, party 0 / 1 (MB) | bytes sent/party | rounds |",
+            "|---|---|---|---|---|---|"]
+    for name in SPECS:
+        with tempfile.TemporaryDirectory(prefix="veil-bench-mem-") as tmp:
+            cmd = [sys.executable, "-m", "veil.cli", "run", "-n", "2", "-m",
+                   "veil.bench.inference_workloads", "--as-party", name, "--out", tmp]
+            subprocess.run(cmd, check=True, timeout=900, stdout=subprocess.DEVNULL)
+            p = [json.loads((pathlib.Path(tmp) / f"{r}.json").read_text()) for r in range(2)]
+        grow = [max(0.0, q["forward_peak_mb"] - q["rss_before_mb"]) for q in p]
+        rows.append(f"| {name} | {max(q['seconds'] for q in p):.3f} | "
+                    f"{p[0]['peak_mb']:.0f} / {p[1]['peak_mb']:.0f} | "
+                    f"{grow[0]:.0f} / {grow[1]:.0f} | "
+                    f"{max(q['bytes_sent'] for q in p):,} | {max(q['rounds'] for q in p)} |")
+        print(rows[-1], flush=True)
+    return "\n".join(rows) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m veil.bench.inference_workloads",
+                                 description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", action="store_true", help="rewrite the memory table in "
+                    "docs/benchmarks.md")
+    ap.add_argument("--as-party", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.as_party:
+        torch.set_num_threads(1)
+        _as_party(args.as_party, pathlib.Path(args.out))
+        return 0
+    from .runner import host_line
+    table = memory_table() + f"\nhost: {host_line()}; one process per party and the dealer\n"
+    print(table)
+    if args.docs:
+        from .__main__ import DOCS
+        begin, end = "<!-- bench:inference-memory:begin -->", "<!-- bench:inference-memory:end -->"
+        text = DOCS.read_text()
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        DOCS.write_text(f"{head}{begin}\n{table}{end}{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
