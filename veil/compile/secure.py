@@ -98,7 +98,7 @@ def _share_weights(graph: Graph, weights, owner: int) -> dict:
             n = 1
             for s in p.shape:
                 n *= s
-            out[p.name] = shared[at:at + n].reshape(*p.shape)
+            out[p.name] = shared[at:at + n].reshape(tuple(p.shape))
             at += n
     return out
 
@@ -108,6 +108,22 @@ class SecureModule:
 
     Inputs may be SecretTensors, public tensors, or (for token ids) what `share_input`
     returns. The result has the model's output structure with SecretTensors in it.
+
+    >>> import torch, veil
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> lm = torch.nn.Sequential(torch.nn.Embedding(20, 4), torch.nn.Linear(4, 2))
+    >>> ids = torch.tensor([[3, 7, 19]])
+    >>> def job():
+    ...     mine = veil.rank() == 0
+    ...     m = veil.secure(lm if mine else None, owner=0, example_input=ids if mine else None)
+    ...     x = m.share_input("input", ids if veil.rank() == 1 else None, owner=1)
+    ...     return x, m(x).reveal(to=1)        # the output goes to the ids' owner only
+    >>> (x0, _), (x1, y) = veil.run(job, parties=2, seed=0)
+    >>> x0
+    TokenIds(shape=(1, 3), vocab=20, <secret>)
+    >>> bool((y - lm(ids)).abs().max() < 1e-3)
+    True
     """
 
     def __init__(self, graph: Graph, weights: dict) -> None:
