@@ -11,7 +11,7 @@ The default is always the accurate variant. A cheaper one is chosen per call
 ...         p = x.softmax(-1)
 ...     return p.reveal()
 >>> [round(v, 3) for v in veil.run(f, parties=2, seed=0)[0][0].tolist()]
-[0.252, 0.333, 0.415]
+[0.242, 0.329, 0.43]
 
 The setting lives in a ``contextvars`` variable, not a global: each party thread (and
 each asyncio task) has its own, so enter the block inside the function given to veil.run.

@@ -5,10 +5,11 @@ at c_j = 6 j ln 2; all bucket edges are compared in ONE batched msb call (7 edge
 fractional bits), a b2a round turns the one-hot into r = x - c_j in [0, 6 ln 2), a
 degree-8 Chebyshev fit of e^r (relative error 8e-6) takes 3 rounds, and one product
 round multiplies by e^(c_j) = 2^(6j) (an integer factor for j >= 0, exact; see
-_buckets.scale_mul). 11 rounds at 2 parties, relative error
-about 2e-4 (the fixed-point noise of the polynomial on [1, 64]). Saturation is part of
-the design: below c_lo = -(F+1) ln 2 (where e^x < half an ulp) the lowest one-hot row
-selects 0, and from ln(bound) = 10.4 up the result saturates at the fixed-point bound.
+_buckets.scale_mul). 11 rounds at 2 parties, relative error about 2e-4 (the fixed-point
+noise of the polynomial on [1, 64]). Saturation is part of the design: below the lowest
+bucket, c_lo = 6 floor(-(F+1)/6) ln 2 (-12.5 at 16 bits, where e^x < 2^-18, a quarter
+ulp), no one-hot row is set and the result is 0; from ln(bound) = 10.4 up the top row
+selects the fixed-point bound.
 SecretFlow-SPU's exp_pade also reduces by powers of two, but finds the integer part by
 bit decomposition (17 rounds); CrypTen's (1 + x/2^8)^(2^8) is 8 rounds, inaccurate
 (relative error 1e-2) and wrong below -512.
@@ -163,11 +164,11 @@ def log(x):
 
     >>> import torch, veil
     >>> def f():
-    ...     x = veil.tensor(torch.tensor([0.5, 1.0, 100.0]) if veil.rank() == 0 else None,
+    ...     x = veil.tensor(torch.tensor([0.5, 2.0, 100.0]) if veil.rank() == 0 else None,
     ...                     owner=0)
     ...     return x.log().reveal()
     >>> [round(v, 3) for v in veil.run(f, parties=2, seed=0)[0].tolist()]
-    [-0.693, 0.0, 4.605]
+    [-0.693, 0.693, 4.605]
     """
     x = K.float_input(x, "log")
     return K.wrap(x, log_shares(x.share))

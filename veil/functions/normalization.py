@@ -66,7 +66,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, *
     ...                     owner=0)
     ...     return x.layer_norm((4,)).reveal()
     >>> [round(v, 2) for v in veil.run(f, parties=2, seed=0)[0][0].tolist()]
-    [-1.0, -0.53, -0.06, 1.6]
+    [-1.07, -0.53, 0.0, 1.6]
     """
     x = K.float_input(x, "layer_norm")
     shape = _norm_shape(x, normalized_shape)

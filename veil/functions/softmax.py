@@ -9,7 +9,7 @@ softmax(x) = e / sum(e) with e = exp(x - max x), where:
   then 20 take 9 + 12 = 21 rounds for 4 comparisons per element. The group sizes come
   from a small search minimising rounds + comparisons per element.
 * exp: x - max <= 0, so exp_log's range reduction needs only the buckets below 0 (3
-  edges at 16 fractional bits; entries below -(F+1) ln 2 become exactly 0): 11 rounds.
+  edges at 16 fractional bits; entries below -12.5 become exactly 0): 11 rounds.
   The row sum is taken *before* the scaled entries are truncated, so per-entry rounding
   does not add up over long rows.
 * 1/sum: the sum lies in [1, n] (the max entry contributes e^0 = 1), so a degree-16
