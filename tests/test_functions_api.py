@@ -140,3 +140,27 @@ def test_module_functions_need_a_secret_tensor():
     from veil.functions import exp_log
     with pytest.raises(veil.ProtocolUsageError, match="expected a SecretTensor"):
         exp_log.exp(torch.ones(2))
+
+
+FUNCTION_MODULES = ["accuracy", "activations", "approx", "cheb", "exp_log", "grad_rules",
+                    "normalization", "piecewise", "roots", "softmax", "vectors"]
+
+
+@pytest.mark.parametrize("module", FUNCTION_MODULES)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+    mod = importlib.import_module(f"veil.functions.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_docs_tables_are_generated_with_every_case():
+    import pathlib
+    from veil.functions import accuracy as A
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "functions.md").read_text()
+    for begin, end in A.MARKERS.values():
+        assert begin in doc and end in doc
+        assert doc.index(end) - doc.index(begin) > 200, "run: python -m veil.functions.accuracy --docs"
+    for case in A.CASES + A.APPROX_CASES + A.OUT_OF_RANGE:
+        assert f"| {case.name} |" in doc, f"{case.name} missing: regenerate docs/functions.md"
