@@ -2,10 +2,12 @@
 
 >>> import torch, veil
 >>> def f():
-...     torch.manual_seed(0)
+...     if veil.rank() == 0:              # the owner's RNG draws the init
+...         torch.manual_seed(0)
 ...     model = veil.nn.Sequential(veil.nn.Linear(4, 8), veil.nn.ReLU(), veil.nn.Linear(8, 1))
-...     x = veil.tensor(torch.randn(16, 4) if veil.rank() == 1 else None, owner=1)
-...     y = veil.tensor(torch.randn(16, 1) if veil.rank() == 1 else None, owner=1)
+...     g = torch.Generator().manual_seed(1)
+...     x = veil.tensor(torch.randn(16, 4, generator=g) if veil.rank() == 1 else None, owner=1)
+...     y = veil.tensor(torch.randn(16, 1, generator=g) if veil.rank() == 1 else None, owner=1)
 ...     opt = veil.optim.SGD(model.parameters(), lr=0.1)
 ...     loss = veil.nn.MSELoss()(model(x), y)
 ...     loss.backward()
