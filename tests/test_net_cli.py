@@ -97,7 +97,8 @@ def test_each_party_started_on_its_own_in_any_order(tmp_path):
     p0 = _start(path, "0")
     res = _finish([p0, p1, dealer])
     assert [r[0] for r in res] == [0, 0, 0], res
-    values = [line for code, out, err in res[:2] for line in out.splitlines() if "RESULT" in line]
+    values = [line for code, out, err in res[:2] for line in out.splitlines()
+              if "RESULT" in line and '"run": 0' in line]
     assert len(values) == 2
     assert values[0].split('"value": ')[1][:60] == values[1].split('"value": ')[1][:60]
 

@@ -35,7 +35,7 @@ def veil_cmd(args, timeout=60, env=None):
 def results(out):
     rows = [json.loads(line.split("RESULT ", 1)[1]) for line in out.splitlines()
             if "RESULT " in line]
-    return {r["rank"]: r for r in rows}
+    return {(r["run"], r["rank"]): r for r in rows}
 
 
 def test_same_numbers_and_stats_in_process_and_under_veil_run():
@@ -44,28 +44,36 @@ def test_same_numbers_and_stats_in_process_and_under_veil_run():
         import net_basic
     finally:
         sys.path.remove(str(SCRIPTS))
-    local = veil.run(net_basic.job, parties=3, seed=11)
+    local = [veil.run(net_basic.job, parties=3, seed=11 + run) for run in range(2)]
     code, out, err, _ = veil_cmd(["run", "-n", "3", str(SCRIPTS / "net_basic.py"),
                                   "--parties", "3", "--seed", "11"])
     assert code == 0, err
     net = results(out)
-    assert sorted(net) == [0, 1, 2]
-    for r in range(3):
-        assert net[r]["value"] == local[r]["value"], f"party {r}: revealed bits differ"
-        assert net[r]["stats"] == local[r]["stats"], f"party {r}: stats differ"
+    assert sorted(net) == [(run, r) for run in range(2) for r in range(3)]
+    for run in range(2):
+        for r in range(3):
+            want, got = local[run][r], net[run, r]
+            assert got["value"] == want["value"], f"run {run}, party {r}: revealed bits differ"
+            assert got["stats"] == want["stats"], f"run {run}, party {r}: stats differ"
     assert all(f"[party {r}] RESULT" in out for r in range(3))
 
 
-def _fail(mode, parties=2, timeout="10", grace="5"):
-    return veil_cmd(["run", "-n", str(parties), "--grace", grace,
-                     str(SCRIPTS / "net_fail.py"), mode],
-                    env={"NET_FAIL_TIMEOUT": timeout, "NET_FAIL_PARTIES": str(parties)})
+def _fail(mode, parties=2, timeout="10", grace="5", extra=()):
+    """Run net_fail.py; also return how long the run lasted after party 1 misbehaved."""
+    code, out, err, _ = veil_cmd(["run", "-n", str(parties), "--grace", grace, *extra,
+                                  str(SCRIPTS / "net_fail.py"), mode],
+                                 env={"NET_FAIL_TIMEOUT": timeout,
+                                      "NET_FAIL_PARTIES": str(parties)})
+    import re
+    when = re.search(r"party 1 misbehaves now \(at ([\d.]+)\)", out)
+    after = time.time() - float(when.group(1)) if when else None
+    return code, out, err, after
 
 
 def test_a_killed_party_stops_the_others_promptly_naming_it():
-    code, out, err, took = _fail("kill", parties=3)
+    code, out, err, after = _fail("kill", parties=3, grace="15")
     assert code != 0
-    assert "party 1 misbehaves now" in out
+    assert after is not None, out
     # Every survivor (party 0, party 2, the dealer) names party 1 and why.
     for who in ("party 0", "party 2", "dealer"):
         lines = [ln for ln in err.splitlines() if ln.startswith(f"[{who}]") and "party 1" in ln]
@@ -73,12 +81,14 @@ def test_a_killed_party_stops_the_others_promptly_naming_it():
             f"{who} did not name party 1:\n{err}"
     assert "veil run: party 1 failed (killed by SIGKILL)" in err
     assert "stopped" not in err.splitlines()[-1]          # nobody had to be stopped
-    assert took < 20
+    assert after < 15                                     # (seconds on a busy 2-core host)
 
 
-def test_an_exception_in_one_party_reaches_all_without_its_text():
-    code, out, err, _ = _fail("raise")
+def test_an_exception_in_one_party_reaches_all_without_its_text_insecure_too():
+    code, out, err, _ = _fail("raise", extra=["--insecure"])
     assert code != 0
+    for who in ("party 0", "party 1", "dealer"):          # --insecure is loud everywhere
+        assert f"[{who}] WARNING: veil --insecure: plain TCP" in err
     assert "[party 1] ValueError: private value 4242 is bad" in err  # its own output only
     others = [ln for ln in err.splitlines() if not ln.startswith("[party 1]")]
     assert not any("4242" in ln for ln in others)
@@ -87,12 +97,12 @@ def test_an_exception_in_one_party_reaches_all_without_its_text():
 
 
 def test_a_silent_party_times_out_naming_it():
-    code, out, err, took = _fail("sleep", timeout="1.5", grace="1")
+    code, out, err, after = _fail("sleep", timeout="1.5", grace="1")
     assert code != 0
     assert any(ln.startswith(("[party 0]", "[party 2]")) and
                "party 1: sent nothing for 1.5 s (timeout" in ln for ln in err.splitlines()), err
     assert "stopped party 1" in err                       # the launcher ended the sleeper
-    assert took < 25
+    assert after < 1.5 + 1 + 12                           # timeout + grace + a busy host
 
 
 def test_parties_must_match_the_cluster_size(tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from veil.errors import AbortedError, PartyError
-from veil.net.link import ABORT, Hub
 from veil.net.loopback import connect_hubs, local_cluster
 
 
@@ -99,7 +98,3 @@ def test_insecure_links_work_too(tmp_path):
     hubs = _pair(tmp_path, secure=False)
     hubs[0].links[1].send(b"plain")
     assert bytes(hubs[1].links[0].recv(5.0)) == b"plain"
-
-
-def test_abort_frame_kind_is_not_data():
-    assert ABORT != 1 and isinstance(Hub("party 0", 1.0).links, dict)

@@ -66,6 +66,8 @@ def cmd_run(argv: list[str]) -> int:
         ap.error("give either -n N (all parties here) or --cluster FILE --party P (one party)")
     if target[:1] == ["-m"] and len(target) < 2:
         ap.error("-m needs a module name")
+    if target and target[0] != "-m" and not os.path.isfile(target[0]):
+        ap.error(f"script {target[0]!r} not found")
     if opts.parties is not None:
         if not target:
             ap.error("name the script to run: veil run -n N script.py [args]")
@@ -76,7 +78,7 @@ def cmd_run(argv: list[str]) -> int:
         from .net.supervisor import run_local
         if opts.insecure:
             from .net.tls import warn_insecure
-            warn_insecure("veil run")
+            warn_insecure()
         return run_local(opts.parties, target, insecure=opts.insecure,
                          connect_timeout=opts.connect_timeout, timeout=opts.timeout,
                          grace=opts.grace)

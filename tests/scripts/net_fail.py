@@ -20,7 +20,7 @@ def job():
     x = veil.tensor(torch.arange(8.0) if r == 0 else None, owner=0)
     y = x * x                                        # a first round trip: everyone is up
     if r == 1:
-        print("party 1 misbehaves now", flush=True)
+        print(f"party 1 misbehaves now (at {time.time():.3f})", flush=True)
         if MODE == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if MODE == "raise":

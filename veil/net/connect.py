@@ -20,7 +20,8 @@ import time
 
 from ..errors import PartyError
 from .cluster import Cluster
-from .link import BYE, HEADER, HELLO, REFUSE, Hub, describe, tune
+from .hub import Hub
+from .link import BYE, HEADER, HELLO, REFUSE, describe, tune
 from .tls import Identity, client_context, peer_fingerprint, server_context
 
 VERSION = 1

@@ -37,7 +37,8 @@ from ..errors import AbortedError, PartyError, ProtocolUsageError, VeilError
 from ..runtime import setup_party
 from .cluster import Cluster, load_cluster
 from .connect import Connector, listen
-from .link import ABORTED, DATA, END, START, Hub, out_of_step
+from .hub import Hub
+from .link import ABORTED, DATA, END, START, out_of_step
 from .tls import Identity, warn_insecure
 
 DEFAULT_CONNECT_TIMEOUT = 120.0
@@ -73,7 +74,7 @@ class Node:
         self.stopped: PartyError | None = None
         insecure = os.environ.get("VEIL_INSECURE") == "1"
         if insecure:
-            warn_insecure(self.name)
+            warn_insecure()
             ident = None
         else:
             cert = cluster.entry(rank).cert

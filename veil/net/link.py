@@ -1,31 +1,25 @@
-"""Links: framed TCP (+TLS) connections to peers, and the hub that moves all their bytes.
+"""Links: one party's framed TCP (+TLS) connection to one peer.
 
 Wire format: each frame is a 9-byte header (kind: 1 byte, payload length: 8 bytes,
 little-endian) then the payload. DATA frames carry the Communicator's messages; the
-other kinds are transport control (run start/end barriers, abort, goodbye) and are not
-metered, so `veil.stats()` counts exactly what the in-process mode counts.
-
-Why one loop and no I/O threads: an OpenSSL connection must not be driven by two threads
-at once, and a sender thread would have to copy (or pin) every tensor it is handed. So
-sockets are non-blocking and whenever this party waits — for a message, or for room to
-write a large one — the hub reads whatever any peer has sent into that peer's inbox.
-Two parties sending 100 MB to each other at once therefore both make progress, a large
-payload is written straight from the tensor's memory, a small message costs no thread
-hand-off, and an abort or a dropped connection from *any* peer is seen at once.
+other kinds are transport control (run start/end barriers, abort, goodbye, handshake)
+and are not metered, so `veil.stats()` counts exactly what the in-process mode counts.
+A `Link` only frames bytes; waiting, reading and writing are the `Hub`'s (veil/net/hub.py).
 """
 
 from __future__ import annotations
 
-import json
-import selectors
 import socket
 import ssl
 import struct
-import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from ..comm import Channel
-from ..errors import AbortedError, PartyError
+from ..errors import PartyError
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 HEADER = struct.Struct("<BQ")
 DATA, START, END, ABORT, BYE, HELLO, REFUSE = range(1, 8)
@@ -33,12 +27,9 @@ KIND_NAMES = {DATA: "data", START: "run-start", END: "run-end", ABORT: "abort", 
               HELLO: "hello", REFUSE: "refusal"}
 SMALL = 64 * 1024          # header + payload up to this go out as one write (one TLS record)
 CHUNK = 1 << 20            # large payloads are written in 1 MiB slices so reads interleave
-DRAIN_BUDGET = 8 << 20     # read at most this much from one peer before serving the others
 MAX_FRAME = 1 << 40        # a bigger length is a corrupt header, not a tensor
-CLOSE_WAIT_S = 2.0         # how long an abort/goodbye tries to reach peers before closing
 ABORTED = "stopped this run: "
-_WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
-_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
 
 class LinkLost(Exception):
@@ -77,6 +68,7 @@ class Link(Channel):
         self.bye = False           # peer said goodbye: its script ended normally
         self.aborted = False       # peer sent an abort
         self.lost: PartyError | None = None
+        self.last_rx = 0.0         # monotonic time bytes last arrived (timeouts count from it)
         self.dirty = False         # a frame was left half-written: the stream is unusable
         self._head = bytearray(HEADER.size)
         self._want = memoryview(self._head)
@@ -106,7 +98,7 @@ class Link(Channel):
     def try_send(self, chunk: memoryview) -> int | None:
         try:
             return self.sock.send(chunk)
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             return None
         except (ssl.SSLError, OSError) as exc:
             raise LinkLost(describe(exc)) from None
@@ -115,7 +107,7 @@ class Link(Channel):
         """Read into the current frame; None if nothing is there, 0 at end of stream."""
         try:
             return self.sock.recv_into(self._want[self._got:])
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             return None
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return 0
@@ -151,195 +143,3 @@ def out_of_step(link: Link, kind: int, expected: str) -> PartyError:
     return PartyError(link.name, f"sent a {KIND_NAMES[kind]} message where {expected} was "
                                  f"expected (parties out of step: do all parties run the same "
                                  f"program?)")
-
-
-class Hub:
-    """All of this process's links, and the one loop that reads and writes them."""
-
-    def __init__(self, me: str, timeout: float) -> None:
-        self.me = me
-        self.timeout = timeout
-        self.links: dict[int, Link] = {}
-        self.failure: PartyError | None = None    # first abort or lost peer seen
-        self.closing = False
-        self._sel = selectors.DefaultSelector()
-        self._again: set[Link] = set()
-
-    def add(self, sock: socket.socket, rank: int, name: str) -> Link:
-        sock.setblocking(False)
-        link = Link(self, sock, rank, name)
-        self.links[rank] = link
-        self._sel.register(sock, _READ, link)
-        return link
-
-    def live(self) -> list[Link]:
-        return [ln for ln in self.links.values() if not ln.eof]
-
-    def _fail(self) -> None:
-        f = self.failure
-        if f is not None:
-            raise type(f)(f.party, f.cause)
-
-    # -- receiving ----------------------------------------------------------------------
-    def read(self, link: Link, timeout: float | None):
-        """Next frame from ``link`` as (kind, payload); raise if the run has failed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            self._fail()
-            if link.inbox:
-                return link.inbox.popleft()
-            if link.eof:
-                raise link.lost or out_of_step(link, BYE, "a message")
-            if deadline is not None and time.monotonic() >= deadline:
-                raise PartyError(link.name, f"sent nothing for {timeout:g} s (timeout; if it "
-                                            f"is only slow, raise veil.Config(timeout=...) or "
-                                            f"pass --timeout)")
-            self._progress(deadline)
-
-    def _progress(self, deadline: float | None, writer: Link | None = None) -> None:
-        """Wait until some socket is ready (or the deadline), then read what arrived."""
-        if self._again:
-            wait = 0.0
-        else:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        watching = writer is not None and not writer.eof
-        if watching:
-            self._sel.modify(writer.sock, _READ | _WRITE, writer)
-        try:
-            events = self._sel.select(wait)
-        finally:
-            if watching and not writer.eof:
-                self._sel.modify(writer.sock, _READ, writer)
-        again, self._again = self._again, set()
-        for link in again:
-            self._drain(link)
-        for key, mask in events:
-            if mask & _READ and key.data not in again:
-                self._drain(key.data)
-
-    def _drain(self, link: Link) -> None:
-        budget = DRAIN_BUDGET
-        try:
-            while budget > 0 and not link.eof:
-                n = link.try_recv()
-                if n is None:
-                    return
-                if n == 0:
-                    self._gone(link, "closed its connection unexpectedly (its process "
-                                     "ended or was killed; see its output)")
-                    return
-                budget -= n
-                frame = link.advance(n)
-                if frame is not None:
-                    self._deliver(link, *frame)
-            if not link.eof:
-                self._again.add(link)      # more may sit in TLS buffers; come back soon
-        except LinkLost as exc:
-            self._gone(link, str(exc))
-
-    def _deliver(self, link: Link, kind: int, body) -> None:
-        if self.closing:
-            return
-        if kind == ABORT:
-            link.aborted = True
-            info = json.loads(bytes(body).decode())
-            if self.failure is None:
-                self.failure = AbortedError(str(info.get("who", link.name)),
-                                            ABORTED + str(info.get("why", "?")))
-            return
-        if kind == BYE:
-            link.bye = True
-        elif kind in (HELLO, REFUSE):
-            raise LinkLost(f"sent a {KIND_NAMES[kind]} message in the middle of the run")
-        link.inbox.append((kind, body))
-
-    def _gone(self, link: Link, why: str) -> None:
-        if link.eof:
-            return
-        link.eof = True
-        self._again.discard(link)
-        try:
-            self._sel.unregister(link.sock)
-        except (KeyError, ValueError):
-            pass
-        link.sock.close()
-        if self.closing or link.bye or link.aborted:
-            return
-        link.lost = PartyError(link.name, why)
-        if self.failure is None:
-            self.failure = link.lost
-
-    # -- sending --------------------------------------------------------------------------
-    def write(self, link: Link, kind: int, payload, *, deadline: float | None = None,
-              force: bool = False) -> None:
-        """Write one whole frame to ``link``, reading every peer while the socket is full."""
-        if not force:
-            self._fail()
-        if link.eof or link.dirty:
-            raise link.lost or PartyError(link.name, "its connection is already closed")
-        body = memoryview(payload).cast("B")
-        head = HEADER.pack(kind, body.nbytes)
-        # Small: one buffer, one TLS record, one TCP segment. Large: no copy of the payload.
-        parts = [head + body.tobytes()] if body.nbytes <= SMALL else [head, body]
-        if deadline is None:
-            deadline = time.monotonic() + self.timeout
-        link.dirty = True
-        for part in parts:
-            mv, off = memoryview(part), 0
-            while off < mv.nbytes:
-                chunk = mv[off:off + CHUNK]
-                off += self._write_chunk(link, chunk, deadline, force)
-        link.dirty = False
-
-    def _write_chunk(self, link: Link, chunk: memoryview, deadline: float, force: bool) -> int:
-        while True:
-            try:
-                n = link.try_send(chunk)
-            except LinkLost as exc:
-                self._drain(link)       # its last words (an abort) may be waiting unread
-                self._gone(link, str(exc))
-                self._fail()
-                raise link.lost or PartyError(link.name, str(exc)) from None
-            if n is not None:
-                return n
-            if time.monotonic() >= deadline:
-                raise PartyError(link.name, "has taken no data for "
-                                            f"{self.timeout:g} s (timeout): it is stuck or "
-                                            f"far slower than this party")
-            # Retry with this same slice: OpenSSL wants the same buffer back after WANT_WRITE.
-            self._progress(deadline, writer=link)
-            if not force:
-                self._fail()
-
-    # -- ending ---------------------------------------------------------------------------
-    def abort(self, who: str, why: str, wait: float = CLOSE_WAIT_S) -> None:
-        """Tell every peer the run failed (who, why), then close. Never raises."""
-        self._tell_all(ABORT, json.dumps({"who": who, "why": why}).encode(), wait)
-
-    def goodbye(self, wait: float = CLOSE_WAIT_S) -> None:
-        """Tell every peer this party's script ended normally, then close."""
-        self._tell_all(BYE, b"", wait)
-
-    def _tell_all(self, kind: int, payload: bytes, wait: float) -> None:
-        deadline = time.monotonic() + wait
-        for link in self.live():
-            if link.dirty:
-                continue            # a half-written frame: the peer will see our close
-            try:
-                self.write(link, kind, payload, deadline=deadline, force=True)
-                # Half-close (TCP FIN), keeping TLS reads working: the peer sees the end
-                # of stream after our last frame instead of a reset that could lose it.
-                socket.socket.shutdown(link.sock, socket.SHUT_WR)
-            except (PartyError, LinkLost, OSError):
-                pass
-        self.closing = True
-        # Linger until the peers close too, so no unread data turns our close into a reset.
-        while self.live() and time.monotonic() < deadline:
-            self._progress(deadline)
-        self.close()
-
-    def close(self) -> None:
-        self.closing = True
-        for link in list(self.links.values()):
-            self._gone(link, "closed")
-        self._sel.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 from .certs import make_ca, make_leaf, role_file, write_cert, write_key
 from .cluster import Cluster, load_cluster, write_cluster
 from .connect import Connector
-from .link import Hub
+from .hub import Hub
 from .tls import Identity
 
 

@@ -69,5 +69,5 @@ def peer_fingerprint(sock) -> str | None:
     return hashlib.sha256(der).hexdigest() if der else None
 
 
-def warn_insecure(who: str) -> None:
-    print(f"[{who}] {INSECURE_WARNING}", file=sys.stderr, flush=True)
+def warn_insecure() -> None:
+    print(INSECURE_WARNING, file=sys.stderr, flush=True)
