@@ -71,7 +71,9 @@ class Adam(Optimizer):
         gs = g * s                                       # integer factor: no truncation
         t = state["step"] + 1
         m, v = state.get("m"), state.get("v")
-        m = gs * (1 - b1) if m is None else m * b1 + gs * (1 - b1)
+        # b1 m + (1 - b1) gs, written with one public product (one truncation, which is a
+        # round with more than 2 parties) instead of two
+        m = gs * (1 - b1) if m is None else m + (gs - m) * (1 - b1)
         sq = gs * gs                                     # one product
         v = sq if v is None else v * b2 + sq
         state.update(step=t, m=m, v=v)
