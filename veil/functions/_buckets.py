@@ -149,8 +149,11 @@ def scale_mul(bk: Buckets, a: torch.Tensor, ys: list[torch.Tensor], power: float
     a caller can sum the second part before its one truncation (softmax row sums).
     """
     big, small, fs = factors(bk, a, power, with_sign)
-    pairs = [(y, f) for y in ys for f in (big, small) if f is not None]
-    prods = iter(K.products(pairs))
+    fs_list = [f for f in (big, small) if f is not None]
+    if len(ys) == 1:                    # y is the shared factor: opened once
+        prods = iter(K.products_common(ys[0], fs_list))
+    else:
+        prods = iter(K.products([(y, f) for y in ys for f in fs_list]))
     out = []
     for _ in ys:
         exact = next(prods) if big is not None else None

@@ -8,8 +8,9 @@ expansions (Trefethen, *Approximation Theory and Approximation Practice*, ch. 3 
 SIRNN and SecretFlow-SPU likewise keep fixed-point polynomials on small normalised ranges.
 
 Evaluation: T_{a+b} = 2 T_a T_b - T_{|a-b|}, so every T_k with 2^(r-1) < k <= 2^r comes from
-one product of known terms; they all go in ONE batched multiplication, and a degree-d
-polynomial costs ceil(log2 d) rounds and d - 1 products. Even and odd functions on [-T, T]
+one product of T_h (the highest known power of two) with a lower term; they all go in ONE
+multiplication that opens T_h once, and a degree-d polynomial costs ceil(log2 d) rounds
+and d - 1 products. Even and odd functions on [-T, T]
 are evaluated through v = T_2(x/T) = 2 (x/T)^2 - 1 (g(v), or (x/T) g(v)), which halves the
 degree and the products.
 
@@ -112,7 +113,7 @@ def basis(u: torch.Tensor, degree: int) -> list:
     h = 1
     while len(T) <= degree:
         ks = list(range(h + 1, min(2 * h, degree) + 1))
-        prods = K.products([(T[h], T[k - h]) for k in ks])
+        prods = K.products_common(T[h], [T[k - h] for k in ks])
         fresh = []
         for k, z in zip(ks, prods):
             low = T[2 * h - k]
