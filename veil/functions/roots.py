@@ -1,17 +1,22 @@
 """reciprocal, sqrt and rsqrt (and the gradient of division) on secret tensors.
 
-All three normalise first (see _buckets: x = x_n 2^(4j), x_n in [1/4, 4), one batched
-msb + one select), work on x_n, and scale back by 2^(-4j), 2^(2j) or 2^(-2j) with one
-more select. What differs is the core on [1/4, 4):
+All three normalise first (see _buckets: x = x_n 2^(s j), one batched msb for all bucket
+edges), work on x_n, and scale back by a power of two chosen by the bucket one-hot:
 
-* reciprocal: a degree-8 Chebyshev seed fitted for relative error (3.2e-2), then two
-  Newton-Raphson steps y <- y (2 - x y) (error squares each step: 1e-3, then 1e-6). A
-  better seed means fewer steps: CrypTen seeds with 3 exp(0.5 - x) + 0.003 and needs 10
-  steps on an unnormalised input (Knott et al. 2021). 15 rounds at 2 parties. Negative
-  inputs get mirrored buckets in the same msb call (so division works for any sign);
-  ``positive=True`` skips them (half the comparisons) when the caller knows x > 0.
-* sqrt: a degree-12 relative fit of sqrt on [1/4, 4) (4.3e-5), no iteration: 12 rounds.
-* rsqrt: a degree-16 relative fit of 1/sqrt on [1/4, 4) (8.9e-5): 13 rounds.
+* reciprocal: buckets of s = 6 octaves (x_n in [1/8, 8); 4 edges per sign at 16
+  fractional bits), a degree-12 Chebyshev seed fitted for relative error (0.13), then
+  three Newton-Raphson steps y <- y (2 - x y) (the error squares: 1.8e-2, 3e-4, 1e-7).
+  Moving in and out is one b2a round and one product round each way. 19 rounds at 2
+  parties. Wider buckets trade comparisons (the expensive part: 0.3 us per element and
+  edge here) for one Newton step: measured 1.8x faster than s = 4 with 2 steps (16
+  rounds). CrypTen seeds with 3 exp(0.5 - x) + 0.003 and needs 10 steps on an
+  unnormalised input (Knott et al. 2021). Negative inputs get mirrored buckets in the
+  same msb call (so division works for any sign); ``positive=True`` skips them (4 edges
+  instead of 9) when the caller knows x > 0.
+* sqrt: s = 4 (x_n in [1/4, 4)), a degree-12 relative fit of sqrt (4.3e-5), no
+  iteration, moves by select: 12 rounds.
+* rsqrt: s = 4, a degree-16 relative fit of 1/sqrt (8.9e-5), moves by b2a + products
+  (13 rounds, fewer bytes than selects: Adam runs it on every parameter).
 
 Inputs below 2^-14 share the lowest bucket and are extrapolated (see docs/functions.md);
 the fixed-point range caps outputs at 32768 anyway. Zero or negative inputs to sqrt and
@@ -29,8 +34,9 @@ from . import _kern as K
 from . import cheb
 from .grad_rules import register_grad
 
-RECIP_SEED_DEGREE = 8
-NEWTON_STEPS = 2
+RECIP_STEP = 6                 # octaves per bucket: x_n in [1/8, 8)
+RECIP_SEED_DEGREE = 12
+NEWTON_STEPS = 3
 SQRT_DEGREE = 12
 RSQRT_DEGREE = 16
 
@@ -44,8 +50,9 @@ def _rsqrt(x):
 
 
 def reciprocal_core(x_n: torch.Tensor, steps: int = NEWTON_STEPS) -> torch.Tensor:
-    """1/x_n for x_n in [1/4, 4): seed polynomial + Newton-Raphson."""
-    (y,) = cheb.evaluate(x_n, [cheb.fit(_inv, 0.25, 4.0, RECIP_SEED_DEGREE, K.F(),
+    """1/x_n for x_n in [1/8, 8): seed polynomial + Newton-Raphson."""
+    half = 2.0 ** (RECIP_STEP / 2)
+    (y,) = cheb.evaluate(x_n, [cheb.fit(_inv, 1 / half, half, RECIP_SEED_DEGREE, K.F(),
                                         relative=True)])
     for _ in range(steps):
         (p,) = K.mul([(x_n, y)])
@@ -54,7 +61,7 @@ def reciprocal_core(x_n: torch.Tensor, steps: int = NEWTON_STEPS) -> torch.Tenso
 
 
 def reciprocal_shares(x: torch.Tensor, positive: bool = False) -> torch.Tensor:
-    bk = B.find(x, 4, signed=not positive)
+    bk = B.find(x, RECIP_STEP, signed=not positive)
     a = B.arith(bk)
     (x_n,) = B.scale_mul(bk, a, [x], -1.0)
     (y,) = B.scale_mul(bk, a, [reciprocal_core(x_n)], -1.0)
@@ -65,8 +72,8 @@ def reciprocal(x, *, positive: bool = False):
     """Elementwise 1/x (torch.reciprocal); ``x / y`` for secret y calls this.
 
     Relative error about 1e-5 from 2^-14 to 32768 in magnitude, before the output's own
-    rounding (1 ulp = 1.5e-5 absolute at default settings). 16 rounds at 2 parties, with
-    15 comparisons per element (7 with ``positive=True`` when x > 0 is known).
+    rounding (1 ulp = 1.5e-5 absolute at default settings). 19 rounds at 2 parties, with
+    9 comparisons per element (4 with ``positive=True`` when x > 0 is known).
 
     >>> import torch, veil
     >>> def f():

@@ -166,7 +166,7 @@ def _exp_parts(z: torch.Tensor):
 def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None):
     """softmax along ``dim`` (torch.softmax / F.softmax). Absolute error < 1e-4.
 
-    43 rounds at 2 parties for rows of 100 (``approx="2quad"``: 17).
+    43 rounds at 2 parties for rows of 100 (``approx="2quad"``: 21).
 
     >>> import torch, veil
     >>> def f():
