@@ -136,32 +136,45 @@ def test_batch_norm_gradients():
                  lambda x, w, b: F.batch_norm(x, rm, rv, w, b), _u((3, 4, 2), -3, 3), (4,))
 
 
-def test_cosine_similarity_and_div_gradients():
+def test_cosine_similarity_and_division_gradients():
     a, b, g = _u((3, 5), -2, 2, seed=11), _u((3, 5), -2, 2, seed=12), _u((3,), -1, 1, seed=13)
+    den = b.abs() + 0.5
+    g2 = g.unsqueeze(1).expand(3, 5).contiguous()
 
     def party():
         xa, xb = share_from(a, 0).requires_grad_(), share_from(b, 1).requires_grad_()
         xa.cosine_similarity(xb, 1).backward(g)
-        ys = share_from(b.abs() + 0.5, 1)
-        q = xa.detach() / ys
-        da, dy = GRAD_RULES["div"](share_from(g.unsqueeze(1).expand(3, 5).contiguous(), 0), q,
-                                   xa.detach(), ys)
-        return xa.grad.reveal(), xb.grad.reveal(), da.reveal(), dy.reveal()
+        num, ys = share_from(a, 0).requires_grad_(), share_from(den, 1).requires_grad_()
+        (num / ys).backward(g2)
+        ys2 = share_from(den, 1).requires_grad_()
+        (2.0 / ys2).backward(g2)
+        return [t.grad.reveal() for t in (xa, xb, num, ys, ys2)]
     got = veil.run(party, parties=2, seed=0)[0]
     ta, tb = a.clone().requires_grad_(), b.clone().requires_grad_()
     (F.cosine_similarity(ta, tb, 1) * g).sum().backward()
-    ty = (b.abs() + 0.5).requires_grad_()
-    ta2 = a.clone().requires_grad_()
-    ((ta2 / ty) * g.unsqueeze(1)).sum().backward()
-    for x, want, what in zip(got, (ta.grad, tb.grad, ta2.grad, ty.grad), "abxy"):
-        assert_close(x, want, TOL, f"d{what}")
+    tn, ty, ty2 = a.clone().requires_grad_(), den.clone().requires_grad_(), \
+        den.clone().requires_grad_()
+    ((tn / ty) * g2).sum().backward()
+    ((2.0 / ty2) * g2).sum().backward()
+    for x, want, what in zip(got, (ta.grad, tb.grad, tn.grad, ty.grad, ty2.grad),
+                             ("cos a", "cos b", "x/y: x", "x/y: y", "2/y: y")):
+        assert_close(x, want, TOL, what)
+
+
+def test_division_keeps_precision_for_large_denominators():
+    x, y = _u((200,), -50, 50, seed=14), _u((200,), 500, 20000, seed=15)
+
+    def party():
+        return (share_from(x, 0) / share_from(y, 1)).reveal()
+    got = veil.run(party, parties=2, seed=0)[0]
+    assert_close(got, x / y, 2 ** -16, "x / y within one ulp")
 
 
 def test_every_function_has_a_rule():
     names = ["exp", "log", "reciprocal", "sqrt", "rsqrt", "pow_float", "sigmoid", "tanh", "erf",
              "softmax", "log_softmax", "gelu", "silu", "softplus", "hardswish", "hardsigmoid",
              "relu6", "leaky_relu", "layer_norm", "group_norm", "batch_norm", "normalize",
-             "cosine_similarity", "div"]
+             "cosine_similarity", "div", "rdiv"]
     missing = [n for n in names if n not in GRAD_RULES]
     assert not missing, missing
 

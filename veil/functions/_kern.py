@@ -216,6 +216,11 @@ def b2a(bits: torch.Tensor) -> torch.Tensor:
 
 
 # -- SecretTensor boundary ---------------------------------------------------------------
+def is_secret(x) -> bool:
+    from ..tensor.core import is_secret as _is_secret
+    return _is_secret(x)
+
+
 def float_input(x, name: str):
     """Check ``x`` is a SecretTensor and return it as a float tensor at scale F."""
     from ..tensor.core import is_secret

@@ -23,7 +23,8 @@ Names are the torch names of the forward op: ``"exp"``, ``"log"``, ``"reciprocal
 ``"sqrt"``, ``"rsqrt"``, ``"pow_float"``, ``"sigmoid"``, ``"tanh"``, ``"erf"``,
 ``"softmax"``, ``"log_softmax"``, ``"gelu"``, ``"silu"``, ``"softplus"``, ``"hardswish"``,
 ``"hardsigmoid"``, ``"relu6"``, ``"leaky_relu"``, ``"layer_norm"``, ``"group_norm"``,
-``"batch_norm"``, ``"normalize"``, ``"cosine_similarity"``, ``"div"``.
+``"batch_norm"``, ``"normalize"``, ``"cosine_similarity"``, ``"div"`` (x / y), ``"rdiv"``
+(c / y for a public c).
 
 >>> from veil.functions.grad_rules import GRAD_RULES, register_grad
 >>> @register_grad("example_double")

@@ -10,6 +10,7 @@ hand its rule what it already computed (comparison bits, the chosen approximatio
 from __future__ import annotations
 
 from ..autograd.graph import differentiable
+from ..tensor.core import is_secret as _is_secret
 from . import activations, exp_log, normalization, piecewise, roots, softmax, vectors
 
 
@@ -32,6 +33,20 @@ class FunctionsMixin:
     @differentiable("reciprocal")
     def reciprocal(self, *, positive: bool = False):
         return roots.reciprocal(self, positive=positive)
+
+    # Division by a secret is fused (see roots.div_shares); by a public value it stays the
+    # tensor layer's local multiply by 1/c.
+    @differentiable("div")
+    def div(self, other, rounding_mode=None):
+        if rounding_mode is None and _is_secret(other):
+            return roots.div(self, other)
+        return super().div(other, rounding_mode)
+
+    __truediv__ = div
+
+    @differentiable("rdiv")
+    def __rtruediv__(self, other):
+        return roots.div(other, self)
 
     @differentiable("sqrt")
     def sqrt(self):

@@ -36,7 +36,7 @@ from . import cheb
 from .approx import choose
 from .exp_log import exp_parts, log_shares
 from .grad_rules import register_grad
-from .roots import reciprocal_shares
+from .roots import div_shares, reciprocal_shares
 
 QUAD_SHIFT = 5.0
 
@@ -188,10 +188,7 @@ def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None
     if mode == "2quad":
         shifted = K.add_const(share, QUAD_SHIFT)
         (q,) = K.mul([(shifted, shifted)])
-        r = reciprocal_shares(q.sum(-1, keepdim=True), positive=True)
-        (out,) = K.mul([(q, r)])
-        if saved is not None:
-            saved["recip"] = K.wrap(x, r.movedim(-1, d))
+        out = div_shares(q, q.sum(-1, keepdim=True), positive=True)
     else:
         z = share - row_max(share).unsqueeze(-1)
         e, s = _exp_parts(z)
@@ -223,11 +220,9 @@ def _softmax_grad(grad_out, out, x, dim, *, approx=None, saved=None):
     inner = (grad_out * out).sum(dim, keepdim=True)
     if ((saved or {}).get("mode") or choose("softmax", approx)) == "2quad":
         # p = q / S with q = (x + c)^2: dx = 2 (x + c) / S * (g - sum(g p)).
-        r = (saved or {}).get("recip")
-        if r is None:
-            r = ((x + QUAD_SHIFT) * (x + QUAD_SHIFT)).sum(dim, keepdim=True).reciprocal(
-                positive=True)
-        return ((grad_out - inner) * ((x + QUAD_SHIFT) * (r * 2)),)
+        shifted = x + QUAD_SHIFT
+        s = (shifted * shifted).sum(dim, keepdim=True)
+        return (((grad_out - inner) * shifted * 2) / s,)
     return ((grad_out - inner) * out,)
 
 
