@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from numpy.polynomial import chebyshev as C   # at import: its first import takes ~0.3 s
 
 from . import _kern as K
 
@@ -50,8 +51,8 @@ class Poly:
         """The polynomial in float64 (what the secret evaluation approximates)."""
         u = self.a * x + self.b
         if self.parity is None:
-            return np.polynomial.chebyshev.chebval(u, self.coeffs)
-        g = np.polynomial.chebyshev.chebval(2 * u * u - 1, self.coeffs)
+            return C.chebval(u, self.coeffs)
+        g = C.chebval(2 * u * u - 1, self.coeffs)
         return g * u if self.parity == "odd" else g
 
 
@@ -85,7 +86,7 @@ def fit(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int
     x = (u - b) / a
     y = f(x)
     w = 1.0 / np.abs(y) if relative else None
-    c = np.polynomial.chebyshev.chebfit(u, y, degree, w=w)
+    c = C.chebfit(u, y, degree, w=w)
     return Poly(tuple(float(v) for v in c), a, b)
 
 
@@ -101,7 +102,7 @@ def fit_parity(f: Callable[[np.ndarray], np.ndarray], T: float, degree: int, fra
     y = f(u / a)
     if parity == "odd":
         y = y / u
-    c = np.polynomial.chebyshev.chebfit(v, y, degree)
+    c = C.chebfit(v, y, degree)
     return Poly(tuple(float(x) for x in c), a, 0.0, parity)
 
 
