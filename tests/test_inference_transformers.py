@@ -7,6 +7,8 @@ LayerNorm and tanh are fixed-point approximations from veil.functions).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,7 @@ from veil.compile import zoo
 from veil.compile.evaluate import compare
 
 ATOL = 1e-2
+os.environ.setdefault("HF_HUB_OFFLINE", "1")       # configs only: nothing is downloaded
 
 
 def _g(seed):
