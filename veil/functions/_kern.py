@@ -136,6 +136,7 @@ def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,
     truncation round at 3+ parties).
     """
     f = F()
+    like = like if like is not None else terms[0][1]
     terms = [(c, x) for c, x in terms if c]
     if all(float(c).is_integer() for c, _ in terms):
         acc = None
@@ -143,7 +144,7 @@ def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,
             t = x * int(c) if c != 1 else x
             acc = t if acc is None else acc + t
         if acc is None:
-            acc = torch.zeros_like(like if like is not None else terms[0][1])
+            acc = torch.zeros_like(like)
         return add_const(acc, const) if const else acc
     acc = None
     for c, x in terms:

@@ -6,8 +6,8 @@ The recipe behind sigmoid, tanh, erf, gelu, silu, softplus and their derivatives
     f(x) = a x + b                  beyond +-T        (the asymptote)
 
 Both edges are compared in ONE msb call (6 rounds at 2 parties); P is evaluated through
-v = 2 (x/T)^2 - 1, which halves its degree (see cheb.py); one select round keeps the
-right piece (exact, no truncation). Cost at 2 parties: 6 + depth(P) + 1 rounds, two
+v = 2 (x/T)^2 - 1, which halves its degree (see cheb.py); one select round (two selects
+per element, on the thermometer bits) keeps the right piece (exact, no truncation). Cost at 2 parties: 6 + depth(P) + 1 rounds, two
 comparisons and about degree(P) + 2 products per element. The asymptote's constant b
 is moved by half the residual at T (minimax: beyond T the error is at most half of
 |f(T) - (a T + b_inf)|). This is the piecewise-polynomial design of SIRNN (Rathee et al.
@@ -119,19 +119,15 @@ def saturating(x: torch.Tensor, spec: Saturating) -> torch.Tensor:
     """Evaluate ``spec`` on shares x (scale F)."""
     poly = cheb.fit_parity(spec.part, spec.T, spec.degree, K.F(), spec.parity)
     (p,) = cheb.evaluate(x, [poly])
-    below, inside, above = K.onehot(K.ge_many(x, [-spec.T, spec.T]))
+    ge_lo, ge_hi = K.ge_many(x, [-spec.T, spec.T])
     (a_lo, b_lo), (a_hi, b_hi) = spec.edge(-1), spec.edge(1)
-    # Each piece minus the common part c0 + a0 x, so that one select round picks it.
-    pairs = [(inside, p)]
-    for bit, a, b in ((above, a_hi, b_hi), (below, a_lo, b_lo)):
-        if a != spec.a0:
-            pairs.append((bit, K.lincomb([(a - spec.a0, x)], const=b - spec.c0)))
-        elif b != spec.c0:
-            pairs.append((bit, K.lift(b - spec.c0, x)))
-    picked = sum(K.select_many(pairs))
-    if spec.a0:
-        return picked + K.lincomb([(spec.a0, x)], const=spec.c0)
-    return K.add_const(picked, spec.c0) if spec.c0 else picked
+    # Pieces minus the common part c0 + a0 x. With the thermometer bits,
+    #   out = lo + [x >= -T] (p - lo) + [x >= T] (hi - p),
+    # two selects instead of three; beyond T the (meaningless) p cancels exactly.
+    lo = K.lincomb([(a_lo - spec.a0, x)], const=b_lo - spec.c0, like=x)
+    hi = K.lincomb([(a_hi - spec.a0, x)], const=b_hi - spec.c0, like=x)
+    s_lo, s_hi = K.select_many([(ge_lo, p - lo), (ge_hi, hi - p)])
+    return lo + s_lo + s_hi + K.lincomb([(spec.a0, x)], const=spec.c0, like=x)
 
 
 __all__ = ["Saturating", "saturating", "SIGMOID", "TANH", "ERF", "GELU", "GELU_TANH", "SILU",
