@@ -159,6 +159,7 @@ def main(argv=None) -> int:
         _as_party(args.as_party, pathlib.Path(args.out))
         return 0
     from .runner import host_line
+    torch.set_num_threads(1)            # what each party process uses (see _as_party)
     table = memory_table() + f"\nhost: {host_line()}; one process per party and the dealer\n"
     print(table)
     if args.docs:
