@@ -86,6 +86,12 @@ LAYERS = {
                                             nn.Dropout(0.5)), (2, 3, 13, 13)),
     "relu6_leaky_relu": (nn.Sequential(nn.Linear(6, 6), nn.ReLU6(), nn.Linear(6, 6),
                                        nn.LeakyReLU(0.1)), (4, 6)),
+    "upsample_pixel_shuffle_reflect_pad_instance_norm": (nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.Upsample(scale_factor=2),
+        nn.Upsample(scale_factor=1.5, mode="bilinear"), nn.PixelShuffle(2),
+        nn.InstanceNorm2d(1, affine=True)), (1, 3, 4, 4)),
+    "elu_softplus_mish_prelu": (nn.Sequential(nn.Linear(6, 6), nn.ELU(), nn.Linear(6, 6),
+                                              nn.Softplus(), nn.Mish(), nn.PReLU()), (4, 6)),
 }
 
 

@@ -211,9 +211,30 @@ def _method_rule(op, method, note):
 for _op, _m in [("exp", "exp"), ("log", "log"), ("sqrt", "sqrt"), ("rsqrt", "rsqrt"),
                 ("reciprocal", "reciprocal"), ("sigmoid", "sigmoid"), ("tanh", "tanh"),
                 ("erf", "erf"), ("silu", "silu"), ("softplus", "softplus"),
-                ("hardswish", "hardswish"), ("hardsigmoid", "hardsigmoid"),
-                ("log1p", "log1p"), ("expm1", "expm1")]:
+                ("hardswish", "hardswish"), ("hardsigmoid", "hardsigmoid")]:
     _method_rule(f"aten.{_op}.default", _m, note=f"x.{_m}() (veil.functions)")
+
+
+@register_lowering("aten.log1p.default", note="log(1 + x) (veil.functions log)",
+                   needs=("log",))
+def _log1p(x):
+    return x.log1p() if hasattr(x, "log1p") else (x + 1.0).log()
+
+
+@register_lowering("aten.expm1.default", note="exp(x) - 1 (veil.functions exp)",
+                   needs=("exp",))
+def _expm1(x):
+    return x.expm1() if hasattr(x, "expm1") else x.exp() - 1.0
+
+
+@register_lowering("aten.elu.default",
+                   note="x > 0 ? x : alpha * (exp(x) - 1); exp sees min(x, 0) only",
+                   needs=("exp",))
+def _elu(x, alpha=1.0, scale=1.0, input_scale=1.0):
+    pos = x.gt(0)
+    neg = veil_where(pos, 0.0, x)          # exp never sees large positive inputs
+    out = veil_where(pos, x, (neg * input_scale).exp().sub(1.0) * alpha)
+    return out * scale if scale != 1 else out
 
 
 @register_lowering("aten.gelu.default", note="x.gelu(approximate=...) (veil.functions)",

@@ -104,6 +104,36 @@ def _adaptive_avg_pool2d(x, output_size):
     return nn_ops.adaptive_avg_pool2d(x, list(output_size))
 
 
+# -- resampling ---------------------------------------------------------------------------
+def _spatial_map(x, fn):
+    """A public linear map on the last two dims, found by applying ``fn`` to a basis.
+
+    Nearest neighbour gives a 0/1 matrix (exact, no truncation); bilinear one truncation.
+    Its size is (H*W) x (out H * out W): fine for feature maps, not for photographs.
+    """
+    h, w = x.shape[-2:]
+    m = fn(torch.eye(h * w, dtype=torch.float64).reshape(h * w, 1, h, w))
+    oh, ow = m.shape[-2:]
+    out = x.flatten(-2).matmul(m.reshape(h * w, oh * ow))
+    return out.reshape(*x.shape[:-2], oh, ow)
+
+
+def _resample_rule(op):
+    aten_op = getattr(getattr(torch.ops.aten, op.split(".")[1]), op.split(".")[2])
+
+    def rule(x, *args, **kwargs):
+        return _spatial_map(x, lambda basis: aten_op(basis, *args, **kwargs))
+    rule.__name__ = "_" + op.split(".")[1]
+    return rule
+
+
+for _op in ("aten.upsample_nearest2d.vec", "aten.upsample_nearest2d.default",
+            "aten._upsample_nearest_exact2d.vec", "aten._upsample_nearest_exact2d.default",
+            "aten.upsample_bilinear2d.vec", "aten.upsample_bilinear2d.default"):
+    register_lowering(_op, note="a public linear map on H x W (nearest: exact gather)")(
+        _resample_rule(_op))
+
+
 # -- normalisation ------------------------------------------------------------------------
 @register_lowering("aten.native_layer_norm.default", needs=("layer_norm",),
                    note="x.layer_norm(...) (veil.functions)")
@@ -122,6 +152,22 @@ def _group_norm(x, weight, bias, n, c, hw, group, eps):
     per_channel = (-1, *([1] * (len(shape) - 2)))
     if weight is not None:
         y = y.mul(weight.reshape(per_channel)) if secret(y) else weight.reshape(per_channel).mul(y)
+    if bias is not None:
+        y = y.add(bias.reshape(per_channel))
+    return y, None, None
+
+
+@register_lowering("aten._native_batch_norm_legit.no_stats", needs=("layer_norm",),
+                   note="instance norm: layer_norm over all but the channel dim, then affine")
+def _instance_stats_norm(x, weight, bias, training, momentum, eps):
+    shape = tuple(x.shape)
+    moved = x.transpose(0, 1)                          # (C, N, *spatial)
+    flat = moved.reshape(shape[1], -1)
+    y = flat.layer_norm([flat.shape[-1]], None, None, eps).reshape(tuple(moved.shape))
+    y = y.transpose(0, 1)
+    per_channel = (-1, *([1] * (len(shape) - 2)))
+    if weight is not None:
+        y = y.mul(weight.reshape(per_channel))
     if bias is not None:
         y = y.add(bias.reshape(per_channel))
     return y, None, None
