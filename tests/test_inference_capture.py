@@ -196,3 +196,14 @@ def test_docs_support_matrix_is_generated_from_the_table():
     from veil.compile.docs import ops_table
     doc = (ROOT / "docs" / "inference.md").read_text()
     assert ops_table() in doc, "run: python -m veil.compile --docs"
+
+
+def test_node_errors_points_at_each_layer():
+    from veil.compile.evaluate import node_errors
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 2))
+    rows = node_errors(net, (torch.randn(3, 4),))
+    ops = [r[1] for r in rows]
+    assert "aten.addmm.default" in ops and "aten.relu.default" in ops
+    assert all(r[3] < 1e-2 for r in rows)
+    assert any("LayerNorm" in r[2] for r in rows)          # source/layer is reported

@@ -89,3 +89,49 @@ def _share(m, name, value, data_owner, public_inputs, token_inputs):
     if name in token_inputs:
         return m.share_input(name, mine, owner=data_owner)
     return veil.tensor(mine, owner=data_owner)
+
+
+def node_errors(model, args, kwargs=None, *, parties: int = 2, public_inputs=(),
+                token_inputs=(), seed=0, config=None) -> list[tuple]:
+    """Debugging: where does precision go? (node, op, source, max abs error, max abs value)
+    for every floating-point node, secure vs the same graph run in plaintext.
+
+    Reveals every intermediate value to every party: for test data only.
+    """
+    from .capture import capture
+    from .interpreter import Interpreter
+    args = args if isinstance(args, tuple) else (args,)
+    kwargs = dict(kwargs or {})
+    graph, weights = capture(model, args, kwargs, public_inputs=public_inputs)
+    given = {i.name: (args[i.key] if isinstance(i.key, int) else kwargs[i.key])
+             for i in graph.inputs if i.shape is not None}
+    plain = {}
+    Interpreter(graph).run({**weights, **given, **{i.name: i.value for i in graph.inputs
+                                                   if i.shape is None}},
+                           lambda node, v: plain.__setitem__(node.name, v))
+
+    def job():
+        r = veil.rank()
+        m = secure(model if r == 0 else None, owner=0, example_input=args if r == 0 else None,
+                   example_kwargs=kwargs if r == 0 else None, public_inputs=public_inputs)
+        names = {i.key: i.name for i in m.graph.inputs}
+        pos = [_share(m, names.get(i, i), a, 1, public_inputs, token_inputs)
+               for i, a in enumerate(args)]
+        kw = {k: _share(m, k, v, 1, public_inputs, token_inputs) for k, v in kwargs.items()}
+        seen = {}
+
+        def observe(node, v):
+            if isinstance(v, veil.SecretTensor) and v.is_floating_point():
+                seen[node.name] = v.reveal()      # discloses every intermediate (debugging)
+        m.trace(observe, *pos, **kw)
+        return seen
+
+    got = veil.run(job, parties=parties, seed=seed, config=config)[0]
+    rows = []
+    for node in graph.nodes:
+        if node.name in got and isinstance(plain.get(node.name), torch.Tensor):
+            want = plain[node.name].double()
+            err = (got[node.name].double() - want).abs().max().item() if want.numel() else 0.0
+            rows.append((node.name, node.op, node.src, err,
+                         want.abs().max().item() if want.numel() else 0.0))
+    return rows

@@ -49,10 +49,14 @@ class Interpreter:
             if name not in keep:
                 self._free[i].append(name)
 
-    def run(self, env: dict) -> list:
+    def run(self, env: dict, on_node=None) -> list:
+        """Outputs for ``env`` (inputs and weights by name); ``on_node(node, value)`` sees
+        every node's result (a debugging hook: see evaluate.node_errors)."""
         env = {**self.graph.constants, **env}
         for i, node in enumerate(self.graph.nodes):
             env[node.name] = self._run_node(node, self._ops[i], env)
+            if on_node is not None:
+                on_node(node, env[node.name])
             for name in self._free[i]:
                 env.pop(name, None)
         return map_refs(self.graph.outputs, lambda r: env[r.name])

@@ -147,12 +147,16 @@ class SecureModule:
                 if i.shape is not None]
 
     def __call__(self, *args, **kwargs):
-        env = dict(self._weights)
-        env.update(self._bind(args, kwargs))
-        flat = self._interp.run(env)
-        return _unflatten(flat, self.graph.out_spec)
+        return self.trace(None, *args, **kwargs)
 
     forward = __call__
+
+    def trace(self, on_node, *args, **kwargs):
+        """Like calling the module, with ``on_node(node, value)`` called after each node."""
+        env = dict(self._weights)
+        env.update(self._bind(args, kwargs))
+        flat = self._interp.run(env, on_node)
+        return _unflatten(flat, self.graph.out_spec)
 
     def _bind(self, args, kwargs) -> dict:
         by_key = {i.key: i for i in self.graph.inputs}
