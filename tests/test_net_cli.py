@@ -117,3 +117,18 @@ def test_a_party_that_never_comes_up_is_named(tmp_path):
     assert code != 0
     assert "party 1: did not connect within 2 s (still waiting for: party 1, dealer)" in err
     assert time.monotonic() - t0 < 30
+
+
+def test_a_port_in_use_is_reported_at_start(tmp_path):
+    main(["certs", "--parties", "2", "--out", str(tmp_path), "--base-port", "0"])
+    import socket
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        path = write_cluster(tmp_path / "cluster.toml", "ca.crt",
+                             [("127.0.0.1", port, "party0.crt"), ("127.0.0.1", 1, "party1.crt")],
+                             ("127.0.0.1", "dealer.crt"))
+        [(code, out, err)] = _finish([_start(path, "0")])
+    assert code == 2
+    assert f"party 0: cannot listen on 127.0.0.1:{port}" in err and "change party 0's port" in err

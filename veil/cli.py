@@ -119,6 +119,16 @@ def _run_one(opts, target: list[str], ap) -> int:
         return dealer_main()
     if not target:
         ap.error("name the script to run: veil run --cluster FILE --party P script.py [args]")
+    # Take the port now, before the script spends time loading data: a port in use is
+    # reported at once, and peers' connections queue until the script reaches veil.run.
+    from .net.connect import listen
+    try:
+        sock = listen(cluster, int(party))
+    except VeilError as exc:
+        print(f"veil run: {exc}", file=sys.stderr)
+        return 2
+    sock.set_inheritable(True)
+    os.environ["VEIL_LISTEN_FD"] = str(sock.fileno())
     # Replace this process with `python script.py args`: same sys.path, signals, exit code.
     os.execv(sys.executable, [sys.executable, "-u", *target])
     return 0  # pragma: no cover

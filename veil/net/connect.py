@@ -144,9 +144,9 @@ class Connector:
         if isinstance(exc, ValueError):
             return str(exc)
         if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-            return ("it closed the connection during the handshake, so it refused this "
-                    "party: check both use the same cluster file and CA, and that both or "
-                    "neither use --insecure")
+            return ("it closed the connection during the handshake: its process exited, or "
+                    "it refused this party (check both use the same cluster file and CA, and "
+                    "that both or neither use --insecure)")
         return describe(exc)
 
     def _check_pin(self, sock, j: int, who: str) -> None:

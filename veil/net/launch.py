@@ -108,14 +108,15 @@ class Node:
 
     # -- run barriers (transport control frames: not metered) -----------------------------
     def start_run(self, header: dict, timeout: float) -> None:
+        """Check every party starts the same run (``header``); tell the dealer ``timeout``."""
         self.hub.timeout = timeout
-        body = json.dumps(header).encode()
+        body = json.dumps(dict(header, timeout=timeout)).encode()
         for link in self.hub.links.values():
             self.hub.write(link, START, body)
         for j in range(self.n):
             if j != self.rank:
                 got = self.expect(j, START, "the start of a run", timeout)
-                if got != header:
+                if any(got.get(k) != v for k, v in header.items()):
                     raise PartyError(self.hub.links[j].name, _mismatch(got, header))
 
     def end_run(self, timeout: float) -> None:
@@ -173,8 +174,11 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
 
     >>> # under `veil run -n 2 script.py`, in party 1:
     >>> veil.run(job, parties=2, seed=0)             # doctest: +SKIP
-    [None, tensor([ 3.0000, -1.0000])]
+    [None, tensor([ 3., -1.])]
     """
+    if os.environ.get("VEIL_PARTY") == DEALER:
+        raise ProtocolUsageError("the dealer does not run user scripts: start it with "
+                                 "`veil run --cluster FILE --party dealer` (no script)")
     cluster = env_cluster()
     if parties != cluster.n:
         raise ProtocolUsageError(
@@ -184,15 +188,12 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
     if os.environ.get("VEIL_TIMEOUT"):
         config = dataclasses.replace(config, timeout=float(os.environ["VEIL_TIMEOUT"]))
     me = node(config.timeout)
-    if me.rank == me.n:
-        raise ProtocolUsageError("the dealer does not run user scripts; it is started by "
-                                 "`veil run` as `python -m veil.net.dealer`")
     me.check_usable()
     me.runs += 1
     results: list[Any] = [None] * parties
     try:
-        me.start_run({"run": me.runs, "parties": parties, "protocol": protocol,
-                      "timeout": config.timeout}, config.timeout)
+        me.start_run({"run": me.runs, "parties": parties, "protocol": protocol},
+                     config.timeout)
         comm = Communicator(me.rank, me.n, dict(me.hub.links), config.timeout)
         ctx = setup_party(me.rank, me.n, comm, protocol, config, seed)
         activate(ctx)
