@@ -132,3 +132,8 @@ def test_a_port_in_use_is_reported_at_start(tmp_path):
         [(code, out, err)] = _finish([_start(path, "0")])
     assert code == 2
     assert f"party 0: cannot listen on 127.0.0.1:{port}" in err and "change party 0's port" in err
+
+
+def test_bench_subcommand_is_python_m_veil_bench(capsys):
+    assert main(["bench", "--only", "no such workload", "--json", "/dev/null"]) == 2
+    assert "no workload matched" in capsys.readouterr().err

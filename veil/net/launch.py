@@ -168,9 +168,9 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
     this party's result at its rank and ``None`` at every other rank.
 
     In-process, ``veil.run`` returns every party's result; here each process only has its
-    own, at the same place, so ``veil.run(f, parties=2)[veil_rank]`` means the same thing
-    in both modes. Code that reads another party's slot gets ``None``: reveal the value to
-    that party (``x.reveal(to=p)``) and use it there instead.
+    own, at the same place, so a party's slot means the same thing in both modes (the
+    process's rank is in ``VEIL_PARTY``). Code that reads another party's slot gets
+    ``None``: reveal the value to that party (``x.reveal(to=p)``) and use it there.
 
     >>> # under `veil run -n 2 script.py`, in party 1:
     >>> veil.run(job, parties=2, seed=0)             # doctest: +SKIP
