@@ -11,7 +11,8 @@ layer 2.81 s, 171 rounds, 310 MB (ReLU instead of GELU). SPU: ResNet-18 8.46 s; 
 layer with GELU 7.8 s.
 
 Peak memory per party needs one process per party (in-process parties share one heap):
-``--memory`` runs each workload under `veil run -n 2` and reads each party's peak RSS.
+running this module runs each workload under `veil run -n 2` and reads each party's peak
+RSS.
 """
 
 from __future__ import annotations
