@@ -13,8 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The core demo in-process, then the inference and training examples as real parties
+# (one OS process each, mutual TLS on loopback, a separate dealer process).
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+	$(BIN)/veil run -n 2 examples/private_inference.py
+	$(BIN)/veil run -n 2 examples/credit_scoring.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
