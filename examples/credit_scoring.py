@@ -12,7 +12,7 @@ loss / accuracy and receives the trained model.
     python examples/credit_scoring.py --data breast_cancer   # real data (needs scikit-learn)
 
 Writes (at bank B): credit_model.pt (the trained weights) and credit_loss.png (the loss
-curve), in --out (default: the current directory).
+curve), in --out (default: ./outputs, created if missing; git ignores it).
 
 The data is synthetic and deterministic (a stand-in for each bank's database): every
 party generates the same world from a fixed seed and keeps only its own columns.
@@ -135,7 +135,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=".")
+    ap.add_argument("--out", default="outputs")
     args = ap.parse_args(argv)
     return veil.run(bank, args, parties=2)
 
