@@ -8,6 +8,7 @@ only this process's party, over TLS (see veil.net).
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import traceback
@@ -122,8 +123,10 @@ def _run_threads(fn, args, kwargs, n, protocol, seed, config):
             if token is not None:
                 activate(None)
 
-    threads = [threading.Thread(target=party_main, args=(r,), name=f"veil-{party_name(r, n)}",
-                                daemon=True) for r in ranks]
+    # Each party thread starts from a copy of the caller's context, so settings the caller
+    # made with context managers (approximation modes, no_grad) hold inside the parties.
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(party_main, r),
+                                name=f"veil-{party_name(r, n)}", daemon=True) for r in ranks]
     for t in threads:
         t.start()
     for t in threads:

@@ -12,8 +12,8 @@ import torch
 from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from ..ring import is_float
-from .core import (as_public, encode_operand, frac_bits, frac_of, is_secret, proto, public_is_integral,
-                   result_dtype)
+from .core import (as_public, encode_operand, frac_of, is_secret, proto, public_frac,
+                   public_is_integral, result_dtype)
 
 
 class ArithMixin:
@@ -74,7 +74,7 @@ class ArithMixin:
         if public_is_integral(pub):
             z = self.share * pub.to(torch.int64)
             return self._rescale(z, self.frac, dtype)
-        pf = frac_bits()
+        pf = public_frac(pub)
         return self._rescale(self.share * encode_operand(pub, pf), self.frac + pf, dtype)
 
     __mul__ = mul
@@ -181,8 +181,9 @@ class ArithMixin:
         pub = as_public(other)
         if public_is_integral(pub):
             return self._rescale(torch.matmul(self.share, pub.to(torch.int64)), self.frac, dtype)
-        return self._rescale(torch.matmul(self.share, encode_operand(pub, frac)),
-                             self.frac + frac, dtype)
+        pf = public_frac(pub)
+        return self._rescale(torch.matmul(self.share, encode_operand(pub, pf)),
+                             self.frac + pf, dtype)
 
     __matmul__ = matmul
 
@@ -192,8 +193,9 @@ class ArithMixin:
         pub = as_public(other)
         if public_is_integral(pub):
             return self._rescale(torch.matmul(pub.to(torch.int64), self.share), self.frac, dtype)
-        return self._rescale(torch.matmul(encode_operand(pub, frac), self.share),
-                             self.frac + frac, dtype)
+        pf = public_frac(pub)
+        return self._rescale(torch.matmul(encode_operand(pub, pf), self.share),
+                             self.frac + pf, dtype)
 
     # -- comparisons: bit shares --------------------------------------------------------
     def _diff(self, other):

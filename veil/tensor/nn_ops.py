@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
-from .core import as_public, encode_operand, frac_bits, frac_of, is_secret, proto, result_dtype
+from .core import (as_public, encode_operand, frac_of, is_secret, proto,
+                   public_frac, public_is_integral, result_dtype)
 from .reduce import max_tree
 
 
@@ -30,7 +31,9 @@ def _bilinear(x, w, local_fn, kernel):
         z = kernel(x.share, w.share)
         return sec._rescale(z, x.frac + w.frac, dtype)
     pub = as_public(w if is_secret(x) else x)
-    pf = frac_bits() if pub.is_floating_point() else 0
+    pf = public_frac(pub) if pub.is_floating_point() and not public_is_integral(pub) else 0
+    if not pub.is_floating_point() or public_is_integral(pub):
+        pub = pub.to(torch.int64)
     enc = encode_operand(pub, pf)
     z = local_fn(x.share, enc) if is_secret(x) else local_fn(enc, w.share)
     return sec._rescale(z, sec.frac + pf, dtype)
@@ -46,7 +49,7 @@ def _add_bias(out, bias, shape):
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """torch.nn.functional.conv2d with secret input and/or weight."""
     if isinstance(padding, str) and padding not in ("same", "valid"):
-        raise ProtocolUsageError(f"conv2d padding must be int, tuple, 'same' or 'valid'")
+        raise ProtocolUsageError("conv2d padding must be int, tuple, 'same' or 'valid'")
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     out = _bilinear(x, weight, lambda a, b: F.conv2d(a, b, **params),
                     lambda a, b: proto().conv2d(a, b, **params))
