@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="bench-results/bench.json", help="where to save results")
     ap.add_argument("--docs", action="store_true", help="rewrite the table in docs/benchmarks.md")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per workload; the fastest is reported (default 3)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
         if args.only and args.only not in w.name:
             continue
         for n in args.parties or w.parties:
-            row = run_workload(w, n)
+            row = run_workload(w, n, repeat=args.repeat)
             rows.append(row)
             print(format_table([row]).splitlines()[-1], flush=True)
     if not rows:

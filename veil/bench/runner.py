@@ -45,12 +45,19 @@ def _party(w: Workload, inp: dict, box: dict):
     return value, rec
 
 
-def run_workload(w: Workload, parties: int, seed: int = 0) -> dict:
+def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1) -> dict:
+    """Run ``w`` ``repeat`` times (fresh runs) and keep the fastest; counts must agree."""
     inp = w.make()
     plain_s, expected = _plain_time(w, inp)
-    results = veil.run(_party, w, inp, {}, parties=parties, seed=seed)
-    value = results[0][0]
-    recs = [r[1] for r in results]
+    best = None
+    for _ in range(max(1, repeat)):
+        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed)
+        recs = [r[1] for r in results]
+        if best is not None and [r["stats"] for r in recs] != [r["stats"] for r in best[1]]:
+            raise RuntimeError(f"{w.name}: traffic differs between identical runs")
+        if best is None or max(r["time"] for r in recs) < max(r["time"] for r in best[1]):
+            best = (results[0][0], recs)
+    value, recs = best
     err = None
     if isinstance(expected, torch.Tensor) and isinstance(value, torch.Tensor):
         err = (value.double() - expected.double()).abs().max().item()
