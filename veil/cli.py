@@ -109,7 +109,9 @@ def _run_one(opts, target: list[str], ap) -> int:
         env["VEIL_CONNECT_TIMEOUT"] = str(opts.connect_timeout)
     if opts.timeout is not None:
         env["VEIL_TIMEOUT"] = str(opts.timeout)
-    os.environ.pop("VEIL_LISTEN_FD", None)
+    # Only these flags set VEIL_* (no plain TCP from a stray VEIL_INSECURE in the shell).
+    for k in [k for k in os.environ if k.startswith("VEIL_")]:
+        del os.environ[k]
     os.environ.update(env)
     if party == "dealer":
         if target:

@@ -84,8 +84,9 @@ def run_local(n: int, target: list[str], *, insecure: bool = False,
     children: list[_Child] = []
     try:
         cluster, listeners = local_cluster(tmp, n)
-        base = dict(os.environ, VEIL_CLUSTER=str(cluster.path), PYTHONUNBUFFERED="1")
-        base.pop("VEIL_LISTEN_FD", None)
+        # Only this launcher's flags set VEIL_* (no plain TCP from a stray VEIL_INSECURE).
+        base = {k: v for k, v in os.environ.items() if not k.startswith("VEIL_")}
+        base.update(VEIL_CLUSTER=str(cluster.path), PYTHONUNBUFFERED="1")
         # N+1 processes share this host: torch's default (a thread per core, spinning while
         # idle) would oversubscribe it and starve the dealer. Users may still set it.
         base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // (n + 1))))
