@@ -74,6 +74,19 @@ def decode(x: torch.Tensor, frac_bits: int, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype)
 
 
+def broadcast_shape(*shapes) -> tuple:
+    """torch.broadcast_shapes without its first-call cost (it imports sympy: ~0.6 s)."""
+    n = max((len(s) for s in shapes), default=0)
+    out = [1] * n
+    for s in shapes:
+        for i, d in enumerate((1,) * (n - len(s)) + tuple(s)):
+            if d != 1:
+                if out[i] not in (1, d):
+                    raise ValueError(f"shapes {[tuple(x) for x in shapes]} cannot be broadcast")
+                out[i] = d
+    return tuple(out)
+
+
 def wrap(v: int) -> int:
     """A Python int reduced to a signed 64-bit value (so torch accepts it)."""
     v &= (1 << 64) - 1

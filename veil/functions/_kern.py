@@ -24,7 +24,7 @@ import torch
 
 from ..context import current
 from ..errors import ProtocolUsageError
-from ..ring import is_float
+from ..ring import broadcast_shape, is_float
 from ..tensor.core import proto
 
 ONE_BIT = torch.ones((), dtype=torch.uint8)
@@ -71,8 +71,8 @@ def _split(flat: torch.Tensor, shapes) -> list[torch.Tensor]:
     return out
 
 
-def products(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-    """Untruncated products a*b of share pairs, all in one ``mul`` call (one round)."""
+def _batched(kernel, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Apply an elementwise two-input kernel to many pairs in one call (one round)."""
     if not pairs:
         return []
     a_list, b_list = [], []
@@ -82,20 +82,12 @@ def products(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tenso
         b_list.append(b)
     a_flat, shapes = _cat(a_list)
     b_flat, _ = _cat(b_list)
-    return _split(proto().mul(a_flat.contiguous(), b_flat.contiguous()), shapes)
+    return _split(kernel(a_flat.contiguous(), b_flat.contiguous()), shapes)
 
 
-def _broadcast_shape(shapes) -> tuple:
-    """torch.broadcast_shapes without its first-call cost (it imports sympy: ~0.6 s)."""
-    n = max(len(s) for s in shapes)
-    out = [1] * n
-    for s in shapes:
-        for i, d in enumerate((1,) * (n - len(s)) + tuple(s)):
-            if d != 1:
-                if out[i] not in (1, d):
-                    raise ValueError(f"shapes {shapes} cannot be broadcast")
-                out[i] = d
-    return tuple(out)
+def products(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Untruncated products a*b of share pairs, all in one ``mul`` call (one round)."""
+    return _batched(proto().mul, pairs)
 
 
 def products_common(a: torch.Tensor, bs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -107,7 +99,7 @@ def products_common(a: torch.Tensor, bs: list[torch.Tensor]) -> list[torch.Tenso
     """
     if len(bs) == 1:
         return products([(a, bs[0])])
-    shape = _broadcast_shape([a.shape] + [b.shape for b in bs])
+    shape = broadcast_shape(a.shape, *(b.shape for b in bs))
     a_flat = a.expand(shape).reshape(1, -1)
     b_flat = torch.stack([b.expand(shape).reshape(-1) for b in bs])
     z = proto().mul(a_flat.contiguous(), b_flat.contiguous())
@@ -199,16 +191,7 @@ def onehot(ge_bits: torch.Tensor) -> torch.Tensor:
 
 def select_many(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
     """bit * x for (XOR-shared bit, share) pairs, in ONE select call (one round, exact)."""
-    if not pairs:
-        return []
-    b_list, x_list = [], []
-    for b, x in pairs:
-        b, x = torch.broadcast_tensors(b, x)
-        b_list.append(b)
-        x_list.append(x)
-    b_flat, shapes = _cat(b_list)
-    x_flat, _ = _cat(x_list)
-    return _split(proto().select(b_flat.contiguous(), x_flat.contiguous()), shapes)
+    return _batched(proto().select, pairs)
 
 
 def b2a(bits: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..ring import bit_rows, low_bits, pack_rows, packed_len, wrap
+from ..ring import bit_rows, broadcast_shape, low_bits, pack_rows, packed_len, wrap
 
 RING, BITS, BYTES = "ring", "bits", "bytes"
 XOR_DOMAINS = (BITS, BYTES)
@@ -70,23 +70,11 @@ _BILINEAR = {
 }
 
 
-def _broadcast(a: tuple, b: tuple) -> tuple:
-    """Broadcast two shapes (torch.broadcast_shapes imports sympy on first call: ~0.6 s)."""
-    n = max(len(a), len(b))
-    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(a, b):
-        if x != y and 1 not in (x, y):
-            raise ValueError(f"shapes {a} and {b} cannot be broadcast")
-        out.append(y if x == 1 else x)
-    return tuple(out)
-
-
 def _matmul_shape(a: tuple, b: tuple) -> tuple:
     """torch.matmul's output shape (1-D operands are promoted and the extra dim dropped)."""
     a2 = (1, *a) if len(a) == 1 else a
     b2 = (*b, 1) if len(b) == 1 else b
-    batch = _broadcast(a2[:-2], b2[:-2])
+    batch = broadcast_shape(a2[:-2], b2[:-2])
     out = (*batch, a2[-2], b2[-1])
     if len(a) == 1:
         out = out[:-2] + out[-1:]
@@ -110,7 +98,7 @@ def _conv2d_shape(a: tuple, b: tuple, stride=1, padding=0, dilation=1, groups=1)
 # Output shapes without computing anything (meta tensors would import torch._dynamo,
 # seconds on first use).
 _SHAPES = {
-    "mul": lambda a, b, **_: _broadcast(a, b),
+    "mul": lambda a, b, **_: broadcast_shape(a, b),
     "matmul": lambda a, b, **_: _matmul_shape(a, b),
     "conv2d": _conv2d_shape,
 }
