@@ -74,6 +74,14 @@ def decode(x: torch.Tensor, frac_bits: int, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype)
 
 
+def numel(shape) -> int:
+    """Number of elements of a shape (a tuple of ints; () has one)."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
 def broadcast_shape(*shapes) -> tuple:
     """torch.broadcast_shapes without its first-call cost (it imports sympy: ~0.6 s)."""
     n = max((len(s) for s in shapes), default=0)

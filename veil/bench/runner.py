@@ -9,7 +9,6 @@ and rounds come from `veil.stats()`, which counts the same in every transport.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from contextlib import contextmanager
 
@@ -93,5 +92,3 @@ def host_line() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
             f"python {platform.python_version()}")
 
-
-_lock = threading.Lock()

@@ -138,15 +138,6 @@ class Communicator:
     def parties(self) -> range:
         return range(self.world_size)
 
-    def all_gather(self, t: torch.Tensor) -> list[torch.Tensor]:
-        """Send ``t`` to every other party, receive theirs; list in rank order."""
-        self.count_round()
-        for p in self.parties():
-            if p != self.rank:
-                self.send_tensor(p, t)
-        return [t if p == self.rank else self.recv_tensor(p, t.shape, t.dtype)
-                for p in self.parties()]
-
     def all_reduce(self, tensors, xor: tuple[bool, ...] | None = None) -> list[torch.Tensor]:
         """One round: send every tensor to every other party and combine what comes back.
 

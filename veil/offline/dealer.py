@@ -13,6 +13,7 @@ shares of parties 1..n-1 are generated locally; only party 0 receives its derive
 from __future__ import annotations
 
 from ..comm import OFFLINE, Communicator
+from ..ring import numel
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe
 from .prg import PRG
 from .provider import Provider
@@ -24,15 +25,9 @@ def _draw(prg: PRG, part: Part):
     if part.domain == BITS:
         return prg.bits(part.shape)
     if part.domain == BYTES:
-        return prg.bytes(_numel(part.shape)).reshape(part.shape)
+        return prg.bytes(numel(part.shape)).reshape(part.shape)
     return prg.ring(part.shape)
 
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def _recv_part(comm: Communicator, peer: int, part: Part):

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..ring import bit_rows, broadcast_shape, low_bits, pack_rows, packed_len, wrap
+from ..ring import bit_rows, broadcast_shape, low_bits, numel, pack_rows, packed_len
 
 RING, BITS, BYTES = "ring", "bits", "bytes"
 XOR_DOMAINS = (BITS, BYTES)
@@ -145,12 +145,9 @@ def compare_mask(shape, width: int) -> Recipe:
     ``r_bits`` has shape (width, ceil(numel / 8)): row j packs bit j of every element.
     """
     shape = _shape(shape)
-    numel = 1
-    for d in shape:
-        numel *= d
     return Recipe(
         randoms=(Part("r", shape, RING),),
-        derived=(Part("r_bits", (width, packed_len(numel)), BYTES),),
+        derived=(Part("r_bits", (width, packed_len(numel(shape))), BYTES),),
         derive=lambda v: {"r_bits": pack_rows(bit_rows(v["r"], width).reshape(width, -1))})
 
 
@@ -192,4 +189,4 @@ def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> 
 
 
 __all__ = ["Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
-           "correction", "wrap"]
+           "correction"]

@@ -35,13 +35,6 @@ from .base import Cost, Kernel, Protocol
 from .circuits import and_all, and_tree_plan, carry_out, carry_plan
 
 
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
-
-
 def _open_bytes(n: int, per_peer: int) -> int:
     return per_peer * (n - 1)
 
