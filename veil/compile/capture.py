@@ -30,6 +30,7 @@ import torch.utils._pytree as pytree
 
 from ..errors import ProtocolUsageError
 from .graph import Graph, Input, Node, Param, Ref, dtype_name, op_name
+from .outspec import from_pytree
 from .passes import run_passes
 from .rules_attention import KEPT_OPS
 from .support import check_supported
@@ -132,7 +133,7 @@ def _from_export(model, args, kwargs):
         else:
             raise ProtocolUsageError(f"captured model has a {spec.kind.name} input, which "
                                      f"veil does not support")
-    spec = pytree.treespec_dumps(ep.call_spec.out_spec)
+    spec = from_pytree(ep.call_spec.out_spec)
     return _convert(ep.graph_module.graph, kinds, values, spec)
 
 
@@ -181,7 +182,7 @@ def _from_make_fx(model, args, kwargs):
         return pytree.tree_leaves(torch.func.functional_call(
             model, dict(zip(state, state_vals)), tuple(a), k))
 
-    out_spec = pytree.treespec_dumps(pytree.tree_flatten(model(*args, **kwargs))[1])
+    out_spec = from_pytree(pytree.tree_flatten(model(*args, **kwargs))[1])
     gm = make_fx(torch.func.functionalize(fn, remove="mutations_and_views"),
                  decomposition_table=_decompositions(core_aten_decompositions()),
                  record_stack_traces=True,

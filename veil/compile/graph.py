@@ -18,6 +18,7 @@ import base64
 import json
 import math
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ import torch
 
 from ..errors import ProtocolUsageError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool, torch.uint8,
@@ -43,8 +44,8 @@ def dtype_name(dt: torch.dtype) -> str:
 def dtype_of(name: str) -> torch.dtype:
     try:
         return _DTYPES[name]
-    except KeyError:
-        raise ProtocolUsageError(f"graph names an unknown dtype {name!r}") from None
+    except (KeyError, TypeError):
+        raise ProtocolUsageError(f"graph names an unknown dtype {str(name)[:40]!r}") from None
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Graph:
     constants: dict[str, torch.Tensor] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
     outputs: list = field(default_factory=list)
-    out_spec: str | None = None   # torch.utils._pytree.treespec_dumps of the outputs
+    out_spec: dict | None = None  # nesting of the outputs (veil.compile.outspec)
     owner: int = 0
 
     def users(self) -> dict[str, list[Node]]:
@@ -129,18 +130,78 @@ class Graph:
 
     @classmethod
     def from_json(cls, text: str) -> "Graph":
-        d = json.loads(text)
-        if d.get("version") != FORMAT_VERSION:
-            raise ProtocolUsageError(f"graph format {d.get('version')} != {FORMAT_VERSION}: "
-                                     f"every party must run the same veil version")
-        return cls(
-            inputs=[Input(i["name"], i["shape"], i["dtype"], i["public"], i["key"],
-                          decode_value(i["value"])) for i in d["inputs"]],
-            params=[Param(**p) for p in d["params"]],
-            constants={k: decode_value(v) for k, v in d["constants"].items()},
-            nodes=[Node(n["name"], n["op"], decode_value(n["args"]), decode_value(n["kwargs"]),
-                        n["shape"], n["dtype"], n["src"]) for n in d["nodes"]],
-            outputs=decode_value(d["outputs"]), out_spec=d["out_spec"], owner=d["owner"])
+        """Parse a graph from JSON; anything malformed is refused with a clear error.
+
+        The text may come from another party: only the fields below are read, every value
+        is checked for its kind, and tagged values decode through fixed tables. What the
+        graph *does* is checked separately (veil.compile.validate).
+        """
+        try:
+            d = json.loads(text)
+            if not isinstance(d, dict) or d.get("version") != FORMAT_VERSION:
+                version = d.get("version") if isinstance(d, dict) else None
+                raise ProtocolUsageError(f"graph format {str(version)[:20]} != "
+                                         f"{FORMAT_VERSION}: every party must run the same "
+                                         f"veil version")
+            owner = d["owner"]
+            if not isinstance(owner, int) or isinstance(owner, bool):
+                raise TypeError("owner")
+            return cls(
+                inputs=[Input(_str(i["name"]), _opt_list(i["shape"]), _opt_str(i["dtype"]),
+                              bool(i["public"]), _key(i["key"]), decode_value(i["value"]))
+                        for i in _list(d["inputs"])],
+                params=[Param(_str(p["name"]), _list(p["shape"]), _str(p["dtype"]))
+                        for p in _list(d["params"])],
+                constants={_str(k): decode_value(v) for k, v in _dict(d["constants"]).items()},
+                nodes=[Node(_str(n["name"]), _str(n["op"]), _list(decode_value(n["args"])),
+                            _dict(decode_value(n["kwargs"])), n["shape"], n["dtype"],
+                            printable(_str(n["src"])))
+                       for n in _list(d["nodes"])],
+                outputs=_list(decode_value(d["outputs"])), out_spec=d["out_spec"],
+                owner=owner)
+        except ProtocolUsageError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ProtocolUsageError(f"malformed graph from the model owner "
+                                     f"({type(exc).__name__}: {printable(str(exc))[:80]})"
+                                     ) from None
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters of printable ASCII (peer text in our errors)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
+
+
+def _str(v) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _opt_str(v):
+    return None if v is None else _str(v)
+
+
+def _list(v) -> list:
+    if not isinstance(v, list):
+        raise TypeError(f"expected a list, got {type(v).__name__}")
+    return v
+
+
+def _opt_list(v):
+    return None if v is None else _list(v)
+
+
+def _dict(v) -> dict:
+    if not isinstance(v, dict):
+        raise TypeError(f"expected an object, got {type(v).__name__}")
+    return v
+
+
+def _key(v):
+    if v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)):
+        return v
+    raise TypeError("an input key must be a position or a name")
 
 
 def iter_refs(v):
@@ -212,17 +273,33 @@ def decode_value(v):
     if "$device" in v:
         return torch.device("cpu")
     if "$layout" in v:
-        return _LAYOUTS[v["$layout"]]
+        return _tagged(_LAYOUTS, v["$layout"], "layout")
     if "$memory_format" in v:
-        return _FORMATS[v["$memory_format"]]
+        return _tagged(_FORMATS, v["$memory_format"], "memory format")
     if "$tensor" in v:
         dt = dtype_of(v["dtype"])
-        raw = base64.b64decode(v["$tensor"])
+        shape = _list(v["shape"])
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+            raise ProtocolUsageError("graph constant has an invalid shape")
+        raw = base64.b64decode(_str(v["$tensor"]), validate=True)
         np_dt = np.uint8 if dt == torch.bfloat16 else torch.empty(0, dtype=dt).numpy().dtype
+        n = 1
+        for s in shape:
+            n *= s
+        if n * torch.empty(0, dtype=dt).element_size() != len(raw):
+            raise ProtocolUsageError("graph constant's data does not match its shape")
         t = torch.from_numpy(np.frombuffer(raw, dtype=np_dt).copy())
         t = t.view(torch.bfloat16) if dt == torch.bfloat16 else t
-        return t.reshape(v["shape"])
-    raise ProtocolUsageError(f"unknown tagged value in graph: {sorted(v)}")
+        return t.reshape(shape)
+    keys = printable(", ".join(str(k) for k in list(v)[:5]), 80)
+    raise ProtocolUsageError(f"unknown tagged value in graph: {keys}")
+
+
+def _tagged(table: dict, name, what: str):
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise ProtocolUsageError(f"graph names an unknown {what} {str(name)[:40]!r}") from None
 
 
 # -- ops by name ---------------------------------------------------------------------------
@@ -236,13 +313,17 @@ def op_name(target) -> str:
     return name
 
 
+_OP_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def resolve_op(name: str):
     """The torch callable for a table key (only ATen ops and getitem: no other lookups)."""
     if name == "getitem":
         return operator.getitem
-    parts = name.split(".")
-    if len(parts) != 3 or parts[0] != "aten":
-        raise ProtocolUsageError(f"graph op {name!r} is not an ATen op")
+    parts = name.split(".") if isinstance(name, str) else []
+    if len(parts) != 3 or parts[0] != "aten" or not all(
+            _OP_PART.match(p) and not p.startswith("__") for p in parts[1:]):
+        raise ProtocolUsageError(f"graph op {printable(str(name), 80)!r} is not an ATen op")
     try:
         return getattr(getattr(torch.ops.aten, parts[1]), parts[2])
     except AttributeError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..errors import ProtocolUsageError, VeilError
 from .graph import Graph, iter_refs, map_refs, resolve_op
 from .lowering import LOWERINGS, any_secret
+from .validate import GraphRefusedError, allowed_op
 
 
 _AS_RESHAPE = {"aten.view.default": "aten.reshape.default",
@@ -35,6 +36,12 @@ class Interpreter:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
+        # Only allowlisted ops ever resolve (defence in depth: a received graph has also
+        # passed validate_graph, which checks arguments and shapes).
+        for n in graph.nodes:
+            if not allowed_op(n.op):
+                raise GraphRefusedError(f"graph node {n.name!r} uses {n.op[:80]}, which veil "
+                                        f"does not run")
         # views as reshapes: capture drops the clones that made tensors contiguous
         self._ops = [None if n.op == "getitem" else
                      resolve_op(_AS_RESHAPE.get(n.op, n.op)) for n in graph.nodes]
@@ -76,6 +83,9 @@ class Interpreter:
                 rule = LOWERINGS.get(node.op)
                 if rule is None:
                     raise ProtocolUsageError(f"{node.op} has no lowering for secret inputs")
+                # export omits arguments equal to the schema default: a rule must see
+                # them, or its own default could differ (Hardtanh(-3, 1) lost its max 1)
+                args, kwargs = with_defaults(op, args, kwargs)
                 return rule.fn(*args, **kwargs)
             return op(*args, **kwargs)
         except LoweringError:
@@ -87,4 +97,24 @@ class Interpreter:
                                 f"{type(exc).__name__}: {exc}") from exc
 
 
-__all__ = ["Interpreter", "LoweringError", "iter_refs"]
+def with_defaults(op, args, kwargs) -> tuple[list, dict]:
+    """``args``/``kwargs`` of an ATen call with every omitted argument set to its default.
+
+    >>> import torch
+    >>> with_defaults(torch.ops.aten.hardtanh.default, [1.0], {})
+    ([1.0, -1, 1], {})
+    """
+    args, kwargs = list(args), dict(kwargs)
+    for i, a in enumerate(op._schema.arguments):
+        if a.kwarg_only:
+            if a.name not in kwargs and a.has_default_value():
+                kwargs[a.name] = a.default_value
+        elif i == len(args):            # the next positional slot: given by name, or default
+            if a.name in kwargs:
+                args.append(kwargs.pop(a.name))
+            elif a.has_default_value():
+                args.append(a.default_value)
+    return args, kwargs
+
+
+__all__ = ["Interpreter", "LoweringError", "iter_refs", "with_defaults"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import torch
-import torch.utils._pytree as pytree
 
 from ..context import current
 from ..errors import ProtocolUsageError
@@ -15,7 +14,9 @@ from .capture import capture
 from .graph import Graph, dtype_of
 from .interpreter import Interpreter
 from .lowering import secret
+from .outspec import unflatten, validate as validate_out_spec
 from .support import check_supported
+from .validate import DEFAULT_LIMITS, GraphLimits, validate_graph
 from .tokens import share_token_ids
 
 _MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
@@ -24,7 +25,7 @@ _MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.defaul
 
 
 def secure(model, owner: int, example_input=None, *, example_kwargs=None,
-           public_inputs=()) -> "SecureModule":
+           public_inputs=(), limits: GraphLimits = DEFAULT_LIMITS) -> "SecureModule":
     """Turn ``model`` (held by party ``owner``) into a module all parties run together.
 
     The owner passes the model and an example input (a tensor, or a tuple of positional
@@ -35,7 +36,10 @@ def secure(model, owner: int, example_input=None, *, example_kwargs=None,
     mask): ops on them then run in plaintext.
 
     Inputs must have the example's shapes. Unsupported ops fail here, at the owner,
-    before any cryptography.
+    before any cryptography. Every other party validates the graph it receives before
+    running any of it (veil.compile.validate): only the ops veil lowers, arguments
+    checked against each op's schema, and sizes within ``limits`` (a `GraphLimits`; each
+    party may pass its own).
 
     >>> import torch, veil
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -74,7 +78,13 @@ def secure(model, owner: int, example_input=None, *, example_kwargs=None,
     # Discloses the architecture (ops, shapes, public constants; no weights) to every
     # party: public by contract.
     payload = ctx.comm.broadcast_obj(payload, owner)
+    # The graph is untrusted input at every other party: parse it strictly, then allow
+    # only the ops veil runs, with checked arguments and bounded shapes, before anything
+    # of it runs (the owner checks its own graph the same way, so it fails first).
     graph = Graph.from_json(json.dumps(payload))
+    validate_graph(graph, limits)
+    if graph.out_spec is not None:
+        validate_out_spec(graph.out_spec, len(graph.outputs))
     if ctx.rank != owner:
         check_supported(graph)         # the same check the owner ran, on what arrived
     return SecureModule(graph, _share_weights(graph, weights, owner))
@@ -156,7 +166,7 @@ class SecureModule:
         env = dict(self._weights)
         env.update(self._bind(args, kwargs))
         flat = self._interp.run(env, on_node)
-        return _unflatten(flat, self.graph.out_spec)
+        return unflatten(flat, self.graph.out_spec)
 
     def _bind(self, args, kwargs) -> dict:
         by_key = {i.key: i for i in self.graph.inputs}
@@ -237,26 +247,3 @@ class SecureModule:
         return vocabs.pop() if len(vocabs) == 1 else None
 
 
-def _unflatten(flat: list, spec_json):
-    if spec_json is None:
-        return flat[0] if len(flat) == 1 else tuple(flat)
-    try:
-        return pytree.tree_unflatten(flat, pytree.treespec_loads(spec_json))
-    except Exception:  # noqa: BLE001 - output type unknown at this party: plain containers
-        return _plain_unflatten(iter(flat), json.loads(spec_json)[1])
-
-
-def _plain_unflatten(leaves, spec):
-    kids = spec.get("children_spec") or []
-    if spec.get("type") is None:
-        return next(leaves)
-    items = [_plain_unflatten(leaves, c) for c in kids]
-    ctx = spec.get("context")
-    try:
-        keys = json.loads(ctx) if isinstance(ctx, str) else ctx
-    except ValueError:
-        keys = None
-    if isinstance(keys, list) and len(keys) == len(items) and all(isinstance(k, str)
-                                                                  for k in keys):
-        return dict(zip(keys, items))
-    return tuple(items)
