@@ -3,8 +3,9 @@
 torch.export traces the model with its example inputs, then `run_decompositions` lowers it
 to the Core ATen op set. When export refuses a model (data-dependent Python control
 flow on tensor values, unsupported Python constructs), capture falls back to
-`make_fx`, which runs the model on the example inputs and records the ops it executes:
-control flow is fixed to the path the example took, so capture warns.
+`make_fx` on *fake* tensors (shapes without values), and warns. Code whose control flow
+depends on tensor values is refused rather than traced on real values: that would bake
+values derived from the secret weights (or the example input) into the public graph.
 
 What is secret: parameters and persistent floating-point buffers (what a checkpoint
 holds, e.g. BatchNorm statistics). What is public: the graph with its shapes, integer
@@ -20,6 +21,7 @@ and bool buffers (position ids, masks), non-persistent buffers and tensor consta
 from __future__ import annotations
 
 import contextlib
+import io
 import linecache
 import logging
 import os
@@ -61,9 +63,9 @@ def capture(model: torch.nn.Module, args=(), kwargs=None, *, public_inputs=(),
                 _check_runs(model, args, kwargs)
                 warnings.warn(f"torch.export could not capture {type(model).__name__} "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                              f"tracing with make_fx instead, which fixes Python control "
-                              f"flow to the path the example input takes", stacklevel=3)
-                graph, weights = _from_make_fx(model, args, kwargs)
+                              f"tracing with make_fx on fake tensors instead", stacklevel=3)
+                with _quiet_torch_logs():
+                    graph, weights = _from_make_fx(model, args, kwargs)
     finally:
         model.train(was_training)
     _mark_public(graph, public_inputs)
@@ -93,7 +95,10 @@ def _quiet_torch_logs():
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
-        yield
+        # failed traces print the whole graph
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         for lg, lvl in zip(loggers, old):
             lg.setLevel(lvl)
@@ -183,13 +188,21 @@ def _from_make_fx(model, args, kwargs):
             model, dict(zip(state, state_vals)), tuple(a), k))
 
     out_spec = from_pytree(pytree.tree_flatten(model(*args, **kwargs))[1])
-    gm = make_fx(torch.func.functionalize(fn, remove="mutations_and_views"),
-                 decomposition_table=_decompositions(core_aten_decompositions()),
-                 record_stack_traces=True,
-                 record_module_stack=True,
-                 # run data-dependent Python control flow on the example's real values
-                 _error_on_data_dependent_ops=False)(
-        list(state.values()), [leaves[i] for i in tensor_pos])
+    try:
+        # Fake tensors: weights and the example input carry shapes only, so no value
+        # computed from them can be baked into the public graph as a constant.
+        gm = make_fx(torch.func.functionalize(fn, remove="mutations_and_views"),
+                     decomposition_table=_decompositions(core_aten_decompositions()),
+                     tracing_mode="fake", record_stack_traces=True,
+                     record_module_stack=True)(
+            list(state.values()), [leaves[i] for i in tensor_pos])
+    except Exception as exc:  # noqa: BLE001 - re-raised with what to change
+        raise ProtocolUsageError(
+            f"{type(model).__name__} cannot be captured: its Python code depends on the "
+            f"values of its tensors ({type(exc).__name__}), e.g. `if x.sum() > 0:` or "
+            f"`.item()` on a weight. Tracing it on real values would put values derived from "
+            f"the secret weights or input into the public graph, so veil refuses. Write the "
+            f"branch with torch.where, or compute such values outside the model") from None
     kinds, values = {}, {}
     phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     for ph, (sname, t) in zip(phs, state.items()):

@@ -63,8 +63,103 @@ def _describe(m, path: str = "model") -> dict:
         f"Write the model with veil.nn layers, or use veil.secure for inference")
 
 
+# -- the receiving side: a peer's description is untrusted input --------------------------
+# Each layer kind the description may name, with a check per argument; nothing else is
+# ever looked up (no getattr on a peer's string), and every size is bounded before any
+# layer allocates its shares.
+_MAX_SIZE = 1 << 20           # one dimension (features, channels, kernel side)
+_MAX_WEIGHTS = 1 << 30        # the whole model
+_MAX_DEPTH, _MAX_CHILDREN = 32, 4096
+
+
+def _int(lo=0, hi=_MAX_SIZE):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_bool(v):
+    return isinstance(v, bool)
+
+
+def _ints(n, lo=0):
+    """an int, or a list of ``n`` ints (a kernel size, stride, padding ...)"""
+    one = _int(lo)
+    return lambda v: one(v) or (isinstance(v, list) and len(v) == n and all(map(one, v)))
+
+
+def _opt(check):
+    return lambda v: v is None or check(v)
+
+
+def _float(lo, hi):
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+
+
+_ARGS = {
+    "ReLU": (), "Sigmoid": (), "Tanh": (), "Identity": (),
+    "Linear": (_int(1), _int(1), _is_bool),
+    "Conv2d": (_int(1), _int(1), _ints(2, 1), _ints(2, 1),
+               lambda v: v in ("same", "valid") or _ints(2)(v), _ints(2, 1), _int(1), _is_bool),
+    "GELU": (lambda v: v in ("none", "tanh"),),
+    "MaxPool2d": (_ints(2, 1), _opt(_ints(2, 1)), _ints(2), _ints(2, 1)),
+    "AvgPool2d": (_ints(2, 1), _opt(_ints(2, 1)), _ints(2), _is_bool, _is_bool,
+                  _opt(_int(1))),
+    "AdaptiveAvgPool2d": (lambda v: _int(1)(v) or (isinstance(v, list) and len(v) == 2 and
+                                                     all(_opt(_int(1))(x) for x in v)),),
+    "Flatten": (_int(-16, 16), _int(-16, 16)),
+    "Dropout": (_float(0.0, 1.0),),
+    "LayerNorm": (lambda v: isinstance(v, list) and 0 < len(v) <= 8 and all(map(_int(1), v)),
+                  _float(1e-12, 1.0), _is_bool, _is_bool),
+}
+
+
+def _weights(kind: str, args: list) -> int:
+    if kind == "Linear":
+        return args[0] * args[1] + args[1]
+    if kind == "Conv2d":
+        k = args[2] if isinstance(args[2], list) else [args[2]] * 2
+        return args[1] * (args[0] // args[6] if args[6] else 0) * k[0] * k[1] + args[1]
+    if kind == "LayerNorm":
+        n = 1
+        for d in args[0]:
+            n *= d
+        return 2 * n
+    return 0
+
+
+def _check_spec(spec, path="model", depth=0) -> int:
+    """Number of weights ``spec`` describes; a clear error for anything malformed."""
+    if depth > _MAX_DEPTH or not isinstance(spec, dict) or not isinstance(spec.get("type"),
+                                                                          str):
+        raise ProtocolUsageError(f"{path}: malformed layer description from the model owner")
+    kind = spec["type"]
+    if kind == "Sequential":
+        kids = spec.get("children")
+        if not isinstance(kids, list) or len(kids) > _MAX_CHILDREN or set(spec) != {
+                "type", "children"}:
+            raise ProtocolUsageError(f"{path}: malformed Sequential from the model owner")
+        return sum(_check_spec(c, f"{path}[{i}]", depth + 1) for i, c in enumerate(kids))
+    checks = _ARGS.get(kind)
+    if checks is None:
+        raise ProtocolUsageError(f"{path}: the model owner named a layer kind "
+                                 f"{kind[:40]!r} that veil.nn.from_torch does not build")
+    args = spec.get("args", [])
+    if not isinstance(args, list) or len(args) != len(checks) or not set(spec) <= {
+            "type", "args"}:
+        raise ProtocolUsageError(f"{path}: {kind} takes {len(checks)} arguments from the model "
+                                 f"owner")
+    for i, (check, v) in enumerate(zip(checks, args)):
+        if not check(v):
+            raise ProtocolUsageError(f"{path}: {kind} argument {i} from the model owner is "
+                                     f"out of range or of the wrong kind")
+    return _weights(kind, args)
+
+
+def _pairs(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
 def _build(spec: dict, m, owner: int):
-    """veil.nn layer for ``spec``; ``m`` is the torch layer at the owner, None elsewhere."""
+    """veil.nn layer for a checked ``spec``; ``m`` is the torch layer at the owner."""
     kind, args = spec["type"], spec.get("args", [])
     if kind == "Sequential":
         kids = list(m) if m is not None else [None] * len(spec["children"])
@@ -73,14 +168,16 @@ def _build(spec: dict, m, owner: int):
         return L.Linear(*args, owner=owner, init_from=m)
     if kind == "Conv2d":
         i, o, k, s, p, d, g, b = args
-        return L.Conv2d(i, o, tuple(k), tuple(s), p if isinstance(p, str) else tuple(p),
-                        tuple(d), g, b, owner=owner, init_from=m)
+        return L.Conv2d(i, o, _pairs(k), _pairs(s), p if isinstance(p, str) else _pairs(p),
+                        _pairs(d), g, b, owner=owner, init_from=m)
     if kind == "LayerNorm":
         shape, eps, affine, bias = args
         return L.LayerNorm(shape, eps, affine, bias, owner=owner, init_from=m)
-    if kind == "Dropout":
-        return L.Dropout(*args)
-    return getattr(L, kind)(*args)
+    builders = {"ReLU": L.ReLU, "Sigmoid": L.Sigmoid, "Tanh": L.Tanh, "Identity": L.Identity,
+                "GELU": L.GELU, "MaxPool2d": L.MaxPool2d, "AvgPool2d": L.AvgPool2d,
+                "AdaptiveAvgPool2d": L.AdaptiveAvgPool2d, "Flatten": L.Flatten,
+                "Dropout": L.Dropout}
+    return builders[kind](*[_pairs(a) for a in args])
 
 
 def from_torch(module, owner: int):
@@ -109,4 +206,7 @@ def from_torch(module, owner: int):
     spec = _describe(module) if module is not None else None
     # Discloses the architecture (no weights) to every party: public by contract.
     spec = ctx.comm.broadcast_obj(spec, owner)
+    if _check_spec(spec) > _MAX_WEIGHTS:     # untrusted at the receivers: checked first
+        raise ProtocolUsageError(f"the model owner's architecture has more than "
+                                 f"{_MAX_WEIGHTS} weights")
     return _build(spec, module, owner)
