@@ -264,3 +264,25 @@ def test_arguments_export_omits_take_the_schema_default(layer):
     x = torch.linspace(-5, 5, 24).reshape(2, 12)
     r = compare(nn.Sequential(nn.Identity(), layer), (x,))
     assert r.max_abs_error < 2e-3, (layer, r.max_abs_error)
+
+
+# -- other announcements a peer makes ---------------------------------------------------------
+@pytest.mark.parametrize("meta, words", [
+    ([0, 1 << 20, 1 << 20], "MAX_ANNOUNCED_ELEMENTS"),      # 2^40 elements
+    ([99, 4], "malformed"), ([-1, 4], "malformed"), (["float32", 4], "malformed"),
+])
+def test_an_announced_tensor_shape_is_checked_before_allocating(monkeypatch, meta, words):
+    real = Communicator.broadcast_obj
+
+    def tampered(self, obj, src):
+        got = real(self, obj, src)
+        return meta if self.rank == 1 else got
+
+    monkeypatch.setattr(Communicator, "broadcast_obj", tampered)
+
+    def job():
+        return share_from(torch.ones(4), 0).reveal()
+
+    with pytest.raises(PartyError) as info:
+        veil.run(job, parties=2, seed=0)
+    assert info.value.party == "party 1" and words in str(info.value)

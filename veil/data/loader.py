@@ -31,7 +31,10 @@ def agree_seed(seed: int | None = None) -> int:
     ctx = current()
     mine = int.from_bytes(os.urandom(8), "little") >> 1 if ctx.rank == 0 else None
     # Discloses a fresh random number (public randomness, independent of any data).
-    return ctx.comm.broadcast_obj(mine, 0)
+    agreed = ctx.comm.broadcast_obj(mine, 0)
+    if not isinstance(agreed, int) or isinstance(agreed, bool) or not 0 <= agreed < 2**63:
+        raise ProtocolUsageError("party 0 sent a malformed shuffle seed")
+    return agreed
 
 
 def batch_order(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,

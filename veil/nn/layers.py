@@ -214,6 +214,8 @@ class Dropout(Module):
         mine = seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         # Discloses party 0's random seed (public randomness, independent of any data).
         agreed = ctx.comm.broadcast_obj(mine if ctx.rank == 0 else None, 0)
+        if not isinstance(agreed, int) or isinstance(agreed, bool) or not 0 <= agreed < 2**63:
+            raise ProtocolUsageError("party 0 sent a malformed dropout seed")
         self._gen = torch.Generator().manual_seed(agreed)
 
     def forward(self, x):

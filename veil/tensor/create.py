@@ -15,6 +15,28 @@ _DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.bo
            torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
 
 
+# Largest tensor a party agrees to hold shares of when another party announces it: a
+# hostile owner must not make the others allocate without bound (2^28 int64 = 2 GiB).
+MAX_ANNOUNCED_ELEMENTS = 1 << 28
+
+
+def announced(meta, owner: int) -> tuple[torch.dtype, tuple]:
+    """(dtype, shape) from an owner's announcement, which is untrusted at the receivers."""
+    ok = isinstance(meta, list) and 1 <= len(meta) <= 17 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in meta) and \
+        meta[0] < len(_DTYPES)
+    if not ok:
+        raise ProtocolUsageError(f"party {owner} announced a malformed tensor shape/dtype")
+    numel = 1
+    for d in meta[1:]:
+        numel *= d
+    if numel > MAX_ANNOUNCED_ELEMENTS:
+        raise ProtocolUsageError(f"party {owner} announced a tensor of {numel} elements; the "
+                                 f"limit is {MAX_ANNOUNCED_ELEMENTS} "
+                                 f"(veil.tensor.create.MAX_ANNOUNCED_ELEMENTS)")
+    return _DTYPES[meta[0]], tuple(meta[1:])
+
+
 def tensor(data, owner: int, *, dtype: torch.dtype | None = None) -> SecretTensor:
     """Secret-share ``data``, which party ``owner`` holds; every other party passes ``None``.
 
@@ -51,7 +73,7 @@ def tensor(data, owner: int, *, dtype: torch.dtype | None = None) -> SecretTenso
             f"must pass None (only the owner's data is shared)")
     # Discloses shape and dtype (public by contract) to every party.
     meta = ctx.comm.broadcast_obj(meta, owner)
-    dt, shape = _DTYPES[meta[0]], tuple(meta[1:])
+    dt, shape = announced(meta, owner)
     share = ctx.protocol.share(value, owner, shape)
     return SecretTensor(share, dtype=dt, frac=ctx.config.frac_bits if is_float(dt) else 0)
 
