@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from .. import ringmm
 from ..ring import bit_rows, broadcast_shape, low_bits, numel, pack_rows, packed_len
 
 RING, BITS, BYTES = "ring", "bits", "bytes"
@@ -65,8 +65,8 @@ def _shape(s) -> tuple:
 
 _BILINEAR = {
     "mul": lambda a, b, **_: a * b,
-    "matmul": lambda a, b, **_: torch.matmul(a, b),
-    "conv2d": lambda a, b, **kw: F.conv2d(a, b, **kw),
+    "matmul": lambda a, b, **_: ringmm.matmul(a, b),
+    "conv2d": lambda a, b, **kw: ringmm.conv2d(a, b, **kw),
 }
 
 
