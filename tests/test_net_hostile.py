@@ -19,11 +19,11 @@ from veil.net.link import ABORT, DATA, EAGER, HEADER
 from veil.net.loopback import connect_hubs, identity, local_cluster
 
 
-def _connector(cluster, listeners, r, peers, out, deadline_s=20.0):
+def _connector(cluster, listeners, r, peers, out, deadline_s=20.0, handshake_s=10.0):
     def go():
         try:
-            out[r] = Connector(cluster, r, identity(cluster, r), deadline_s, 5.0, peers).run(
-                listeners[r] if r < cluster.n else None)
+            out[r] = Connector(cluster, r, identity(cluster, r), deadline_s, 5.0, peers,
+                               handshake_s).run(listeners[r] if r < cluster.n else None)
         except Exception as exc:                     # noqa: BLE001
             out[r] = exc
     t = threading.Thread(target=go)
@@ -59,8 +59,9 @@ def test_strangers_during_set_up_are_dropped_and_never_named_as_a_peer(tmp_path,
     held[-1].sendall(b"GET / HTTP/1.0\r\n\r\n" + b"\xff" * 64)
     held.append(_raw(port0))                         # says nothing at all
     out = {}
-    t0 = time.monotonic()
-    threads = [_connector(cluster, listeners, 0, [1, 2], out)]
+    # The idle stranger may hold its handshake for 120 s, far past party 0's 30 s deadline:
+    # party 0 can only finish if handshakes run side by side.
+    threads = [_connector(cluster, listeners, 0, [1, 2], out, 30.0, handshake_s=120.0)]
     for name in (None, "veil party 1"):
         try:
             held.append(_tls(port0, tmp_path, name))
@@ -74,8 +75,7 @@ def test_strangers_during_set_up_are_dropped_and_never_named_as_a_peer(tmp_path,
     threads[-1].join(15)
     threads.append(_connector(cluster, listeners, 2, [0], out))
     for t in threads:
-        t.join(20)
-    elapsed = time.monotonic() - t0
+        t.join(40)
     try:
         assert not isinstance(out[0], Exception), out[0]
         assert sorted(out[0].links) == [1, 2]
@@ -84,8 +84,6 @@ def test_strangers_during_set_up_are_dropped_and_never_named_as_a_peer(tmp_path,
         assert isinstance(dup[1], PartyError), dup
         assert str(dup[1]).startswith("party 0: refused this party's connection: party 1 is "
                                       "not a rank this party is waiting for")
-        # ... and party 0 did not wait out the idle stranger's handshake budget (10 s).
-        assert elapsed < 10
         drops = [r.getMessage() for r in caplog.records if "dropped a connection" in
                  r.getMessage()]
         assert len(drops) >= 3, drops
