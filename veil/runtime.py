@@ -81,10 +81,10 @@ def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
     ``seed`` fixes every random choice (tests, benchmarks); ``None`` draws all randomness
     from the OS. A seed is a key: every mask, pairwise PRG and dealer PRG is derived from
     it, so anyone who knows it can unmask every input. In one process that gives nothing
-    away (this process holds every party's data anyway); under `veil run` (real parties)
-    it is refused unless ``--insecure-seed`` is passed. ``config`` sets fixed-point and protocol options (`veil.Config`). If any
-    party raises, the others stop at their next message and the error is re-raised here
-    as a `PartyError` naming that party.
+    away (this process holds every party's data anyway); under `veil run` (real parties) it
+    is refused unless ``--insecure-seed`` is passed. ``config`` sets fixed-point and
+    protocol options (`veil.Config`). If any party raises, the others stop at their next
+    message and the error is re-raised here as a `PartyError` naming that party.
 
     >>> import torch, veil
     >>> def f():

@@ -1,12 +1,12 @@
 """`veil run -n N`: N party processes and a dealer process on this host, supervised.
 
-Each run gets throw-away keys and self-signed certificates in a private temporary
-directory (mode 0700, deleted at the end; made by this launcher, which runs every party
-anyway, so one maker holding every key gives nothing away here) and loopback ports the launcher binds itself and hands to the parties, so no
-other program can take a port between choosing and listening. Output lines are streamed
-prefixed with the process's role; the first process to fail makes the launcher wait a
-short grace period (so the others can print their own error naming it), then stop the
-rest, and exit non-zero.
+Each run gets throw-away keys and self-signed certificates in a private temporary directory
+(mode 0700, deleted at the end; made by this launcher, which runs every party anyway, so one
+maker holding every key gives nothing away here) and loopback ports the launcher binds
+itself and hands to the parties, so no other program can take a port between choosing and
+listening. Output lines are streamed prefixed with the process's role; the first process to
+fail makes the launcher wait a short grace period (so the others can print their own error
+naming it), then stop the rest, and exit non-zero.
 """
 
 from __future__ import annotations
