@@ -6,6 +6,6 @@ Modules, bottom up: `files` (key and certificate files: 0600, never through a li
 metered `Communicator` plugs into), `hub` (the one non-blocking loop that drives all of a
 process's links), `connect` (set-up, handshake, certificate pinning), `launch` (`veil.run`
 inside a `veil run` process), `dealer` (the dealer's process), `supervisor`
-(`veil run -n N`), `loopback` (a throw-away local cluster). See docs/real-machines.md; what a peer or a
-stranger can and cannot do to a party is in docs/security-net.md.
+(`veil run -n N`), `loopback` (a throw-away local cluster). See docs/real-machines.md;
+what a peer or a stranger can and cannot do to a party is in docs/security-net.md.
 """
