@@ -295,3 +295,13 @@ def test_the_dealer_still_serves_a_well_formed_request():
         "params": {"padding": [1, 1], "stride": 1}}})
     # It answered, then waited for the next request and met the closed channel.
     assert err is not None and "closed its connection" in err.cause
+
+
+def test_max_elements_is_a_local_bound_not_compared_across_parties():
+    import veil
+    from veil.net.launch import public_config
+    with pytest.raises(veil.ProtocolUsageError, match="max_elements must be a positive int"):
+        veil.Config(max_elements=0)
+    a, b = veil.Config(max_elements=10, timeout=5), veil.Config()
+    assert public_config(a) == public_config(b)
+    assert "frac_bits" in public_config(a) and "max_elements" not in public_config(a)

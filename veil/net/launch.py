@@ -183,8 +183,10 @@ def parse_control(body, sender: str, what: str) -> dict | None:
 
 
 def public_config(config: Config) -> dict:
-    """The Config fields every party must agree on (all but the local bounds)."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in LOCAL_FIELDS}
+    """The Config fields every party must agree on (all but the local bounds), as they
+    look after a JSON round trip (a tuple arrives as a list), so equal means equal."""
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in LOCAL_FIELDS}
+    return json.loads(json.dumps(fields, default=str))
 
 
 def _mismatch(got: dict, mine: dict) -> str:
