@@ -45,9 +45,11 @@ def test_same_numbers_and_stats_in_process_and_under_veil_run():
     finally:
         sys.path.remove(str(SCRIPTS))
     local = [veil.run(net_basic.job, parties=3, seed=11 + run) for run in range(2)]
-    code, out, err, _ = veil_cmd(["run", "-n", "3", str(SCRIPTS / "net_basic.py"),
-                                  "--parties", "3", "--seed", "11"])
+    code, out, err, _ = veil_cmd(["run", "-n", "3", "--insecure-seed",
+                                  str(SCRIPTS / "net_basic.py"), "--parties", "3", "--seed", "11"])
     assert code == 0, err
+    for r in range(3):                                # the seed is honoured loudly
+        assert f"[party {r}] WARNING: veil --insecure-seed" in err
     net = results(out)
     assert sorted(net) == [(run, r) for run in range(2) for r in range(3)]
     for run in range(2):
@@ -84,16 +86,46 @@ def test_a_killed_party_stops_the_others_promptly_naming_it():
     assert after < 15                                     # (seconds on a busy 2-core host)
 
 
-def test_an_exception_in_one_party_reaches_all_without_its_text_insecure_too():
-    code, out, err, _ = _fail("raise", extra=["--insecure"])
+@pytest.mark.parametrize("mode, cls, extra", [
+    ("raise", "ValueError", ["--insecure"]),
+    ("veilraise", "ProtocolUsageError", []),          # a veil error's text stays home too
+])
+def test_an_exception_in_one_party_reaches_all_without_its_text(mode, cls, extra):
+    code, out, err, _ = _fail(mode, extra=extra)
     assert code != 0
-    for who in ("party 0", "party 1", "dealer"):          # --insecure is loud everywhere
-        assert f"[{who}] WARNING: veil --insecure: plain TCP" in err
-    assert "[party 1] ValueError: private value 4242 is bad" in err  # its own output only
-    others = [ln for ln in err.splitlines() if not ln.startswith("[party 1]")]
-    assert not any("4242" in ln for ln in others)
-    assert any(ln.startswith("[party 0]") and "party 1: stopped this run: failed: ValueError"
-               in ln for ln in others), err
+    if extra:
+        for who in ("party 0", "party 1", "dealer"):      # --insecure is loud everywhere
+            assert f"[{who}] WARNING: veil --insecure: plain TCP" in err
+    assert f"[party 1] {'veil.errors.' if mode == 'veilraise' else ''}{cls}: " in err
+    assert "4242" in err                                    # party 1's own output has it ...
+    others = [ln for ln in (out + err).splitlines() if not ln.startswith("[party 1]")]
+    assert not any("4242" in ln or "hr.csv" in ln for ln in others)   # ... nobody else's
+    # Each other process names party 1 and the error's class, first- or second-hand.
+    for who in ("party 0", "dealer"):
+        assert any(ln.startswith(f"[{who}]") and "party 1" in ln and f"failed: {cls}" in ln
+                   for ln in others), err
+
+
+def test_a_fixed_seed_is_refused_under_real_parties():
+    code, out, err, took = veil_cmd(["run", "-n", "2", str(SCRIPTS / "net_basic.py"),
+                                     "--parties", "2", "--seed", "3"])
+    assert code != 0
+    assert "veil.run(seed=...) under `veil run`: a fixed seed derives every mask" in err
+    assert "--insecure-seed" in err and "RESULT" not in out
+
+
+@pytest.mark.parametrize("mode, said", [
+    # Whichever party compares first names the other, and the field.
+    ("config", r"party [01]: started a different run: Config.frac_bits=(20 \(here 16|16 "
+               r"\(here 20)\)"),
+    ("reference", r"protocol='insecure_reference' under `veil run`: it sends every input IN "
+                  r"THE CLEAR"),
+])
+def test_parties_that_disagree_or_pick_a_cleartext_protocol_are_stopped(mode, said):
+    import re
+    code, out, err, _ = veil_cmd(["run", "-n", "2", str(SCRIPTS / "net_config.py"), mode])
+    assert code != 0 and "DONE" not in out
+    assert re.search(said, err), err
 
 
 def test_a_silent_party_times_out_naming_it():

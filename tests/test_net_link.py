@@ -81,13 +81,13 @@ def test_peer_that_closes_is_named_at_once(tmp_path):
 
 def test_abort_from_any_peer_stops_a_wait_on_another(hubs3):
     # Party 0 waits on party 1; party 2 aborts: party 0 must stop now, naming party 2.
-    hubs3[2].abort("party 2", "failed: ValueError", wait=0.1)
+    hubs3[2].abort(2, "failed", "ValueError", wait=0.1)
     with pytest.raises(AbortedError, match="party 2: stopped this run: failed: ValueError"):
         hubs3[0].links[1].recv(30.0)
 
 
 def test_sending_after_an_abort_refuses(hubs3):
-    hubs3[1].abort("party 1", "failed: boom", wait=0.1)
+    hubs3[1].abort(1, "failed", "RuntimeError", wait=0.1)
     with pytest.raises(AbortedError, match="party 1"):
         hubs3[0].links[1].recv(5.0)
     with pytest.raises(AbortedError):

@@ -3,7 +3,10 @@
     veil run -n 3 train.py --epochs 2                  # 3 parties + dealer on this host
     veil run --cluster cluster.toml --party 1 train.py # one party of a multi-host run
     veil run --cluster cluster.toml --party dealer     # the dealer of that run
-    veil certs --parties 2 --out certs/                # CA, keys, certs, cluster.toml
+    veil certs --role party1 --out keys/               # this organisation's key + cert
+    veil certs --pin party0.crt party1.crt dealer.crt --hosts H0 H1 HD --out cluster/
+                                                       # cluster.toml pinning those certs
+    veil certs --parties 2 --out certs/                # all keys at once (one trusted maker)
     veil bench --group core                            # python -m veil.bench
 
 A script written for `veil.run(fn, parties=N)` runs unchanged: under `veil run` each
@@ -19,7 +22,7 @@ import sys
 # Options of `veil run` that take a value; everything from the script name on is the
 # script's own command line, so `veil run -n 2 s.py -n 5` passes `-n 5` to s.py.
 _VALUED = {"-n", "--parties", "--cluster", "--party", "--key", "--timeout",
-           "--connect-timeout", "--grace"}
+           "--connect-timeout", "--grace", "--max-elements"}
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -41,7 +44,30 @@ def _run_parser() -> argparse.ArgumentParser:
                     "seconds the others get to report before being stopped (default 5)")
     ap.add_argument("--insecure", action="store_true", help="plain TCP, NO encryption and NO "
                     "authentication: only for debugging on a trusted machine")
+    ap.add_argument("--insecure-seed", action="store_true", help="honour veil.run(seed=...): "
+                    "every mask and key then follows from the seed, so whoever knows it reads "
+                    "every input; only to reproduce a run bit for bit while debugging")
+    ap.add_argument("--insecure-protocol", action="store_true", help="allow a protocol "
+                    "named insecure_* (e.g. insecure_reference), which shows every input to "
+                    "every party: only for debugging")
+    ap.add_argument("--max-elements", type=int, help="largest tensor (elements) a peer may "
+                    "announce or request (overrides Config.max_elements; default 2**28)")
     return ap
+
+
+def _insecure_env(opts) -> dict:
+    """VEIL_* settings of the loud flags (each also printed by the process it affects)."""
+    env = {}
+    if opts.insecure_seed:
+        env["VEIL_INSECURE_SEED"] = "1"
+    if opts.insecure_protocol:
+        env["VEIL_INSECURE_PROTOCOL"] = "1"
+    if opts.max_elements is not None:
+        if opts.max_elements < 1:
+            raise SystemExit(f"veil run: --max-elements must be positive, got "
+                             f"{opts.max_elements}")
+        env["VEIL_MAX_ELEMENTS"] = str(opts.max_elements)
+    return env
 
 
 def _split(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -81,7 +107,7 @@ def cmd_run(argv: list[str]) -> int:
             warn_insecure()
         return run_local(opts.parties, target, insecure=opts.insecure,
                          connect_timeout=opts.connect_timeout, timeout=opts.timeout,
-                         grace=opts.grace)
+                         grace=opts.grace, extra_env=_insecure_env(opts))
     if opts.party is None:
         ap.error("--cluster needs --party P (a rank, or 'dealer')")
     return _run_one(opts, target, ap)
@@ -109,6 +135,7 @@ def _run_one(opts, target: list[str], ap) -> int:
         env["VEIL_CONNECT_TIMEOUT"] = str(opts.connect_timeout)
     if opts.timeout is not None:
         env["VEIL_TIMEOUT"] = str(opts.timeout)
+    env.update(_insecure_env(opts))
     # Only these flags set VEIL_* (no plain TCP from a stray VEIL_INSECURE in the shell).
     for k in [k for k in os.environ if k.startswith("VEIL_")]:
         del os.environ[k]
@@ -137,27 +164,64 @@ def _run_one(opts, target: list[str], ap) -> int:
 
 
 def cmd_certs(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="veil certs", description="Create a CA, one key and "
-                                 "certificate per party and for the dealer, and a cluster file.")
-    ap.add_argument("--parties", type=int, required=True, help="number of parties (>= 2)")
+    ap = argparse.ArgumentParser(
+        prog="veil certs",
+        usage="veil certs (--role ROLE | --pin CERT [CERT ...] | --parties N) --out DIR "
+              "[options]",
+        description="Make keys and certificates for `veil run --cluster`. Between "
+                    "organisations: each runs --role on its own machine (its key never "
+                    "leaves it), they exchange the .crt files only, and one of them runs "
+                    "--pin to write the cluster file every party then checks and uses. "
+                    "--parties makes every key at once: whoever runs it can impersonate any "
+                    "party or be the dealer, so use it only where one person is trusted by "
+                    "all (tests, your own machines).")
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--role", help="make this organisation's key and certificate: "
+                      "partyK (K = 0, 1, ...) or dealer")
+    mode.add_argument("--pin", nargs="+", metavar="CERT", help="write a cluster file "
+                      "pinning these certificates (every party's and the dealer's)")
+    mode.add_argument("--parties", type=int, help="all in one: a CA and every key (one "
+                      "trusted maker only)")
     ap.add_argument("--out", required=True, help="directory to write into")
-    ap.add_argument("--hosts", nargs="+", help="each party's address, then the dealer's "
-                    "(or one for all; default 127.0.0.1)")
+    ap.add_argument("--hosts", nargs="+", help="--pin/--parties: each party's address, then "
+                    "the dealer's (or one for all; default 127.0.0.1)")
     ap.add_argument("--base-port", type=int, default=None, help="party i listens on "
                     "BASE+i (default 47100)")
     ap.add_argument("--days", type=int, default=365, help="certificate lifetime")
-    ap.add_argument("--force", action="store_true", help="overwrite existing files")
+    ap.add_argument("--force", action="store_true", help="overwrite existing files (never "
+                    "through a symbolic link)")
     opts = ap.parse_args(argv)
-    from .net.certs import DEFAULT_BASE_PORT, make_certs
+    from .net.certs import DEFAULT_BASE_PORT, make_certs, make_role, pin_cluster
+    from .net.cluster import load_cluster, format_fingerprint
+    from .errors import VeilError
+    port = opts.base_port or DEFAULT_BASE_PORT
     try:
-        path = make_certs(opts.out, opts.parties, hosts=opts.hosts,
-                          base_port=opts.base_port or DEFAULT_BASE_PORT, days=opts.days,
-                          force=opts.force)
-    except (ValueError, FileExistsError) as exc:
+        if opts.role is not None:
+            key, crt, fp = make_role(opts.out, opts.role, days=opts.days, force=opts.force)
+            print(f"wrote {key} (private: keep it on this machine, never send it) and {crt}\n"
+                  f"send {crt.name} to whoever writes the cluster file; its fingerprint is\n"
+                  f"  {fp}\ncheck that this line appears for {opts.role} in the cluster file "
+                  f"you get back")
+            return 0
+        if opts.pin is not None:
+            path = pin_cluster(opts.out, opts.pin, hosts=opts.hosts, base_port=port,
+                               force=opts.force)
+            cluster = load_cluster(path)
+            print(f"wrote {path}, pinning:")
+            for r in range(cluster.n + 1):
+                print(f"  {cluster.entry(r).name:>9}  "
+                      f"{format_fingerprint(cluster.fingerprint(r))}")
+            print("send this directory (it holds no key) to every organisation; each checks "
+                  "its own fingerprint before starting")
+            return 0
+        path = make_certs(opts.out, opts.parties, hosts=opts.hosts, base_port=port,
+                          days=opts.days, force=opts.force)
+    except (ValueError, OSError, VeilError) as exc:
         print(f"veil certs: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote CA, {opts.parties} party certificates, the dealer's, and {path}\n"
-          f"give each organisation its own .key only; keep ca.key offline")
+    print(f"wrote a CA, {opts.parties} party certificates, the dealer's, and {path}\n"
+          f"whoever holds this directory holds every key: give each organisation its own "
+          f".key only, keep ca.key offline; between organisations prefer --role and --pin")
     return 0
 
 

@@ -15,6 +15,9 @@ Defaults and why:
   parties use the dealer-assisted exact method (1 extra round, never fails inside the
   ring range). ``"exact"`` forces the latter for 2 parties too.
 * ``timeout = 60``: seconds a party waits for a peer before it names the peer and stops.
+* ``max_elements = 2**28``: the largest tensor (in elements) a party accepts from a peer's
+  announcement or request, and so the largest message it will buffer (8 bytes each); a
+  local safety bound against a peer that would exhaust memory, not compared across parties.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Config:
     compare_bits: int = 32
     truncation: str = "auto"
     timeout: float = 60.0
+    max_elements: int = 1 << 28
 
     def __post_init__(self) -> None:
         if not 0 < self.frac_bits < 31:
@@ -44,6 +48,10 @@ class Config:
                 f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
         if self.timeout <= 0:
             raise ProtocolUsageError(f"timeout must be positive seconds, got {self.timeout}")
+        if isinstance(self.max_elements, bool) or not isinstance(self.max_elements, int) \
+                or self.max_elements < 1:
+            raise ProtocolUsageError(
+                f"max_elements must be a positive int, got {self.max_elements!r}")
 
     @property
     def safe_bound(self) -> float:

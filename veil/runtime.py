@@ -15,10 +15,12 @@ import traceback
 from typing import Any, Callable
 
 from .comm import OFFLINE, Abort, Communicator, MemoryChannel, party_name
+from .comm.limits import MAX_ELEMENTS
 from .config import Config
 from .context import PartyContext, activate
 from .errors import AbortedError, PartyError, ProtocolUsageError
 from .offline import PRG, TrustedDealerUnsafe, derived_seed, fresh_seed, serve_dealer
+from .offline.prg import SEED_BYTES
 from .protocols import get_protocol
 
 MAX_PARTIES = 64
@@ -44,17 +46,24 @@ def setup_party(rank: int, n: int, comm: Communicator, protocol: str, config: Co
             pair[j] = _seed_for(seed, "pair", rank, j)
             comm.send_bytes(j, pair[j])
         for j in range(rank):
-            pair[j] = comm.recv_bytes(j)
+            pair[j] = bytes(comm.recv_bytes(j))
+            if len(pair[j]) != SEED_BYTES:
+                raise PartyError(party_name(j, n), f"sent a pairwise seed of "
+                                                   f"{len(pair[j])} bytes, not {SEED_BYTES}")
     provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed))
     proto = get_protocol(protocol)(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
     return PartyContext(rank, n, comm, provider, proto, config)
 
 
-def run_dealer(n: int, comm: Communicator) -> None:
+def run_dealer(n: int, comm: Communicator, max_elements: int = MAX_ELEMENTS) -> None:
     with comm.phase(OFFLINE):
         comm.count_round()
         seeds = [comm.recv_bytes(p) for p in range(n)]
-    serve_dealer(comm, [PRG(s) for s in seeds])
+    for p, s in enumerate(seeds):
+        if len(s) != SEED_BYTES:
+            raise PartyError(party_name(p, n), f"sent a dealer seed of {len(s)} bytes, not "
+                                               f"{SEED_BYTES}")
+    serve_dealer(comm, [PRG(bytes(s)) for s in seeds], max_elements)
 
 
 def _check_args(parties: int, protocol: str, seed) -> None:
@@ -70,9 +79,12 @@ def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
     """Run ``fn(*args, **kwargs)`` once per party; return the results in party order.
 
     ``seed`` fixes every random choice (tests, benchmarks); ``None`` draws all randomness
-    from the OS. ``config`` sets fixed-point and protocol options (`veil.Config`). If any
-    party raises, the others stop at their next message and the error is re-raised here
-    as a `PartyError` naming that party.
+    from the OS. A seed is a key: every mask, pairwise PRG and dealer PRG is derived from
+    it, so anyone who knows it can unmask every input. In one process that gives nothing
+    away (this process holds every party's data anyway); under `veil run` (real parties) it
+    is refused unless ``--insecure-seed`` is passed. ``config`` sets fixed-point and
+    protocol options (`veil.Config`). If any party raises, the others stop at their next
+    message and the error is re-raised here as a `PartyError` naming that party.
 
     >>> import torch, veil
     >>> def f():
@@ -109,7 +121,7 @@ def _run_threads(fn, args, kwargs, n, protocol, seed, config):
         token = None
         try:
             if r == n:
-                run_dealer(n, comm)
+                run_dealer(n, comm, config.max_elements)
                 return
             ctx = setup_party(r, n, comm, protocol, config, seed)
             token = activate(ctx)

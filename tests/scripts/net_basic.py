@@ -1,7 +1,8 @@
 """A script written for in-process mode; `veil run -n N` runs it unchanged.
 
 Prints, per party, a JSON line with its rank, revealed results (as hex bytes, to compare
-bit for bit) and `veil.stats()`; with `--parties N`, `--seed S`.
+bit for bit) and `veil.stats()`; with `--parties N`, `--seed S` (under `veil run` that needs
+`--insecure-seed`) or `--no-seed`.
 """
 
 import argparse
@@ -30,10 +31,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--parties", type=int, default=3)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--no-seed", action="store_true", help="fresh randomness (real parties)")
     opts = ap.parse_args()
     # Two runs: the second reuses the connections, and its stats start from zero again.
     for run in range(2):
-        res = veil.run(job, parties=opts.parties, seed=opts.seed + run)
+        seed = None if opts.no_seed else opts.seed + run
+        res = veil.run(job, parties=opts.parties, seed=seed)
         for r in res:
             if r is not None:
                 print("RESULT " + json.dumps(dict(r, run=run)), flush=True)

@@ -1,6 +1,6 @@
 """Party 1 misbehaves half-way through a computation; the others must stop, naming it.
 
-    veil run -n 3 net_fail.py MODE      MODE: kill | raise | sleep | parties | ok
+    veil run -n 3 net_fail.py MODE   MODE: kill | raise | veilraise | sleep | parties | ok
 """
 
 import os
@@ -25,6 +25,8 @@ def job():
             os.kill(os.getpid(), signal.SIGKILL)
         if MODE == "raise":
             raise ValueError("private value 4242 is bad")     # must not reach the others
+        if MODE == "veilraise":                               # nor a veil error's text
+            raise veil.ProtocolUsageError("cell 'salary=4242' of /private/hr.csv is bad")
         if MODE == "sleep":
             time.sleep(60)
     z = (y * x).relu()
@@ -33,5 +35,5 @@ def job():
 
 n = int(os.environ.get("NET_FAIL_PARTIES", "3"))
 config = veil.Config(timeout=float(os.environ.get("NET_FAIL_TIMEOUT", "10")))
-out = veil.run(job, parties=n + (MODE == "parties"), seed=1, config=config)
+out = veil.run(job, parties=n + (MODE == "parties"), config=config)
 print("DONE", out[0].tolist() if out[0] is not None else None, flush=True)

@@ -132,7 +132,15 @@ class Communicator:
         self.send_bytes(peer, json.dumps(obj).encode())
 
     def recv_obj(self, peer: int):
-        return json.loads(self.recv_bytes(peer).decode())
+        """A peer's JSON metadata: plain data only (no object hooks); one that does not
+        parse is the sender's fault. Validate its contents before use (veil.comm.limits)."""
+        raw = self.recv_bytes(peer)
+        try:
+            return json.loads(bytes(raw).decode())
+        except (ValueError, RecursionError):
+            raise PartyError(self.peer_name(peer), "sent a metadata message that is not "
+                                                   "valid JSON (parties out of step, or a "
+                                                   "hostile peer)") from None
 
     # -- collectives: one round each ---------------------------------------------------
     def parties(self) -> range:

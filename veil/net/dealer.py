@@ -13,14 +13,15 @@ said goodbye, or 1 (naming the party and the cause) as soon as any run fails.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import sys
 
 from ..comm import Communicator
+from ..comm.limits import CONTROL_MAX, MAX_ELEMENTS
 from ..errors import PartyError, VeilError
 from ..runtime import run_dealer
-from .launch import Node, describe_failure, env_cluster
+from .launch import Node, env_cluster, parse_control
 from .link import BYE, END, START
 
 
@@ -28,8 +29,11 @@ def serve() -> None:
     """Connect to every party, then serve runs until all parties have said goodbye."""
     cluster = env_cluster()
     n = cluster.n
+    max_elements = int(os.environ.get("VEIL_MAX_ELEMENTS") or MAX_ELEMENTS)
     node = Node(cluster, n, float(os.environ.get("VEIL_TIMEOUT") or 60.0))
     hub = node.hub
+    # The dealer only ever receives seeds and small JSON requests: nothing bigger is let in.
+    hub.set_limits(CONTROL_MAX // 8)
     try:
         while True:
             # Between runs the parties may compute in plaintext for as long as they like:
@@ -44,19 +48,23 @@ def serve() -> None:
                 raise PartyError(cluster.entry(j).name,
                                  "left while the others started another run: do all parties "
                                  "make the same veil.run calls?")
-            header = json.loads(bytes(heads[0][1]).decode())
-            hub.timeout = float(header["timeout"])
+            header = parse_control(heads[0][1], cluster.entry(0).name, "the start of a run")
+            hub.timeout = _timeout(header, cluster.entry(0).name)
             # Like the in-process dealer: no deadline while party 0 computes between
             # requests; a party that fails or dies still stops it at once.
-            run_dealer(n, Communicator(n, n, dict(hub.links), None))
+            run_dealer(n, Communicator(n, n, dict(hub.links), None), max_elements)
             for j in range(n):
                 node.expect(j, END, "the end of the run", hub.timeout)
-    except PartyError as exc:
+    except BaseException as exc:          # peers learn the class and who, never the text
         node.abort(exc)
         raise
-    except BaseException as exc:
-        node.abort(PartyError("dealer", f"failed: {describe_failure(exc)}"))
-        raise
+
+
+def _timeout(header, sender: str) -> float:
+    t = header.get("timeout") if header else None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf:
+        raise PartyError(sender, "sent a run start without a valid timeout")
+    return float(t)
 
 
 def main() -> int:

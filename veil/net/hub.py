@@ -11,13 +11,14 @@ hand-off, and an abort or a dropped connection from *any* peer is seen at once.
 
 from __future__ import annotations
 
-import json
 import selectors
 import socket
 import time
 
-from ..errors import AbortedError, PartyError
-from .link import (ABORT, ABORTED, BYE, CHUNK, HEADER, HELLO, KIND_NAMES, REFUSE, SMALL, Link,
+from ..comm.limits import MAX_ELEMENTS, max_frame_bytes
+from ..errors import PartyError
+from .abort import encode_abort, parse_abort
+from .link import (ABORT, BYE, CHUNK, HEADER, HELLO, KIND_NAMES, REFUSE, SMALL, Link,
                    LinkLost, out_of_step)
 
 DRAIN_BUDGET = 8 << 20     # read at most this much from one peer before serving the others
@@ -28,10 +29,12 @@ _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 class Hub:
     """All of this process's links, and the one loop that reads and writes them."""
 
-    def __init__(self, me: str, timeout: float) -> None:
+    def __init__(self, me: str, timeout: float, names: dict[int, str] | None = None) -> None:
         self.me = me
         self.timeout = timeout
+        self.names = dict(names or {})            # every rank's name, for abort reports
         self.links: dict[int, Link] = {}
+        self.set_limits(MAX_ELEMENTS)
         self.failure: PartyError | None = None    # first abort or lost peer seen
         self.closing = False
         self._sel = selectors.DefaultSelector()
@@ -44,13 +47,20 @@ class Hub:
         self._sel.register(sock, _READ, link)
         return link
 
+    def set_limits(self, max_elements: int) -> None:
+        """Largest data frame, and most unread bytes per peer, this hub accepts."""
+        self.max_frame = max_frame_bytes(max_elements)
+        self.max_queue = 2 * self.max_frame
+
     def live(self) -> list[Link]:
         return [ln for ln in self.links.values() if not ln.eof]
 
     def _fail(self) -> None:
         f = self.failure
         if f is not None:
-            raise type(f)(f.party, f.cause)
+            err = type(f)(f.party, f.cause)
+            err.__dict__.update(f.__dict__)          # reason, report: what peers are told
+            raise err
 
     # -- receiving ----------------------------------------------------------------------
     def read(self, link: Link, timeout: float | None):
@@ -64,15 +74,19 @@ class Hub:
         while True:
             self._fail()
             if link.inbox:
-                return link.inbox.popleft()
+                frame = link.inbox.popleft()
+                link.queued -= len(frame[1])
+                return frame
             if link.eof:
                 raise link.lost or out_of_step(link, BYE, "a message")
             if timeout is not None:
                 deadline = max(start, link.last_rx) + timeout
                 if time.monotonic() >= deadline:
-                    raise PartyError(link.name, f"sent nothing for {timeout:g} s (timeout; if "
+                    err = PartyError(link.name, f"sent nothing for {timeout:g} s (timeout; if "
                                                 f"it is only slow, raise veil.Config(timeout="
                                                 f"...) or pass --timeout)")
+                    err.reason = "timeout"
+                    raise err
             self._progress(deadline)
 
     def _progress(self, deadline: float | None, writer: Link | None = None) -> None:
@@ -115,25 +129,29 @@ class Hub:
             if not link.eof:
                 self._again.add(link)      # more may sit in TLS buffers; come back soon
         except LinkLost as exc:
-            self._gone(link, str(exc))
+            self._gone(link, str(exc), exc.reason)
 
     def _deliver(self, link: Link, kind: int, body) -> None:
         if self.closing:
             return
         if kind == ABORT:
+            link.queued -= len(body)
+            # Attributed to its sender, whatever it says; a frame that does not parse is
+            # the sender's fault (parse_abort raises LinkLost).
+            err = parse_abort(body, link.rank, link.name, self.names)
             link.aborted = True
-            info = json.loads(bytes(body).decode())
-            if self.failure is None:
-                self.failure = AbortedError(str(info.get("who", link.name)),
-                                            ABORTED + str(info.get("why", "?")))
+            if self.failure is None or (self.failure.__dict__.get("relayed")
+                                        and not err.relayed):
+                self.failure = err          # a first-hand report beats a relayed one
             return
         if kind == BYE:
             link.bye = True
         elif kind in (HELLO, REFUSE):
-            raise LinkLost(f"sent a {KIND_NAMES[kind]} message in the middle of the run")
+            raise LinkLost(f"sent a {KIND_NAMES[kind]} message in the middle of the run",
+                           "step")
         link.inbox.append((kind, body))
 
-    def _gone(self, link: Link, why: str) -> None:
+    def _gone(self, link: Link, why: str, reason: str = "lost") -> None:
         if link.eof:
             return
         link.eof = True
@@ -146,6 +164,7 @@ class Hub:
         if self.closing or link.bye or link.aborted:
             return
         link.lost = PartyError(link.name, why)
+        link.lost.reason = reason
         if self.failure is None:
             self.failure = link.lost
 
@@ -183,18 +202,22 @@ class Hub:
             if n is not None:
                 return n
             if time.monotonic() >= deadline:
-                raise PartyError(link.name, "has taken no data for "
+                err = PartyError(link.name, "has taken no data for "
                                             f"{self.timeout:g} s (timeout): it is stuck or "
                                             f"far slower than this party")
+                err.reason = "timeout"
+                raise err
             # Retry with this same slice: OpenSSL wants the same buffer back after WANT_WRITE.
             self._progress(deadline, writer=link)
             if not force:
                 self._fail()
 
     # -- ending ---------------------------------------------------------------------------
-    def abort(self, who: str, why: str, wait: float = CLOSE_WAIT_S) -> None:
-        """Tell every peer the run failed (who, why), then close. Never raises."""
-        self._tell_all(ABORT, json.dumps({"who": who, "why": why}).encode(), wait)
+    def abort(self, cause: int, reason: str, error: str = "",
+              wait: float = CLOSE_WAIT_S) -> None:
+        """Tell every peer the run failed — which rank ``cause`` failed, how (a `reason`
+        code) and the class of the error, never its text — then close. Never raises."""
+        self._tell_all(ABORT, encode_abort(cause, reason, error), wait)
 
     def goodbye(self, wait: float = CLOSE_WAIT_S) -> None:
         """Tell every peer this party's script ended normally, then close."""

@@ -7,16 +7,26 @@ The launcher (veil/cli.py) sets, per process:
 ``VEIL_CLUSTER``          path of the cluster file (veil/net/cluster.py)
 ``VEIL_KEY``              this party's private key (default: its cert, ``.key``)
 ``VEIL_INSECURE=1``       plain TCP, only from the loud ``--insecure`` flag
+``VEIL_INSECURE_SEED=1``  allow ``veil.run(seed=...)``, only from ``--insecure-seed``
+``VEIL_INSECURE_PROTOCOL=1``  allow a protocol named ``insecure_*``, only from
+                          ``--insecure-protocol``
+``VEIL_MAX_ELEMENTS``     overrides ``Config.max_elements`` (largest tensor a peer may
+                          announce or request)
 ``VEIL_CONNECT_TIMEOUT``  seconds to wait for all peers to come up (default 120)
 ``VEIL_TIMEOUT``          overrides ``Config.timeout`` (seconds a party waits for a peer)
 ``VEIL_LISTEN_FD``        an already bound listening socket (``veil run -n`` only)
 ========================  ==========================================================
 
 Every `veil.run` call is one *run* over the same connections (made on the first call):
-a run-start barrier checks all parties agree on run number, party count and protocol,
-and a run-end barrier makes `veil.run` return only once every party has finished, as the
-in-process mode does. Neither barrier is metered, so `veil.stats()` is the same in both
-modes.
+a run-start barrier checks all parties agree on run number, party count, protocol and
+every public `Config` field that changes the arithmetic (all but the local ``timeout``
+and ``max_elements``), and a run-end barrier makes `veil.run` return only once every
+party has finished, as the in-process mode does. Neither barrier is metered, so
+`veil.stats()` is the same in both modes.
+
+What peers learn of a failure here: the error's class and which party failed, never its
+message (which may hold private values or local paths); the full text is printed by
+this party only (see veil.net.abort).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import dataclasses
 import json
 import os
 import socket
+import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -33,13 +44,33 @@ from typing import Any, Callable
 from ..comm import Communicator
 from ..config import Config
 from ..context import activate
-from ..errors import AbortedError, PartyError, ProtocolUsageError, VeilError
+from ..errors import PartyError, ProtocolUsageError
 from ..runtime import setup_party
+from .abort import error_class, report_of
 from .cluster import Cluster, load_cluster
-from .connect import Connector, listen
+from .connect import Connector, clean, listen
 from .hub import Hub
-from .link import ABORTED, DATA, END, START, out_of_step
+from .link import DATA, END, START, out_of_step
 from .tls import Identity, warn_insecure
+
+# Config fields that are each party's own business (local resource bounds), not compared.
+LOCAL_FIELDS = ("timeout", "max_elements")
+SEED_REFUSED = (
+    "veil.run(seed=...) under `veil run`: a fixed seed derives every mask and every "
+    "pairwise and dealer key, so any party that knows the seed (it is in the script) can "
+    "unmask every other party's inputs. Drop seed= (fresh randomness from the OS), or pass "
+    "--insecure-seed to `veil run` for a reproducible debugging run on data nobody minds "
+    "disclosing.")
+SEED_WARNING = (
+    "WARNING: veil --insecure-seed: veil.run(seed=...) is honoured, so every mask and key "
+    "follows from the seed; whoever knows it can read every party's inputs. Debugging only.")
+PROTOCOL_REFUSED = (
+    "protocol={name!r} under `veil run`: it sends every input IN THE CLEAR to every party "
+    "(it is the executable specification, not a secure protocol). Use protocol='semi2k', or "
+    "pass --insecure-protocol to `veil run` to run it anyway on data nobody minds "
+    "disclosing.")
+PROTOCOL_WARNING = ("WARNING: veil --insecure-protocol: a protocol named insecure_* may run; "
+                    "it shows every input to every party.")
 
 DEFAULT_CONNECT_TIMEOUT = 120.0
 DEALER = "dealer"
@@ -79,27 +110,27 @@ class Node:
         else:
             cert = cluster.entry(rank).cert
             key = Path(os.environ.get("VEIL_KEY") or cert.with_suffix(".key"))
-            ident = Identity(cert, key, cluster.ca)
+            ident = Identity(cert, key, cluster.trust_pem())
         deadline = float(os.environ.get("VEIL_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT)
         listener = None
         if rank < self.n:
             fd = os.environ.get("VEIL_LISTEN_FD")
             listener = socket.socket(fileno=int(fd)) if fd else listen(cluster, rank)
         self.hub: Hub = Connector(cluster, rank, ident, deadline, timeout).run(listener)
+        self._ranks = {v: k for k, v in cluster.names().items()}
         atexit.register(self.goodbye)
 
     def goodbye(self) -> None:
         if self.stopped is None and not self.hub.closing:
             self.hub.goodbye()
 
-    def abort(self, exc: PartyError) -> None:
-        """Pass the first failure on to every peer (named, with its cause), once."""
+    def abort(self, exc: BaseException) -> None:
+        """Tell every peer, once, who failed and how (class name and reason code: never
+        the error's text, see veil.net.abort)."""
         if self.stopped is None:
-            self.stopped = exc
-            why = exc.cause
-            if isinstance(exc, AbortedError):     # pass on the original cause, not ours
-                why = why.removeprefix(ABORTED)
-            self.hub.abort(exc.party, why)
+            self.stopped = exc if isinstance(exc, PartyError) else \
+                PartyError(self.name, f"failed: {error_class(exc)}")
+            self.hub.abort(*report_of(exc, self.rank, self._ranks))
 
     def check_usable(self) -> None:
         if self.stopped is not None:
@@ -133,13 +164,42 @@ class Node:
             raise out_of_step(link, got, what) if got != DATA else PartyError(
                 link.name, f"is still sending data at {what}: parties out of step (do all "
                            f"parties run the same program?)")
-        return json.loads(bytes(body).decode()) if body else None
+        return parse_control(body, link.name, what)
+
+
+def parse_control(body, sender: str, what: str) -> dict | None:
+    """A control frame's JSON object; one that does not parse is the sender's fault."""
+    if not body:
+        return None
+    try:
+        obj = json.loads(bytes(body).decode())
+    except (ValueError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        err = PartyError(sender, f"sent a malformed message at {what} (not a JSON object)")
+        err.reason = "step"
+        raise err
+    return obj
+
+
+def public_config(config: Config) -> dict:
+    """The Config fields every party must agree on (all but the local bounds), as they
+    look after a JSON round trip (a tuple arrives as a list), so equal means equal."""
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in LOCAL_FIELDS}
+    return json.loads(json.dumps(fields, default=str))
 
 
 def _mismatch(got: dict, mine: dict) -> str:
-    diffs = ", ".join(f"{k}={got.get(k)!r} (here {mine[k]!r})" for k in mine
-                      if got.get(k) != mine[k])
-    return f"started a different run: {diffs}; all parties must make the same veil.run calls"
+    diffs = []
+    for k, v in mine.items():
+        if k == "config" and isinstance(got.get(k), dict):
+            diffs += [f"Config.{f}={clean(repr(got[k].get(f)), 40)} (here {w!r})"
+                      for f, w in v.items() if got[k].get(f) != w]
+            diffs += [f"Config.{clean(f, 40)} (unknown here)" for f in got[k] if f not in v]
+        elif got.get(k) != v:
+            diffs.append(f"{k}={clean(repr(got.get(k)), 40)} (here {v!r})")
+    return (f"started a different run: {', '.join(diffs)}; all parties must make the same "
+            f"veil.run calls with the same veil.Config")
 
 
 _NODE: Node | None = None   # one per process: under `veil run` the process *is* one party
@@ -154,12 +214,26 @@ def node(timeout: float) -> Node:
     return _NODE
 
 
-def describe_failure(exc: BaseException) -> str:
-    """What peers are told about this party's own error: veil errors in full (they never
-    carry secret values), other exceptions by type only, since their text may hold data."""
-    if isinstance(exc, VeilError):
-        return "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return f"{type(exc).__name__} (details only in that party's own output)"
+def check_insecure_choices(seed, protocol: str) -> None:
+    """Refuse, under real parties, what only makes sense in one process — unless this
+    party's own `veil run` was given the loud flag for it."""
+    if seed is not None:
+        if os.environ.get("VEIL_INSECURE_SEED") != "1":
+            raise ProtocolUsageError(SEED_REFUSED)
+        _warn_once("seed", SEED_WARNING)
+    if protocol.startswith("insecure"):
+        if os.environ.get("VEIL_INSECURE_PROTOCOL") != "1":
+            raise ProtocolUsageError(PROTOCOL_REFUSED.format(name=protocol))
+        _warn_once("protocol", PROTOCOL_WARNING)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, text: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(text, file=sys.stderr, flush=True)
 
 
 def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, protocol: str,
@@ -187,13 +261,17 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
             f"parties= to {cluster.n}")
     if os.environ.get("VEIL_TIMEOUT"):
         config = dataclasses.replace(config, timeout=float(os.environ["VEIL_TIMEOUT"]))
+    if os.environ.get("VEIL_MAX_ELEMENTS"):
+        config = dataclasses.replace(config, max_elements=int(os.environ["VEIL_MAX_ELEMENTS"]))
     me = node(config.timeout)
     me.check_usable()
     me.runs += 1
+    me.hub.set_limits(config.max_elements)
     results: list[Any] = [None] * parties
     try:
-        me.start_run({"run": me.runs, "parties": parties, "protocol": protocol},
-                     config.timeout)
+        check_insecure_choices(seed, protocol)      # after connecting: peers hear of it
+        me.start_run({"run": me.runs, "parties": parties, "protocol": protocol,
+                      "config": public_config(config)}, config.timeout)
         comm = Communicator(me.rank, me.n, dict(me.hub.links), config.timeout)
         ctx = setup_party(me.rank, me.n, comm, protocol, config, seed)
         activate(ctx)
@@ -207,8 +285,7 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
         me.abort(exc)
         raise
     except BaseException as exc:          # this party's own failure (KeyboardInterrupt too)
-        err = PartyError(me.name, f"failed: {describe_failure(exc)}")
-        me.abort(err)
+        me.abort(exc)                     # peers learn its class only, never its text
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise PartyError(me.name, "failed: " + "".join(

@@ -5,6 +5,12 @@ little-endian) then the payload. DATA frames carry the Communicator's messages; 
 other kinds are transport control (run start/end barriers, abort, goodbye, handshake)
 and are not metered, so `veil.stats()` counts exactly what the in-process mode counts.
 A `Link` only frames bytes; waiting, reading and writing are the `Hub`'s (veil/net/hub.py).
+
+A header is a peer's claim, not a fact: a frame's length is bounded by what its kind can
+carry (control frames 64 KiB; data frames one tensor of `Config.max_elements` int64
+values), the bytes a peer may have waiting unread are bounded too, and a large frame's
+buffer grows as its bytes actually arrive, so a 9-byte header cannot make this party
+allocate gigabytes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..comm import Channel
+from ..comm.limits import CONTROL_MAX
 from ..errors import PartyError
 
 if TYPE_CHECKING:
@@ -27,13 +34,20 @@ KIND_NAMES = {DATA: "data", START: "run-start", END: "run-end", ABORT: "abort", 
               HELLO: "hello", REFUSE: "refusal"}
 SMALL = 64 * 1024          # header + payload up to this go out as one write (one TLS record)
 CHUNK = 1 << 20            # large payloads are written in 1 MiB slices so reads interleave
-MAX_FRAME = 1 << 40        # a bigger length is a corrupt header, not a tensor
+EAGER = 64 << 20           # a frame's buffer starts at most this big and doubles as bytes arrive
 ABORTED = "stopped this run: "
 WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
 
 class LinkLost(Exception):
-    """The connection itself failed (reset, TLS alert, garbage); the text says how."""
+    """The connection itself failed (reset, TLS alert, garbage); the text says how.
+
+    ``reason`` is the short code peers are told (see veil.net.abort).
+    """
+
+    def __init__(self, text: str, reason: str = "lost") -> None:
+        super().__init__(text)
+        self.reason = reason
 
 
 def describe(exc: BaseException) -> str:
@@ -74,7 +88,9 @@ class Link(Channel):
         self._want = memoryview(self._head)
         self._got = 0
         self._kind = 0
+        self._len = 0              # length the current frame's header announced
         self._body: bytearray | None = None
+        self.queued = 0            # bytes received from this peer and not yet read
 
     def __repr__(self) -> str:
         return f"Link(to={self.name})"
@@ -121,18 +137,39 @@ class Link(Channel):
             return None
         if self._body is None:                          # the header is complete
             kind, length = HEADER.unpack(self._head)
-            if kind not in KIND_NAMES or length > MAX_FRAME:
-                raise LinkLost("sent bytes that are not a veil frame (is it a veil party of "
-                               "this cluster, and are both sides --insecure or neither?)")
+            self._check_header(kind, length)
             if length:
-                self._kind, self._body = kind, bytearray(length)
+                self._kind, self._len = kind, length
+                self._body = bytearray(min(length, EAGER))
                 self._want, self._got = memoryview(self._body), 0
                 return None
             frame = (kind, b"")
+        elif len(self._body) < self._len:               # full, but more was announced:
+            bigger = bytearray(min(2 * len(self._body), self._len))   # the peer really
+            bigger[:self._got] = self._body                             # sent this much
+            self._body, self._want = bigger, memoryview(bigger)
+            return None
         else:
             frame = (self._kind, self._body)
         self._body, self._want, self._got = None, memoryview(self._head), 0
+        self.queued += len(frame[1])
         return frame
+
+    def _check_header(self, kind: int, length: int) -> None:
+        if kind not in KIND_NAMES:
+            raise LinkLost("sent bytes that are not a veil frame (is it a veil party of "
+                           "this cluster, and are both sides --insecure or neither?)", "step")
+        limit = self.hub.max_frame if kind == DATA else CONTROL_MAX
+        if length > limit:
+            raise LinkLost(f"announced a {KIND_NAMES[kind]} message of {length} bytes, more "
+                           f"than the {limit} this party accepts (a data message holds at "
+                           f"most one tensor of veil.Config(max_elements=...) int64 values)",
+                           "step")
+        if self.queued + length > self.hub.max_queue:
+            raise LinkLost(f"sent {self.queued + length} bytes this party has not read yet, "
+                           f"more than the {self.hub.max_queue} it buffers per peer (it is "
+                           f"far ahead or flooding; raise veil.Config(max_elements=...) if "
+                           f"the program really needs it)", "step")
 
 
 def out_of_step(link: Link, kind: int, expected: str) -> PartyError:
@@ -140,6 +177,8 @@ def out_of_step(link: Link, kind: int, expected: str) -> PartyError:
         return PartyError(link.name, f"finished its script and left while this party waits "
                                      f"for {expected}: do all parties make the same veil.run "
                                      f"calls?")
-    return PartyError(link.name, f"sent a {KIND_NAMES[kind]} message where {expected} was "
-                                 f"expected (parties out of step: do all parties run the same "
-                                 f"program?)")
+    err = PartyError(link.name, f"sent a {KIND_NAMES[kind]} message where {expected} was "
+                                f"expected (parties out of step: do all parties run the same "
+                                f"program?)")
+    err.reason = "step"
+    return err

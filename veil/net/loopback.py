@@ -17,35 +17,34 @@ import socket
 import threading
 from pathlib import Path
 
-from .certs import make_ca, make_leaf, role_file, write_cert, write_key
+from .certs import make_self_signed, role_file, write_cert, write_key
 from .cluster import Cluster, load_cluster, write_cluster
-from .connect import Connector
+from .connect import BACKLOG, Connector
 from .hub import Hub
 from .tls import Identity
 
 
 def local_cluster(tmp: str | Path, n: int, days: int = 2
                   ) -> tuple[Cluster, list[socket.socket]]:
-    """CA, keys and certificates for n parties and the dealer in ``tmp``, and a loopback
-    listening socket per party (port chosen by the OS: no collisions, no race)."""
+    """A key and self-signed certificate for n parties and the dealer in ``tmp`` (one
+    person makes them all: fine on one host, where that person runs every party), a
+    cluster file pinning them, and a loopback listening socket per party (port chosen by
+    the OS: no collisions, no race)."""
     tmp = Path(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
-    listeners = [socket.create_server(("127.0.0.1", 0), backlog=n + 4) for _ in range(n)]
-    ca_key, ca_cert = make_ca(days)
-    write_cert(tmp / "ca.crt", ca_cert)
+    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+    listeners = [socket.create_server(("127.0.0.1", 0), backlog=BACKLOG) for _ in range(n)]
     for r in range(n + 1):
-        key, cert = make_leaf(ca_key, ca_cert, "veil dealer" if r == n else f"veil party {r}",
-                              days)
+        key, cert = make_self_signed("veil dealer" if r == n else f"veil party {r}", days)
         write_key(tmp / f"{role_file(r, n)}.key", key)
         write_cert(tmp / f"{role_file(r, n)}.crt", cert)
     rows = [("127.0.0.1", s.getsockname()[1], f"party{r}.crt") for r, s in enumerate(listeners)]
-    path = write_cluster(tmp / "cluster.toml", "ca.crt", rows, ("127.0.0.1", "dealer.crt"))
+    path = write_cluster(tmp / "cluster.toml", None, rows, ("127.0.0.1", "dealer.crt"))
     return load_cluster(path), listeners
 
 
 def identity(cluster: Cluster, rank: int) -> Identity:
     cert = cluster.entry(rank).cert
-    return Identity(cert, cert.with_suffix(".key"), cluster.ca)
+    return Identity(cert, cert.with_suffix(".key"), cluster.trust_pem())
 
 
 def connect_hubs(cluster: Cluster, listeners: list[socket.socket], *, ranks=None,

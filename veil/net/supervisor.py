@@ -1,11 +1,12 @@
 """`veil run -n N`: N party processes and a dealer process on this host, supervised.
 
-Each run gets a throw-away CA and certificates in a private temporary directory (deleted
-at the end) and loopback ports the launcher binds itself and hands to the parties, so no
-other program can take a port between choosing and listening. Output lines are streamed
-prefixed with the process's role; the first process to fail makes the launcher wait a
-short grace period (so the others can print their own error naming it), then stop the
-rest, and exit non-zero.
+Each run gets throw-away keys and self-signed certificates in a private temporary directory
+(mode 0700, deleted at the end; made by this launcher, which runs every party anyway, so one
+maker holding every key gives nothing away here) and loopback ports the launcher binds
+itself and hands to the parties, so no other program can take a port between choosing and
+listening. Output lines are streamed prefixed with the process's role; the first process to
+fail makes the launcher wait a short grace period (so the others can print their own error
+naming it), then stop the rest, and exit non-zero.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _exit_text(code: int) -> str:
 
 def run_local(n: int, target: list[str], *, insecure: bool = False,
               connect_timeout: float | None = None, timeout: float | None = None,
-              grace: float = GRACE_S) -> int:
+              grace: float = GRACE_S, extra_env: dict | None = None) -> int:
     """Start N parties running ``target`` (script and args, or -m module and args) and a
     dealer; return 0 if every party succeeded, else non-zero."""
     tmp = Path(tempfile.mkdtemp(prefix="veil-run-"))        # 0700: it holds private keys
@@ -96,6 +97,7 @@ def run_local(n: int, target: list[str], *, insecure: bool = False,
             base["VEIL_CONNECT_TIMEOUT"] = str(connect_timeout)
         if timeout is not None:
             base["VEIL_TIMEOUT"] = str(timeout)
+        base.update({k: v for k, v in (extra_env or {}).items() if k.startswith("VEIL_")})
         py = [sys.executable, "-u"]
         for r, s in enumerate(listeners):
             s.set_inheritable(True)

@@ -8,15 +8,20 @@ in it is the price of dishonest-majority semi-honest security with cheap preproc
 Cost: each party shares one AES seed with the dealer, so all random parts and the derived
 shares of parties 1..n-1 are generated locally; only party 0 receives its derived shares
 (one offline round per request). Party 0 sends the request (kind and shapes: public).
+The dealer checks every request before drawing anything (veil.offline.requests): a
+malformed or oversized one stops the run, naming party 0.
 """
 
 from __future__ import annotations
 
 from ..comm import OFFLINE, Communicator
+from ..comm.limits import MAX_ELEMENTS
+from ..errors import PartyError
 from ..ring import numel
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe
 from .prg import PRG
 from .provider import Provider
+from .requests import checked_recipe, parse_request
 
 STOP = "__stop__"
 
@@ -98,18 +103,24 @@ class TrustedDealerUnsafe(Provider):
                 self._comm.send_obj(self._dealer, {"kind": STOP})
 
 
-def serve_dealer(comm: Communicator, prgs: list[PRG]) -> None:
+def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_ELEMENTS) -> None:
     """The dealer's loop: answer party 0's requests until it says stop."""
+    sender = comm.peer_name(0)
     with comm.phase(OFFLINE):
         while True:
             req = comm.recv_obj(0)
-            if req["kind"] == STOP:
+            if req == {"kind": STOP}:
                 return
-            rec = recipe(req["kind"], req["args"])
+            kind, args = parse_request(req, max_elements, sender)
+            rec = checked_recipe(kind, args, max_elements, sender)
             shares = [{p.name: _draw(prg, p) for p in rec.randoms} for prg in prgs]
             plain = {p.name: combine(p.domain, [s[p.name] for s in shares])
                      for p in rec.randoms}
-            derived = rec.derive(plain)
+            try:
+                derived = rec.derive(plain)
+            except Exception:                     # noqa: BLE001 - e.g. shapes that do not fit
+                raise PartyError(sender, f"sent a dealer request whose shapes do not fit "
+                                         f"together (kind {kind!r})") from None
             others = [{p.name: _draw(prg, p) for p in rec.derived} for prg in prgs[1:]]
             comm.count_round()
             for p in rec.derived:
