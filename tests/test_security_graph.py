@@ -268,8 +268,9 @@ def test_arguments_export_omits_take_the_schema_default(layer):
 
 # -- other announcements a peer makes ---------------------------------------------------------
 @pytest.mark.parametrize("meta, words", [
-    ([0, 1 << 20, 1 << 20], "MAX_ANNOUNCED_ELEMENTS"),      # 2^40 elements
-    ([99, 4], "malformed"), ([-1, 4], "malformed"), (["float32", 4], "malformed"),
+    ([0, 1 << 20, 1 << 20], "max_elements"),                # 2^40 elements
+    ([99, 4], "dtype code"), ([-1, 4], "dtype code"), (["float32", 4], "dtype code"),
+    ([0, -3], "dimension size"), ({"a": 1}, "malformed"),
 ])
 def test_an_announced_tensor_shape_is_checked_before_allocating(monkeypatch, meta, words):
     real = Communicator.broadcast_obj

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..comm.limits import MAX_ELEMENTS
 from ..errors import ProtocolUsageError
 from .graph import Graph, Ref, dtype_of, iter_refs, map_refs, resolve_op
 from .lowering import LOWERINGS
@@ -52,7 +53,7 @@ class GraphLimits:
     The defaults admit a BERT-base or GPT-2 small model with room to spare.
     """
     max_nodes: int = 200_000
-    max_elements: int = 1 << 28          # per tensor (2 GiB of int64 shares)
+    max_elements: int = MAX_ELEMENTS     # per tensor (2 GiB of int64 shares)
     max_weight_elements: int = 1 << 30   # all weights together
     max_constant_bytes: int = 256 << 20  # all public constants together
     max_list: int = 4096                 # entries of one list argument

@@ -18,6 +18,7 @@ import os
 import torch
 
 from ..context import current
+from ..comm.limits import check_count
 from ..errors import ProtocolUsageError
 
 
@@ -32,9 +33,7 @@ def agree_seed(seed: int | None = None) -> int:
     mine = int.from_bytes(os.urandom(8), "little") >> 1 if ctx.rank == 0 else None
     # Discloses a fresh random number (public randomness, independent of any data).
     agreed = ctx.comm.broadcast_obj(mine, 0)
-    if not isinstance(agreed, int) or isinstance(agreed, bool) or not 0 <= agreed < 2**63:
-        raise ProtocolUsageError("party 0 sent a malformed shuffle seed")
-    return agreed
+    return check_count(agreed, (1 << 63) - 1, "a shuffle seed", ctx.comm.peer_name(0))
 
 
 def batch_order(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,

@@ -7,5 +7,5 @@ metered `Communicator` plugs into), `hub` (the one non-blocking loop that drives
 process's links), `connect` (set-up, handshake, certificate pinning), `launch` (`veil.run`
 inside a `veil run` process), `dealer` (the dealer's process), `supervisor`
 (`veil run -n N`), `loopback` (a throw-away local cluster). See docs/real-machines.md;
-what a peer or a stranger can and cannot do to a party is in docs/security-net.md.
+what a peer or a stranger can and cannot do to a party is in docs/security.md.
 """

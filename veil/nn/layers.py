@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..context import current
+from ..comm.limits import check_count
 from ..errors import ProtocolUsageError
 from ..tensor import tensor
 from .module import Module
@@ -214,8 +215,7 @@ class Dropout(Module):
         mine = seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         # Discloses party 0's random seed (public randomness, independent of any data).
         agreed = ctx.comm.broadcast_obj(mine if ctx.rank == 0 else None, 0)
-        if not isinstance(agreed, int) or isinstance(agreed, bool) or not 0 <= agreed < 2**63:
-            raise ProtocolUsageError("party 0 sent a malformed dropout seed")
+        check_count(agreed, (1 << 63) - 1, "a dropout seed", ctx.comm.peer_name(0))
         self._gen = torch.Generator().manual_seed(agreed)
 
     def forward(self, x):

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from ..context import current
-from ..errors import ProtocolUsageError
+from ..comm.limits import check_count, check_shape
+from ..errors import PartyError, ProtocolUsageError
 from ..ring import check_dtype, encode, is_float
 from .secret import SecretTensor
 
@@ -15,26 +16,15 @@ _DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.bo
            torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
 
 
-# Largest tensor a party agrees to hold shares of when another party announces it: a
-# hostile owner must not make the others allocate without bound (2^28 int64 = 2 GiB).
-MAX_ANNOUNCED_ELEMENTS = 1 << 28
-
-
 def announced(meta, owner: int) -> tuple[torch.dtype, tuple]:
-    """(dtype, shape) from an owner's announcement, which is untrusted at the receivers."""
-    ok = isinstance(meta, list) and 1 <= len(meta) <= 17 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in meta) and \
-        meta[0] < len(_DTYPES)
-    if not ok:
-        raise ProtocolUsageError(f"party {owner} announced a malformed tensor shape/dtype")
-    numel = 1
-    for d in meta[1:]:
-        numel *= d
-    if numel > MAX_ANNOUNCED_ELEMENTS:
-        raise ProtocolUsageError(f"party {owner} announced a tensor of {numel} elements; the "
-                                 f"limit is {MAX_ANNOUNCED_ELEMENTS} "
-                                 f"(veil.tensor.create.MAX_ANNOUNCED_ELEMENTS)")
-    return _DTYPES[meta[0]], tuple(meta[1:])
+    """(dtype, shape) from an owner's announcement, which is untrusted at the receivers:
+    a malformed or oversized one (beyond ``Config.max_elements``) names the owner."""
+    ctx = current()
+    sender = ctx.comm.peer_name(owner)
+    if not isinstance(meta, list) or not meta:
+        raise PartyError(sender, "sent a malformed tensor announcement")
+    code = check_count(meta[0], len(_DTYPES) - 1, "a dtype code", sender)
+    return _DTYPES[code], check_shape(meta[1:], ctx.config.max_elements, sender)
 
 
 def tensor(data, owner: int, *, dtype: torch.dtype | None = None) -> SecretTensor:
