@@ -16,7 +16,7 @@ from .interpreter import Interpreter
 from .lowering import secret
 from .outspec import unflatten, validate as validate_out_spec
 from .support import check_supported
-from .validate import DEFAULT_LIMITS, GraphLimits, validate_graph
+from .validate import GraphLimits, validate_graph
 from .tokens import share_token_ids
 
 _MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
@@ -25,7 +25,7 @@ _MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.defaul
 
 
 def secure(model, owner: int, example_input=None, *, example_kwargs=None,
-           public_inputs=(), limits: GraphLimits = DEFAULT_LIMITS) -> "SecureModule":
+           public_inputs=(), limits: GraphLimits | None = None) -> "SecureModule":
     """Turn ``model`` (held by party ``owner``) into a module all parties run together.
 
     The owner passes the model and an example input (a tensor, or a tuple of positional
@@ -39,7 +39,7 @@ def secure(model, owner: int, example_input=None, *, example_kwargs=None,
     before any cryptography. Every other party validates the graph it receives before
     running any of it (veil.compile.validate): only the ops veil lowers, arguments
     checked against each op's schema, and sizes within ``limits`` (a `GraphLimits`; each
-    party may pass its own).
+    party may pass its own; by default its tensors are bounded by ``Config.max_elements``).
 
     >>> import torch, veil
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -82,7 +82,7 @@ def secure(model, owner: int, example_input=None, *, example_kwargs=None,
     # only the ops veil runs, with checked arguments and bounded shapes, before anything
     # of it runs (the owner checks its own graph the same way, so it fails first).
     graph = Graph.from_json(json.dumps(payload))
-    validate_graph(graph, limits)
+    validate_graph(graph, limits or GraphLimits(max_elements=ctx.config.max_elements))
     if graph.out_spec is not None:
         validate_out_spec(graph.out_spec, len(graph.outputs))
     if ctx.rank != owner:
