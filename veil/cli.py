@@ -19,10 +19,12 @@ import argparse
 import os
 import sys
 
+from .comm.netem import Network
+
 # Options of `veil run` that take a value; everything from the script name on is the
 # script's own command line, so `veil run -n 2 s.py -n 5` passes `-n 5` to s.py.
 _VALUED = {"-n", "--parties", "--cluster", "--party", "--key", "--timeout",
-           "--connect-timeout", "--grace", "--max-elements"}
+           "--connect-timeout", "--grace", "--max-elements", "--network"}
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -52,6 +54,8 @@ def _run_parser() -> argparse.ArgumentParser:
                     "every party: only for debugging")
     ap.add_argument("--max-elements", type=int, help="largest tensor (elements) a peer may "
                     "announce or request (overrides Config.max_elements; default 2**28)")
+    ap.add_argument("--network", help="emulate links: 'lan' (0.5 ms, 1 Gbit/s), 'wan' (40 ms, "
+                    "100 Mbit/s) or '<latency>ms/<bandwidth>mbit' (overrides Config.network)")
     return ap
 
 
@@ -67,6 +71,9 @@ def _insecure_env(opts) -> dict:
             raise SystemExit(f"veil run: --max-elements must be positive, got "
                              f"{opts.max_elements}")
         env["VEIL_MAX_ELEMENTS"] = str(opts.max_elements)
+    if opts.network is not None:
+        Network.parse(opts.network)               # a bad spec fails before any process
+        env["VEIL_NETWORK"] = opts.network
     return env
 
 

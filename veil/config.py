@@ -18,12 +18,16 @@ Defaults and why:
 * ``max_elements = 2**28``: the largest tensor (in elements) a party accepts from a peer's
   announcement or request, and so the largest message it will buffer (8 bytes each); a
   local safety bound against a peer that would exhaust memory, not compared across parties.
+* ``network = None``: no emulation. ``"lan"`` (0.5 ms / 1 Gbit/s), ``"wan"`` (40 ms /
+  100 Mbit/s) or ``"10ms/200mbit"`` delay every message as such links would
+  (veil.comm.netem), in-process and under ``veil run`` alike (``veil run --network``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .comm.netem import Network
 from .errors import ProtocolUsageError
 
 TRUNCATIONS = ("auto", "local", "exact")
@@ -36,6 +40,7 @@ class Config:
     truncation: str = "auto"
     timeout: float = 60.0
     max_elements: int = 1 << 28
+    network: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.frac_bits < 31:
@@ -48,10 +53,15 @@ class Config:
                 f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
         if self.timeout <= 0:
             raise ProtocolUsageError(f"timeout must be positive seconds, got {self.timeout}")
+        self.network_model()                    # a bad spec fails here, clearly
         if isinstance(self.max_elements, bool) or not isinstance(self.max_elements, int) \
                 or self.max_elements < 1:
             raise ProtocolUsageError(
                 f"max_elements must be a positive int, got {self.max_elements!r}")
+
+    def network_model(self):
+        """The emulated `veil.comm.netem.Network`, or None (no emulation)."""
+        return None if self.network is None else Network.parse(self.network)
 
     @property
     def safe_bound(self) -> float:

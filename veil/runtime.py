@@ -117,7 +117,8 @@ def _run_threads(fn, args, kwargs, n, protocol, seed, config):
 
     def party_main(r: int) -> None:
         # The dealer idles between requests for as long as the parties compute.
-        comm = Communicator(r, n, channels[r], None if r == n else config.timeout)
+        comm = Communicator(r, n, channels[r], None if r == n else config.timeout,
+                            config.network_model())
         token = None
         try:
             if r == n:

@@ -44,13 +44,14 @@ def _party(w: Workload, inp: dict, box: dict):
     return value, rec
 
 
-def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1) -> dict:
+def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
+                 config: veil.Config | None = None) -> dict:
     """Run ``w`` ``repeat`` times (fresh runs) and keep the fastest; counts must agree."""
     inp = w.make()
     plain_s, expected = _plain_time(w, inp)
     best = None
     for _ in range(max(1, repeat)):
-        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed)
+        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed, config=config)
         recs = [r[1] for r in results]
         if best is not None and [r["stats"] for r in recs] != [r["stats"] for r in best[1]]:
             raise RuntimeError(f"{w.name}: traffic differs between identical runs")
@@ -68,6 +69,8 @@ def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1) -> d
         "bytes_sent_per_party": max(r["stats"]["bytes_sent"] for r in recs),
         "rounds": max(r["stats"]["rounds"] for r in recs),
         "offline_bytes": sum(r["stats"]["offline_bytes_received"] for r in recs),
+        "offline_rounds": max(r["stats"]["offline_rounds"] for r in recs),
+        "offline_link_bytes": max(r["stats"]["offline_bytes_received"] for r in recs),
         "max_abs_error": err, "note": w.note,
     }
 

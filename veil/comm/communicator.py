@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .channel import Channel, party_name
+from .netem import DelayLine, Network
 from ..errors import PartyError
 
 ONLINE, OFFLINE = "online", "offline"
@@ -70,13 +71,16 @@ class Communicator:
     """One party's metered endpoint to all peers (ranks 0..n-1, and n for the dealer)."""
 
     def __init__(self, rank: int, world_size: int, channels: dict[int, Channel],
-                 timeout: float | None) -> None:
+                 timeout: float | None, network: Network | None = None) -> None:
         self.rank = rank
         self.world_size = world_size
         self.channels = channels
         self.timeout = timeout
         self.stats = Stats()
         self._phase = ONLINE
+        # emulated links (veil.comm.netem): every send goes through its peer's delay line
+        self._delay = {p: DelayLine(network, ch.send) for p, ch in channels.items()} \
+            if network is not None else {}
 
     # -- the chokepoint -------------------------------------------------------------
     def _meter(self) -> PhaseStats:
@@ -86,7 +90,11 @@ class Communicator:
         m = self._meter()
         m.bytes_sent += len(payload)
         m.messages += 1
-        self._channel(peer).send(payload)
+        line = self._delay.get(peer)
+        if line is not None:
+            line.push(payload)
+        else:
+            self._channel(peer).send(payload)
 
     def recv_bytes(self, peer: int) -> bytes:
         data = self._channel(peer).recv(self.timeout)
@@ -95,8 +103,12 @@ class Communicator:
 
     def close(self) -> None:
         """Tell every peer this party is done, so one still waiting on it fails at once."""
-        for ch in self.channels.values():
-            ch.close()
+        try:
+            for line in self._delay.values():     # emulated messages still on the wire
+                line.flush(self.timeout or 60.0)
+        finally:
+            for ch in self.channels.values():
+                ch.close()
 
     def _channel(self, peer: int) -> Channel:
         try:

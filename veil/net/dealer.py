@@ -19,6 +19,7 @@ import sys
 
 from ..comm import Communicator
 from ..comm.limits import CONTROL_MAX, MAX_ELEMENTS
+from ..comm.netem import Network
 from ..errors import PartyError, VeilError
 from ..runtime import run_dealer
 from .launch import Node, env_cluster, parse_control
@@ -52,7 +53,8 @@ def serve() -> None:
             hub.timeout = _timeout(header, cluster.entry(0).name)
             # Like the in-process dealer: no deadline while party 0 computes between
             # requests; a party that fails or dies still stops it at once.
-            run_dealer(n, Communicator(n, n, dict(hub.links), None), max_elements)
+            run_dealer(n, Communicator(n, n, dict(hub.links), None, _network(header)),
+                       max_elements)
             for j in range(n):
                 node.expect(j, END, "the end of the run", hub.timeout)
     except BaseException as exc:          # peers learn the class and who, never the text
@@ -80,3 +82,9 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _network(header: dict):
+    """The run's emulated network (party 0's header: a spec `Network.parse` checks)."""
+    spec = header.get("config", {}).get("network") if isinstance(header, dict) else None
+    return None if spec is None else Network.parse(spec)

@@ -12,6 +12,7 @@ The launcher (veil/cli.py) sets, per process:
                           ``--insecure-protocol``
 ``VEIL_MAX_ELEMENTS``     overrides ``Config.max_elements`` (largest tensor a peer may
                           announce or request)
+``VEIL_NETWORK``          emulated links for every process (``veil run --network``)
 ``VEIL_CONNECT_TIMEOUT``  seconds to wait for all peers to come up (default 120)
 ``VEIL_TIMEOUT``          overrides ``Config.timeout`` (seconds a party waits for a peer)
 ``VEIL_LISTEN_FD``        an already bound listening socket (``veil run -n`` only)
@@ -263,6 +264,8 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
         config = dataclasses.replace(config, timeout=float(os.environ["VEIL_TIMEOUT"]))
     if os.environ.get("VEIL_MAX_ELEMENTS"):
         config = dataclasses.replace(config, max_elements=int(os.environ["VEIL_MAX_ELEMENTS"]))
+    if os.environ.get("VEIL_NETWORK"):                 # veil run --network: every process
+        config = dataclasses.replace(config, network=os.environ["VEIL_NETWORK"])
     me = node(config.timeout)
     me.check_usable()
     me.runs += 1
@@ -272,7 +275,8 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
         check_insecure_choices(seed, protocol)      # after connecting: peers hear of it
         me.start_run({"run": me.runs, "parties": parties, "protocol": protocol,
                       "config": public_config(config)}, config.timeout)
-        comm = Communicator(me.rank, me.n, dict(me.hub.links), config.timeout)
+        comm = Communicator(me.rank, me.n, dict(me.hub.links), config.timeout,
+                            config.network_model())
         ctx = setup_party(me.rank, me.n, comm, protocol, config, seed)
         activate(ctx)
         try:
