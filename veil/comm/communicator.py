@@ -104,11 +104,17 @@ class Communicator:
     def close(self) -> None:
         """Tell every peer this party is done, so one still waiting on it fails at once."""
         try:
-            for line in self._delay.values():     # emulated messages still on the wire
-                line.flush(self.timeout or 60.0)
+            self.flush()
         finally:
             for ch in self.channels.values():
                 ch.close()
+
+    def flush(self) -> None:
+        """Deliver every emulated message still on the wire (before any message sent
+        outside this chokepoint, such as a run-end barrier, may follow it)."""
+        lines, self._delay = self._delay, {}
+        for line in lines.values():
+            line.flush(self.timeout or 60.0)
 
     def _channel(self, peer: int) -> Channel:
         try:

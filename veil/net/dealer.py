@@ -53,8 +53,9 @@ def serve() -> None:
             hub.timeout = _timeout(header, cluster.entry(0).name)
             # Like the in-process dealer: no deadline while party 0 computes between
             # requests; a party that fails or dies still stops it at once.
-            run_dealer(n, Communicator(n, n, dict(hub.links), None, _network(header)),
-                       max_elements)
+            comm = Communicator(n, n, dict(hub.links), None, _network(header))
+            run_dealer(n, comm, max_elements)
+            comm.flush()                  # emulated replies first, then the run-end barrier
             for j in range(n):
                 node.expect(j, END, "the end of the run", hub.timeout)
     except BaseException as exc:          # peers learn the class and who, never the text
@@ -67,6 +68,12 @@ def _timeout(header, sender: str) -> float:
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf:
         raise PartyError(sender, "sent a run start without a valid timeout")
     return float(t)
+
+
+def _network(header: dict):
+    """The run's emulated network (party 0's header: a spec `Network.parse` checks)."""
+    spec = header.get("config", {}).get("network") if isinstance(header, dict) else None
+    return None if spec is None else Network.parse(spec)
 
 
 def main() -> int:
@@ -82,9 +89,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _network(header: dict):
-    """The run's emulated network (party 0's header: a spec `Network.parse` checks)."""
-    spec = header.get("config", {}).get("network") if isinstance(header, dict) else None
-    return None if spec is None else Network.parse(spec)
