@@ -12,10 +12,10 @@ Kernels and the papers they follow:
   round. z_i = c_i + e (.) (b_i + [i=0] f) + a_i (.) f, so a matmul costs two local
   products, not three.
 * trunc: 2 parties, ``local`` (SecureML, Mohassel & Zhang 2017): share-wise shifts, no
-  traffic, error <= 1 ulp, fails with probability ~ |x| / 2^63. Otherwise ``exact``
-  (TruncPr with a known MSB, Dalskov-Escudero-Keller 2020, as SPU's TruncAPr): open
-  c = x + 2^62 + r, recover the wrap bit from msb(c) and the dealer's [msb(r)];
-  result error in {-1, 0} ulp, never fails for |x| < 2^62.
+  traffic, result in {floor, floor + 1}, fails with probability ~ |x| / 2^63.
+  Otherwise ``exact`` (TruncPr with a known MSB, Dalskov-Escudero-Keller 2020, as SPU's
+  TruncAPr): open c = x + 2^62 + r, recover the wrap bit from msb(c) and the dealer's [msb(r)];
+  result in {floor(x / 2^f), floor(x / 2^f) + 1}, never fails for |x| < 2^62.
 * msb: open c = (x + r) mod 2^w with a dealer mask r whose w low bits are also
   XOR-shared; then x mod 2^w = c + ~r + 1, whose sign bit needs the carry into bit
   w-1: a carry tree of ceil(log2(w-1)) AND layers (w = compare_bits).

@@ -12,8 +12,9 @@ import torch
 from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from ..ring import is_float
-from .core import (as_public, encode_operand, frac_of, is_secret, proto, public_frac,
-                   public_is_integral, result_dtype)
+from ..ring import check_public
+from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
+                   public_frac, public_is_integral, result_dtype)
 
 
 class ArithMixin:
@@ -71,11 +72,13 @@ class ArithMixin:
             z = proto().mul(*torch.broadcast_tensors(self.share, other.share))
             return self._rescale(z, self.frac + other.frac, dtype)
         pub = as_public(other)
+        check_public(pub, factor_limit())
         if public_is_integral(pub):
             z = self.share * pub.to(torch.int64)
             return self._rescale(z, self.frac, dtype)
         pf = public_frac(pub)
-        return self._rescale(self.share * encode_operand(pub, pf), self.frac + pf, dtype)
+        return self._rescale(self.share * encode_operand(pub, pf, factor_limit()),
+                             self.frac + pf, dtype)
 
     __mul__ = mul
 
@@ -103,6 +106,7 @@ class ArithMixin:
         if is_secret(other):
             return self.mul(other.reciprocal())   # reciprocal: veil.functions
         pub = as_public(other)
+        check_public(pub, float("inf"))                      # NaN / infinity
         if (pub == 0).any():
             raise ProtocolUsageError("division of a secret by a public zero")
         dtype = torch.result_type(torch.empty(1, dtype=self.dtype), pub)
@@ -179,10 +183,11 @@ class ArithMixin:
             z = proto().matmul(self.share, other.share)
             return self._rescale(z, self.frac + other.frac, dtype)
         pub = as_public(other)
+        check_public(pub, factor_limit())
         if public_is_integral(pub):
             return self._rescale(torch.matmul(self.share, pub.to(torch.int64)), self.frac, dtype)
         pf = public_frac(pub)
-        return self._rescale(torch.matmul(self.share, encode_operand(pub, pf)),
+        return self._rescale(torch.matmul(self.share, encode_operand(pub, pf, factor_limit())),
                              self.frac + pf, dtype)
 
     __matmul__ = matmul
@@ -191,10 +196,11 @@ class ArithMixin:
     def __rmatmul__(self, other):
         dtype, frac = self._binary_setup(other)
         pub = as_public(other)
+        check_public(pub, factor_limit())
         if public_is_integral(pub):
             return self._rescale(torch.matmul(pub.to(torch.int64), self.share), self.frac, dtype)
         pf = public_frac(pub)
-        return self._rescale(torch.matmul(encode_operand(pub, pf), self.share),
+        return self._rescale(torch.matmul(encode_operand(pub, pf, factor_limit()), self.share),
                              self.frac + pf, dtype)
 
     # -- comparisons: bit shares --------------------------------------------------------

@@ -16,8 +16,8 @@ import math
 import torch
 
 from ..context import current
-from ..errors import ProtocolUsageError
-from ..ring import decode, encode_public, is_float
+from ..errors import ProtocolUsageError, RangeError
+from ..ring import check_public, decode, encode_public, is_float
 
 
 def proto():
@@ -153,7 +153,13 @@ def as_public(x) -> torch.Tensor:
     """A public operand as a torch tensor (numbers become 0-d tensors)."""
     if isinstance(x, torch.Tensor):
         return x.detach()
-    if isinstance(x, (bool, int, float)):
+    if isinstance(x, bool):
+        return torch.tensor(x)
+    if isinstance(x, int):
+        if not -2 ** 63 <= x < 2 ** 63:
+            raise RangeError("public integer operand out of the int64 range")
+        return torch.tensor(x)
+    if isinstance(x, float):
         return torch.tensor(x)
     try:
         return torch.as_tensor(x)
@@ -196,5 +202,24 @@ def public_frac(t: torch.Tensor) -> int:
     return f + max(0, min(-math.ceil(math.log2(m)), f))
 
 
-def encode_operand(t: torch.Tensor, frac: int) -> torch.Tensor:
+def addend_limit(frac: int) -> float:
+    """Bound on |v| for a public value added to, compared with or stored into a secret at
+    scale ``frac``: the safe range (32768 for floats, 2^31 for ints at the defaults)."""
+    cfg = current().config
+    return cfg.safe_bound if frac else cfg.safe_bound * 2 ** cfg.frac_bits
+
+
+def factor_limit() -> float:
+    """Bound on |c| for a public factor (x * c, x @ W, x / (1/c)): the integer safe range.
+
+    Larger than the addend range on purpose: scaling a small secret by 1000 is fine.
+    """
+    cfg = current().config
+    return cfg.safe_bound * 2 ** cfg.frac_bits
+
+
+def encode_operand(t: torch.Tensor, frac: int, limit: float | None = None) -> torch.Tensor:
+    """A public operand at scale ``frac``, refused (RangeError) when non-finite or when an
+    entry reaches ``limit`` (default: `addend_limit`)."""
+    check_public(t, addend_limit(frac) if limit is None else limit)
     return encode_public(t, frac)
