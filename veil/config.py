@@ -14,8 +14,8 @@ Defaults and why:
   (with 32 bits, ``20000 < -20000`` wrapped). ``compare_bits=32`` halves the range to
   16384 and saves 4 bytes per compared element (docs/numerics.md has the costs).
 * ``truncation = "auto"``: 2 parties truncate locally (SecureML; 0 extra rounds, error at
-  most 1 ulp, fails with probability about |x*y| * 2**(2f - 63) per element: 4.7e-10 for
-  |x*y| <= 1, 4.7e-7 for |x*y| <= 1000 at f = 16); more than 2 parties use the
+  most 1 ulp, fails with probability about |x*y| * 2**(2f - 64) per element: 2.3e-10 for
+  |x*y| <= 1, 2.3e-7 for |x*y| <= 1000 at f = 16); more than 2 parties use the
   dealer-assisted exact method (1 extra round and 8 bytes per element and peer, never
   fails inside the ring range). ``"exact"`` forces the latter for 2 parties too; the repr
   of a Config names the method in use so a log says which one a run had.
@@ -71,7 +71,7 @@ class Config:
         # Spells out what "auto" means: a reader of a log sees the failure mode in use.
         trunc = self.truncation
         if trunc == "auto":
-            trunc = "auto (local at 2 parties, p(fail) ~ |x*y|*2^(2f-63) per product; " \
+            trunc = "auto (local at 2 parties, p(fail) ~ |x*y|*2^(2f-64) per product; " \
                     "exact at 3+)"
         return (f"Config(frac_bits={self.frac_bits}, compare_bits={self.compare_bits}, "
                 f"safe_bound={self.safe_bound:g}, truncation={trunc!r}, "

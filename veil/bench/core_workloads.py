@@ -83,7 +83,7 @@ register_workload(Workload("mlp 784-512-512-10 b64", "core", _mlp_make, _mlp_pla
                            note="weights at party 0, input at party 1"))
 
 # What the settings of docs/numerics.md cost. At 2 parties truncation="auto" is local (0
-# rounds, fails with probability ~|x*y|*2^-31 per product); "exact" never fails inside
+# rounds, fails with probability ~|x*y|*2^-32 per product); "exact" never fails inside
 # the range and costs 1 round + 8 bytes per element and peer per truncation. 3+ parties
 # always truncate exactly, so these rows are 2-party only.
 _EXACT = veil.Config(truncation="exact")

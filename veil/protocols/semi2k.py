@@ -12,7 +12,7 @@ Kernels and the papers they follow:
   round. z_i = c_i + e (.) (b_i + [i=0] f) + a_i (.) f, so a matmul costs two local
   products, not three.
 * trunc: 2 parties, ``local`` (SecureML, Mohassel & Zhang 2017): share-wise shifts, no
-  traffic, result in {floor, floor + 1}, fails with probability ~ |x| / 2^63.
+  traffic, result in {floor, floor + 1}, fails with probability ~ |x| / 2^64.
   Otherwise ``exact`` (TruncPr with a known MSB, Dalskov-Escudero-Keller 2020, as SPU's
   TruncAPr): open c = x + 2^62 + r, recover the wrap bit from msb(c) and the dealer's [msb(r)];
   result in {floor(x / 2^f), floor(x / 2^f) + 1}, never fails for |x| < 2^62.
