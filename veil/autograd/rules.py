@@ -113,9 +113,15 @@ def _mT(a):
     return a.transpose(-1, -2) if is_secret(a) else as_public(a).transpose(-1, -2)
 
 
+def _mul_either(g, t):
+    return g * t if is_secret(t) else g * as_public(t)
+
+
 def _matmul_grads(g, a, b, need_a: bool, need_b: bool):
     """Gradients of a @ b with torch's 1-D promotion and batch broadcasting."""
     sa, sb = _shape(a), _shape(b)
+    if len(sa) == 1 and len(sb) == 1:         # a dot product: g is 0-d
+        return (_mul_either(g, b) if need_a else None), (_mul_either(g, a) if need_b else None)
     a1 = a if len(sa) > 1 else (a.unsqueeze(0) if is_secret(a) else as_public(a).unsqueeze(0))
     b1 = b if len(sb) > 1 else (b.unsqueeze(-1) if is_secret(b) else as_public(b).unsqueeze(-1))
     g1 = g
@@ -243,6 +249,10 @@ def _route_to_max(values: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 @register_grad("extreme")
 def _extreme_grad(g, out, x, dim, keepdim, sign, with_index):
+    if x.dim() == 0:                          # a 0-d tensor is its own max
+        return g, None, None, None, None
+    if x.numel() == 0:
+        return x._wrap(torch.zeros(x.shape, dtype=torch.int64), g.dtype), None, None, None, None
     share = x.share if sign > 0 else -x.share
     if dim is None:
         routed = _route_to_max(share.reshape(1, -1), g.share.reshape(1))
