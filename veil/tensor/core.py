@@ -205,7 +205,9 @@ def result_dtype(a, b) -> torch.dtype:
     def probe(x):
         if is_secret(x):
             return torch.empty(1, dtype=x.dtype)
-        return x if isinstance(x, torch.Tensor) else x
+        if isinstance(x, int) and not isinstance(x, bool) and not -2 ** 63 <= x < 2 ** 63:
+            as_public(x)                      # raises the RangeError
+        return x
     return torch.result_type(probe(a), probe(b))
 
 

@@ -103,7 +103,7 @@ class ReduceMixin:
     @differentiable("extreme")
     def _extreme(self, dim, keepdim, sign, with_index):
         if self.numel() == 0 or self.dim() == 0:
-            return self._extreme_trivial(dim, keepdim, with_index)
+            return self._extreme_trivial(dim, keepdim, sign, with_index)
         x = self if sign > 0 else -self
         if dim is None:
             vals, idx = max_tree(x.share.reshape(1, -1),
@@ -122,18 +122,21 @@ class ReduceMixin:
         indices = self._wrap(idx, torch.int64, 0) if idx is not None else None
         return values, indices
 
-    def _extreme_trivial(self, dim, keepdim, with_index):
+    def _extreme_trivial(self, dim, keepdim, sign, with_index):
         """Max/min of an empty or 0-d tensor: no comparison, torch's shapes and errors.
 
         torch decides: max() of an empty tensor and max(d) over an empty dim raise its own
         error; other empty inputs give empty results; a 0-d tensor is its own max, index 0.
         """
-        ref = torch.zeros(self.shape)         # at most one element: free
+        ref = torch.zeros(self.shape) if sign > 0 else -torch.zeros(self.shape)  # <= 1 element
+        name = "max" if sign > 0 else "min"
         if dim is None:
-            idx = ref.argmax() if with_index else None
-            vals = ref.max()
+            idx = getattr(ref, f"arg{name}")() if with_index else None
+            vals = getattr(ref, name)()
+        elif with_index:
+            vals, idx = getattr(ref, name)(dim, keepdim)
         else:
-            vals, idx = ref.max(dim, keepdim)
+            vals, idx = getattr(ref, f"a{name}")(dim, keepdim), None
         share = self.share.reshape(vals.shape) if self.dim() == 0 else \
             torch.zeros(vals.shape, dtype=torch.int64)
         values = self._wrap(share, self.dtype)
