@@ -148,6 +148,8 @@ def _rmatmul_grad(g, out, x, other):
 # -- reductions ---------------------------------------------------------------------------
 @register_grad("sum")
 def _sum_grad(g, out, x, dim=None, keepdim=False, dtype=None):
+    if x.dim() == 0:                          # sum of a 0-d tensor (any dim) is itself
+        return (g.reshape(()),)
     dims = _dims(dim, x.dim())
     if not keepdim:
         for d in sorted(dims):

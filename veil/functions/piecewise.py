@@ -8,7 +8,7 @@ so the backward rules cost one select, not another comparison.
 Edges sit where torch's gradient changes, one ulp (2^-f) inside where torch uses a
 strict inequality: x > 0 is x >= 1 ulp on the fixed-point grid. The values are the same
 (the function is continuous there) and the gradients at the kinks are torch's: relu6 and
-leaky_relu get torch's gradient at exactly 0, hardsigmoid at -3 and 3, hardswish at 3.
+leaky_relu get torch's gradient at exactly 0, hardsigmoid and hardswish at -3 and 3.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def _relu6_pieces(s):
 
 
 def _hardswish_pieces(s):
-    # torch: x/3 + 1/2 on -3 <= x <= 3, so the middle piece is [-3, 3 + ulp).
-    return _pieces(s, -3.0, 3.0 + _ulp())
+    # torch: gradient 0 at x <= -3, x/3 + 1/2 on -3 < x < 3, 1 from 3 on (measured on
+    # torch 2.13), so the middle piece is [-3 + ulp, 3).
+    return _pieces(s, -3.0 + _ulp(), 3.0)
 
 
 def _bits(x, saved, key, make):
