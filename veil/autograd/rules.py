@@ -141,8 +141,9 @@ def _matmul_grad(g, out, x, other):
 
 @register_grad("rmatmul")
 def _rmatmul_grad(g, out, x, other):
-    # out = other @ x with ``other`` public
-    return _matmul_grads(g, other, x, False, _needs(x))[1], None
+    # out = other @ x (other public, or secret when reached as x.__rmatmul__(other))
+    g_other, g_x = _matmul_grads(g, other, x, _needs(other), _needs(x))
+    return g_x, g_other
 
 
 # -- reductions ---------------------------------------------------------------------------

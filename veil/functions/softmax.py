@@ -157,7 +157,7 @@ def _check_dim(x, dim):
     if not isinstance(dim, int):
         raise ProtocolUsageError(f"softmax: dim must be an int, got {dim!r} (torch's implicit "
                                  f"dim is deprecated; pass dim=-1)")
-    if not -x.dim() <= dim < max(x.dim(), 1):
+    if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):     # a 0-d tensor takes 0 and -1
         raise ProtocolUsageError(f"softmax: dim {dim} out of range for a {x.dim()}-d tensor")
     return dim % max(x.dim(), 1)
 

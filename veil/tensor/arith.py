@@ -180,6 +180,7 @@ class ArithMixin:
     def matmul(self, other):
         dtype, frac = self._binary_setup(other)
         if is_secret(other):
+            _meta(torch.matmul, self, other)   # torch's shape error here, not at the dealer
             z = proto().matmul(self.share, other.share)
             return self._rescale(z, self.frac + other.frac, dtype)
         pub = as_public(other)
@@ -194,6 +195,8 @@ class ArithMixin:
 
     @differentiable("rmatmul")
     def __rmatmul__(self, other):
+        if is_secret(other):                  # other @ self with both secret
+            return other.matmul(self)
         dtype, frac = self._binary_setup(other)
         pub = as_public(other)
         check_public(pub, factor_limit())
@@ -338,6 +341,16 @@ class ArithMixin:
         return out
 
     clip = clamp
+
+
+def _meta(fn, a, b):
+    """Run ``fn`` on shape-only tensors: raises torch's own error for shapes it refuses.
+
+    Must happen before a protocol kernel asks the dealer for material of impossible
+    shapes (which would fail at the dealer, far from the caller's mistake).
+    """
+    return fn(torch.empty(tuple(a.shape), device="meta"),
+              torch.empty(tuple(b.shape), device="meta"))
 
 
 _SYMBOL = {"and": "&", "or": "|", "xor": "^"}

@@ -16,6 +16,7 @@ from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
                    public_frac, public_is_integral, result_dtype)
+from .arith import _meta
 from .reduce import max_tree
 
 
@@ -28,6 +29,7 @@ def _bilinear(x, w, local_fn, kernel):
     dtype = result_dtype(x, w)
     sec = x if is_secret(x) else w
     if is_secret(x) and is_secret(w):
+        _meta(local_fn, x, w)                 # torch's shape error, before the dealer sees it
         z = kernel(x.share, w.share)
         return sec._rescale(z, x.frac + w.frac, dtype)
     pub = as_public(w if is_secret(x) else x)
