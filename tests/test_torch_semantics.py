@@ -222,3 +222,11 @@ def test_writes_through_views_are_refused(name):
     x, c, y = _run(job)
     assert x.tolist() == [[1.0] * 3, [0.0] * 3] and c.tolist() == [[1.0] * 3, [2.0] * 3]
     assert y.tolist() == [[5.0] * 3]
+
+
+def test_abs_gradient_is_zero_at_zero():
+    def job():
+        x = share_from(torch.tensor([0.0, 2.0, -1.5, 0.0]), 0).requires_grad_()
+        (x.abs() * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+        return x.grad.reveal()
+    assert _run(job, parties=3).tolist() == [0.0, 2.0, -3.0, 0.0]

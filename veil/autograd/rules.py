@@ -85,6 +85,18 @@ def _mul_grad(g, out, x, other):
     return gx, go
 
 
+@register_grad("abs")
+def _abs_grad(g, out, x):
+    # g * sign(x), with sign(0) = 0 as in torch (1 - 2 [x < 0] would give 1 at 0). Both
+    # bits come from ONE msb call on [x, -x], then one select round moves g: 7 rounds.
+    p = proto()
+    bits = p.msb(torch.stack([x.share, -x.share]))                  # [x < 0, x > 0]
+    gs = g.share.expand(x.shape) if tuple(g.shape) != tuple(x.shape) else g.share
+    sel = p.select(bits.reshape(-1).contiguous(),
+                   torch.stack([gs, gs]).reshape(-1).contiguous()).reshape(2, *x.shape)
+    return (g._wrap(sel[1] - sel[0], g.dtype),)
+
+
 @register_grad("to_dtype")
 def _to_dtype_grad(g, out, x, dtype):
     return g, None                            # the engine casts g back to x's dtype

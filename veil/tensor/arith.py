@@ -316,6 +316,7 @@ class ArithMixin:
         """
         return self.gt(0).mul(self) if self._bits is None else self
 
+    @differentiable("abs")
     def abs(self):
         neg = self.lt(0)
         return self - 2 * neg.mul(self)
