@@ -128,7 +128,7 @@ class ReduceMixin:
         torch decides: max() of an empty tensor and max(d) over an empty dim raise its own
         error; other empty inputs give empty results; a 0-d tensor is its own max, index 0.
         """
-        ref = torch.zeros(self.shape) if sign > 0 else -torch.zeros(self.shape)  # <= 1 element
+        ref = torch.zeros(self.shape)         # 0 or 1 element: free
         name = "max" if sign > 0 else "min"
         if dim is None:
             idx = getattr(ref, f"arg{name}")() if with_index else None
