@@ -230,3 +230,21 @@ def test_abs_gradient_is_zero_at_zero():
         (x.abs() * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
         return x.grad.reveal()
     assert _run(job, parties=3).tolist() == [0.0, 2.0, -3.0, 0.0]
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_maximum_gradient_splits_ties_like_torch(name):
+    a0, b0 = torch.tensor([1.0, 2.0, -1.0, 0.0]), torch.tensor([1.0, 3.0, -2.0, 0.0])
+    ra, rb = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+    getattr(torch, name)(ra, rb).sum().backward()
+
+    def job():
+        a = share_from(a0, 0).requires_grad_()
+        b = share_from(b0, 1).requires_grad_()
+        getattr(torch, name)(a, b).sum().backward()
+        c = share_from(a0, 0).requires_grad_()
+        getattr(torch, name)(c, b0).sum().backward()          # public other
+        return a.grad.reveal(), b.grad.reveal(), c.grad.reveal()
+    ga, gb, gc = _run(job)
+    assert ga.tolist() == ra.grad.tolist() and gb.tolist() == rb.grad.tolist()
+    assert gc.tolist() == ra.grad.tolist()

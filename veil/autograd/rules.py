@@ -116,6 +116,26 @@ def _where_grad(g, out, condition, x, y):
             _sum_to(gy, _shape(y)) if _needs(y) else None)
 
 
+def _pairwise_extreme_grad(g, x, other, pick):
+    # torch gives each side half the gradient where x == other; the forward's pick bit
+    # alone would give all of it to x. One equality test and two selects.
+    tie = x.eq(other)
+    gx = g * pick - (g * 0.5) * tie
+    return (gx if _needs(x) else None, (g - gx) if _needs(other) else None)
+
+
+@register_grad("maximum")
+def _maximum_grad(g, out, x, other, *, saved=None):
+    pick = (saved or {}).get("pick")
+    return _pairwise_extreme_grad(g, x, other, pick if pick is not None else x.ge(other))
+
+
+@register_grad("minimum")
+def _minimum_grad(g, out, x, other, *, saved=None):
+    pick = (saved or {}).get("pick")
+    return _pairwise_extreme_grad(g, x, other, pick if pick is not None else x.le(other))
+
+
 # -- linear algebra -----------------------------------------------------------------------
 def _mm(a, b):
     return a.matmul(b) if is_secret(a) else b.__rmatmul__(a)

@@ -180,13 +180,22 @@ class ReduceMixin:
     def argmin(self, dim=None, keepdim=False):
         return self._extreme(dim, keepdim, -1, True)[1]
 
-    def maximum(self, other):
+    @differentiable("maximum")
+    def maximum(self, other, *, saved=None):
+        """Elementwise max; its gradient splits ties evenly, as torch's does."""
         from .arith import where
-        return where(self.ge(other), self, other)
+        pick = self.ge(other)
+        if saved is not None:
+            saved["pick"] = pick              # the backward reuses the comparison
+        return where(pick, self, other)
 
-    def minimum(self, other):
+    @differentiable("minimum")
+    def minimum(self, other, *, saved=None):
         from .arith import where
-        return where(self.le(other), self, other)
+        pick = self.le(other)
+        if saved is not None:
+            saved["pick"] = pick
+        return where(pick, self, other)
 
     @differentiable("cumsum")
     def cumsum(self, dim):
