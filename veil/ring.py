@@ -47,9 +47,26 @@ def encode(x: torch.Tensor, frac_bits: int, bound: float) -> torch.Tensor:
         return torch.round(x64 * float(2 ** frac_bits)).to(RING_DTYPE)
     xi = x.detach().to(RING_DTYPE)
     int_bound = bound * 2 ** frac_bits
-    if xi.numel() and xi.abs().max().item() >= int_bound:
+    # min/max, not abs(): abs(INT64_MIN) is INT64_MIN, which would pass an abs() check.
+    if xi.numel() and (xi.max().item() >= int_bound or xi.min().item() <= -int_bound):
         raise RangeError(f"integer value out of the safe range (-{int_bound:g}, {int_bound:g})")
     return xi
+
+
+def check_public(t: torch.Tensor, limit: float) -> None:
+    """Refuse a public operand that is NaN/infinite or has an entry with |v| >= ``limit``.
+
+    The same errors `encode` raises for secret data: a public NaN would encode as 0 and an
+    infinity as -2^63, both silently wrong.
+    """
+    if t.dtype == torch.bool or not t.numel():
+        return
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise RangeError("public operand is NaN or infinity, which fixed point cannot hold "
+                         "(x * nan would silently give 0); clean the public data first")
+    if t.max().item() >= limit or t.min().item() <= -limit:
+        raise RangeError(f"public operand out of the safe range (-{limit:g}, {limit:g}); "
+                         f"scale the data down or use fewer fractional bits")
 
 
 def encode_public(v, frac: int, like: torch.Tensor | None = None) -> torch.Tensor:

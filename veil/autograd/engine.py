@@ -87,11 +87,32 @@ def _pairs(inputs, grads, op):
             yield inp, g
 
 
+def _broadcasts(small: tuple, big: tuple) -> bool:
+    """True if ``small`` broadcasts to exactly ``big``."""
+    if len(small) > len(big):
+        return False
+    return all(s in (1, b) for s, b in zip(small[::-1], big[::-1]))
+
+
+def _unbroadcast(g, shape: tuple):
+    """Sum a gradient over the dims broadcasting added (the transpose of broadcasting).
+
+    Done here, once, so that every elementwise rule is right for broadcast operands
+    (x / x.sum(-1, keepdim=True) needs it) without each rule summing by hand.
+    """
+    lead = g.dim() - len(shape)
+    dims = list(range(lead)) + [lead + i for i, s in enumerate(shape)
+                                if s == 1 and g.shape[lead + i] != 1]
+    return g.sum(dim=dims, keepdim=True).reshape(shape) if dims else g.reshape(shape)
+
+
 def _fit(g, inp, op):
     """Check a rule's gradient against its input; cast float dtype to the input's."""
     if not _secret(g):
         raise ProtocolUsageError(f"internal: rule for {op!r} returned a "
                                  f"{type(g).__name__}, expected a SecretTensor")
+    if tuple(g.shape) != tuple(inp.shape) and _broadcasts(tuple(inp.shape), tuple(g.shape)):
+        g = _unbroadcast(g, tuple(inp.shape))
     if tuple(g.shape) != tuple(inp.shape):
         raise ProtocolUsageError(f"internal: rule for {op!r} returned a gradient of shape "
                                  f"{tuple(g.shape)} for an input of shape {tuple(inp.shape)}")

@@ -48,8 +48,13 @@ class AutogradMixin:
         return self._node
 
     def detach(self):
-        """The same shares, cut out of the graph (no copy, no traffic)."""
-        return type(self)(self._share, dtype=self.dtype, frac=self.frac, bits=self._bits)
+        """The same shares, cut out of the graph (no copy, no traffic).
+
+        torch's detach shares storage: recorded as a view, so in-place writes that torch
+        would propagate are refused (see ``_check_writable``).
+        """
+        out = type(self)(self._share, dtype=self.dtype, frac=self.frac, bits=self._bits)
+        return out._as_view_of(self)
 
     def detach_(self):
         self._node, self.requires_grad = None, False

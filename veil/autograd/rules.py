@@ -85,6 +85,18 @@ def _mul_grad(g, out, x, other):
     return gx, go
 
 
+@register_grad("abs")
+def _abs_grad(g, out, x):
+    # g * sign(x), with sign(0) = 0 as in torch (1 - 2 [x < 0] would give 1 at 0). Both
+    # bits come from ONE msb call on [x, -x], then one select round moves g: 7 rounds.
+    p = proto()
+    bits = p.msb(torch.stack([x.share, -x.share]))                  # [x < 0, x > 0]
+    gs = g.share.expand(x.shape) if tuple(g.shape) != tuple(x.shape) else g.share
+    sel = p.select(bits.reshape(-1).contiguous(),
+                   torch.stack([gs, gs]).reshape(-1).contiguous()).reshape(2, *x.shape)
+    return (g._wrap(sel[1] - sel[0], g.dtype),)
+
+
 @register_grad("to_dtype")
 def _to_dtype_grad(g, out, x, dtype):
     return g, None                            # the engine casts g back to x's dtype
@@ -104,6 +116,26 @@ def _where_grad(g, out, condition, x, y):
             _sum_to(gy, _shape(y)) if _needs(y) else None)
 
 
+def _pairwise_extreme_grad(g, x, other, pick):
+    # torch gives each side half the gradient where x == other; the forward's pick bit
+    # alone would give all of it to x. One equality test and two selects.
+    tie = x.eq(other)
+    gx = g * pick - (g * 0.5) * tie
+    return (gx if _needs(x) else None, (g - gx) if _needs(other) else None)
+
+
+@register_grad("maximum")
+def _maximum_grad(g, out, x, other, *, saved=None):
+    pick = (saved or {}).get("pick")
+    return _pairwise_extreme_grad(g, x, other, pick if pick is not None else x.ge(other))
+
+
+@register_grad("minimum")
+def _minimum_grad(g, out, x, other, *, saved=None):
+    pick = (saved or {}).get("pick")
+    return _pairwise_extreme_grad(g, x, other, pick if pick is not None else x.le(other))
+
+
 # -- linear algebra -----------------------------------------------------------------------
 def _mm(a, b):
     return a.matmul(b) if is_secret(a) else b.__rmatmul__(a)
@@ -113,9 +145,15 @@ def _mT(a):
     return a.transpose(-1, -2) if is_secret(a) else as_public(a).transpose(-1, -2)
 
 
+def _mul_either(g, t):
+    return g * t if is_secret(t) else g * as_public(t)
+
+
 def _matmul_grads(g, a, b, need_a: bool, need_b: bool):
     """Gradients of a @ b with torch's 1-D promotion and batch broadcasting."""
     sa, sb = _shape(a), _shape(b)
+    if len(sa) == 1 and len(sb) == 1:         # a dot product: g is 0-d
+        return (_mul_either(g, b) if need_a else None), (_mul_either(g, a) if need_b else None)
     a1 = a if len(sa) > 1 else (a.unsqueeze(0) if is_secret(a) else as_public(a).unsqueeze(0))
     b1 = b if len(sb) > 1 else (b.unsqueeze(-1) if is_secret(b) else as_public(b).unsqueeze(-1))
     g1 = g
@@ -135,13 +173,16 @@ def _matmul_grad(g, out, x, other):
 
 @register_grad("rmatmul")
 def _rmatmul_grad(g, out, x, other):
-    # out = other @ x with ``other`` public
-    return _matmul_grads(g, other, x, False, _needs(x))[1], None
+    # out = other @ x (other public, or secret when reached as x.__rmatmul__(other))
+    g_other, g_x = _matmul_grads(g, other, x, _needs(other), _needs(x))
+    return g_x, g_other
 
 
 # -- reductions ---------------------------------------------------------------------------
 @register_grad("sum")
 def _sum_grad(g, out, x, dim=None, keepdim=False, dtype=None):
+    if x.dim() == 0:                          # sum of a 0-d tensor (any dim) is itself
+        return (g.reshape(()),)
     dims = _dims(dim, x.dim())
     if not keepdim:
         for d in sorted(dims):
@@ -243,6 +284,10 @@ def _route_to_max(values: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 @register_grad("extreme")
 def _extreme_grad(g, out, x, dim, keepdim, sign, with_index):
+    if x.dim() == 0:                          # a 0-d tensor is its own max
+        return g, None, None, None, None
+    if x.numel() == 0:
+        return x._wrap(torch.zeros(x.shape, dtype=torch.int64), g.dtype), None, None, None, None
     share = x.share if sign > 0 else -x.share
     if dim is None:
         routed = _route_to_max(share.reshape(1, -1), g.share.reshape(1))

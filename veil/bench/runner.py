@@ -51,7 +51,8 @@ def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
     plain_s, expected = _plain_time(w, inp)
     best = None
     for _ in range(max(1, repeat)):
-        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed, config=config)
+        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed,
+                           config=config if config is not None else w.extra.get("config"))
         recs = [r[1] for r in results]
         if best is not None and [r["stats"] for r in recs] != [r["stats"] for r in best[1]]:
             raise RuntimeError(f"{w.name}: traffic differs between identical runs")

@@ -52,7 +52,8 @@ class Stats:
 
 def tensor_to_bytes(t: torch.Tensor) -> memoryview:
     """Raw little-endian bytes of a tensor, without a copy when it is contiguous."""
-    return memoryview(t.detach().contiguous().cpu().numpy()).cast("B")
+    # Flattened first: memoryview.cast refuses a multi-dim view with a 0 in its shape.
+    return memoryview(t.detach().contiguous().cpu().reshape(-1).numpy()).cast("B")
 
 
 def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch.Tensor:

@@ -44,7 +44,7 @@ class Buckets:
 def octave_range(s: int) -> tuple[int, int]:
     """Bucket indices (j_lo, j_hi) covering 4 ulp .. the comparison-safe bound."""
     cfg = current().config
-    top = cfg.compare_bits - 1 - cfg.frac_bits          # log2 of the safe bound
+    top = cfg.compare_bits - 2 - cfg.frac_bits          # log2 of the safe bound
     j_lo = math.floor((-cfg.frac_bits + 2 + s / 2) / s)
     j_hi = math.ceil((top - s / 2) / s)
     return j_lo, j_hi

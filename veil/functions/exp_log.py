@@ -65,7 +65,7 @@ def exp_range(upper: bool = True) -> tuple[int, int, float | None]:
     j_lo = math.floor(-(cfg.frac_bits + 1) / STEP)
     if not upper:
         return j_lo, -1, None
-    top = (cfg.compare_bits - 1 - cfg.frac_bits) * LN2
+    top = math.log2(cfg.safe_bound) * LN2              # saturate at the safe bound
     return j_lo, math.floor(top / (STEP * LN2)), top
 
 

@@ -100,8 +100,12 @@ def div(x, y):
         num = x.share
         dtype = torch.promote_types(x.dtype, y.dtype)
     else:
-        num = K.lift(torch.as_tensor(x, dtype=torch.float64), y.share)
+        c = torch.as_tensor(x, dtype=torch.float64)
+        shape = torch.broadcast_shapes(c.shape, y.shape)
+        # A public numerator larger than y (ones(3, 2) / y): y's share is broadcast first.
+        num = K.lift(c, y.share.expand(shape))
         dtype = y.dtype
+        return y._wrap(div_shares(num, y.share.expand(shape).contiguous()), dtype)
     return y._wrap(div_shares(num, y.share), dtype)
 
 
@@ -141,8 +145,10 @@ def _div_grad(grad_out, out, x, y, rounding_mode=None):
 
 @register_grad("rdiv")
 def _rdiv_grad(grad_out, out, y, x):
-    """c / y for a public c (Tensor.__rtruediv__): d/dy = -out / y."""
-    return (-(grad_out * out) / y if _needs(y) else None, None)
+    """x / y via y.__rtruediv__(x): d/dy = -out / y; d/dx = 1 / y when x is secret too
+    (torch.div(x, y) with a secret x can arrive here through Tensor.__rtruediv__)."""
+    g = grad_out / y
+    return (-(g * out) if _needs(y) else None, g if _needs(x) else None)
 
 
 _ROOTS = {"sqrt": (np.sqrt, SQRT_DEGREE, 0.5), "rsqrt": (_rsqrt, RSQRT_DEGREE, -0.5)}

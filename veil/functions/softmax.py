@@ -157,7 +157,7 @@ def _check_dim(x, dim):
     if not isinstance(dim, int):
         raise ProtocolUsageError(f"softmax: dim must be an int, got {dim!r} (torch's implicit "
                                  f"dim is deprecated; pass dim=-1)")
-    if not -x.dim() <= dim < max(x.dim(), 1):
+    if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):     # a 0-d tensor takes 0 and -1
         raise ProtocolUsageError(f"softmax: dim {dim} out of range for a {x.dim()}-d tensor")
     return dim % max(x.dim(), 1)
 
@@ -189,6 +189,8 @@ def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None
         saved["mode"] = mode
     if x.dim() == 0:
         return K.wrap(x, K.lift(1.0, x.share))
+    if x.numel() == 0:
+        return K.wrap(x, x.share.clone())
     share = x.share.movedim(d, -1)
     n = share.shape[-1]
     if mode == "2quad":
@@ -215,6 +217,10 @@ def log_softmax(x, dim: int):
     """
     x = K.float_input(x, "log_softmax")
     d = _check_dim(x, dim)
+    if x.dim() == 0:                                   # a single entry: log(1) = 0
+        return K.wrap(x, K.lift(0.0, x.share))
+    if x.numel() == 0:
+        return K.wrap(x, x.share.clone())
     share = x.share.movedim(d, -1)
     z = share - row_max(share).unsqueeze(-1)
     _, s = _exp_parts(z)

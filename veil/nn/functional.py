@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..autograd import differentiable, is_unit_grad
-from ..errors import ProtocolUsageError
+from ..errors import ProtocolUsageError, RangeError
 from ..functions.grad_rules import register_grad
 from ..tensor.core import as_public, is_secret
 from ..tensor.dispatch import register_torch
@@ -32,6 +32,9 @@ from ..tensor.dispatch import register_torch
 
 def _scale(reduction: str, n: int) -> float:
     if reduction == "mean":
+        if not n:                             # torch: NaN, which fixed point cannot hold
+            raise RangeError("a mean-reduced loss over zero elements is NaN in torch; "
+                             "check the batch is not empty")
         return 1.0 / n
     if reduction == "sum":
         return 1.0

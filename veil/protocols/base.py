@@ -82,7 +82,8 @@ class Protocol(ABC):
 
     @abstractmethod
     def eqz(self, x: torch.Tensor) -> torch.Tensor:
-        """XOR-shared bit: 1 where x == 0 (mod 2^compare_bits)."""
+        """XOR-shared bit: 1 where x == 0; exact for |x| < 2^(compare_bits-1), like msb
+        (semi2k decides it on the low compare_bits - 1 bits)."""
 
     @abstractmethod
     def and_bits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor: ...

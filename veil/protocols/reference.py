@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..ring import low_bits
 from .base import Cost, Kernel, Protocol
 
 
@@ -70,16 +69,17 @@ class InsecureReference(Protocol):
     def trunc(self, x, bits):
         return self._mine(self._plain(x)[0] >> bits)
 
-    def _low_signed(self, v):
-        w = self.config.compare_bits
-        low = low_bits(v, w) if w < 64 else v
-        return low - (1 << w) * (low >= (1 << (w - 1))) if w < 64 else low
+    def _low_signed(self, v, w):
+        """v mod 2^w read as a signed w-bit number (sign-extended by shifts)."""
+        return (v << (64 - w)) >> (64 - w) if w < 64 else v
 
     def msb(self, x):
-        return self._mine((self._low_signed(self._plain(x)[0]) < 0).to(torch.uint8))
+        low = self._low_signed(self._plain(x)[0], self.config.compare_bits)
+        return self._mine((low < 0).to(torch.uint8))
 
     def eqz(self, x):
-        return self._mine((self._low_signed(self._plain(x)[0]) == 0).to(torch.uint8))
+        low = self._low_signed(self._plain(x)[0], self.config.compare_bits - 1)  # as semi2k
+        return self._mine((low == 0).to(torch.uint8))
 
     def and_bits(self, a, b):
         u, v = self._plain(a, b)

@@ -12,14 +12,15 @@ Kernels and the papers they follow:
   round. z_i = c_i + e (.) (b_i + [i=0] f) + a_i (.) f, so a matmul costs two local
   products, not three.
 * trunc: 2 parties, ``local`` (SecureML, Mohassel & Zhang 2017): share-wise shifts, no
-  traffic, error <= 1 ulp, fails with probability ~ |x| / 2^63. Otherwise ``exact``
-  (TruncPr with a known MSB, Dalskov-Escudero-Keller 2020, as SPU's TruncAPr): open
-  c = x + 2^62 + r, recover the wrap bit from msb(c) and the dealer's [msb(r)];
-  result error in {-1, 0} ulp, never fails for |x| < 2^62.
+  traffic, result in {floor, floor + 1}, fails with probability ~ |x| / 2^64.
+  Otherwise ``exact`` (TruncPr with a known MSB, Dalskov-Escudero-Keller 2020, as SPU's
+  TruncAPr): open c = x + 2^62 + r, recover the wrap bit from msb(c) and the dealer's [msb(r)];
+  result in {floor(x / 2^f), floor(x / 2^f) + 1}, never fails for |x| < 2^62.
 * msb: open c = (x + r) mod 2^w with a dealer mask r whose w low bits are also
   XOR-shared; then x mod 2^w = c + ~r + 1, whose sign bit needs the carry into bit
   w-1: a carry tree of ceil(log2(w-1)) AND layers (w = compare_bits).
-* eqz: same mask; x == 0 mod 2^w iff every bit of c XNOR r is 1: an AND tree.
+* eqz: same mask on w - 1 bits; x == 0 mod 2^(w-1) iff every bit of c XNOR r is 1: an
+  AND tree. Exact on msb's domain |x| < 2^(w-1).
 * b2a / select: daBits (Rotaru & Wood 2019). select multiplies x by a secret bit b in one
   round: open b ^ m and x - a together, use the dealer's [m], [m*a].
 """
@@ -54,18 +55,25 @@ def _uses_local_trunc(n: int, cfg) -> bool:
     return n == 2 and cfg.truncation in ("auto", "local")
 
 
-def _tree_cost(n, cfg, numel, plan):
+def _eqz_width(cfg) -> int:
+    # x == 0 is decided on compare_bits - 1 bits: exact on the same domain as msb
+    # (|x| < 2^(compare_bits-1)), and one AND layer fewer at the default 33 bits.
+    return cfg.compare_bits - 1
+
+
+def _tree_cost(n, cfg, numel, plan, width):
     # Each AND layer opens two packed rows (ceil(numel/8) bytes each) per gate.
-    by = _c_bytes(cfg.compare_bits) * numel + sum(2 * a * packed_len(numel) for a in plan)
+    by = _c_bytes(width) * numel + sum(2 * a * packed_len(numel) for a in plan)
     return Cost(1 + len(plan), _open_bytes(n, by))
 
 
 def _msb_cost(n, rank, cfg, numel):
-    return _tree_cost(n, cfg, numel, carry_plan(cfg.compare_bits - 1))
+    return _tree_cost(n, cfg, numel, carry_plan(cfg.compare_bits - 1), cfg.compare_bits)
 
 
 def _eqz_cost(n, rank, cfg, numel):
-    return _tree_cost(n, cfg, numel, and_tree_plan(cfg.compare_bits))
+    w = _eqz_width(cfg)
+    return _tree_cost(n, cfg, numel, and_tree_plan(w), w)
 
 
 def _reveal_cost(n, rank, cfg, numel, to=None, item=8):
@@ -180,13 +188,12 @@ class Semi2k(Protocol):
         public = c_msb * (1 << (63 - bits)) + (c_low >> bits) - (offset >> bits)
         return self.add_public(local, public)
 
-    def _masked_low_bits(self, x):
+    def _masked_low_bits(self, x, w):
         """Open c = (x + r) mod 2^w; return c's and r's bits as packed rows (w, ceil(n/8)).
 
         Packing 8 elements per byte makes the AND layers below 8x cheaper to compute and
         needs no packing for the wire.
         """
-        w = self.config.compare_bits
         m = self.provider.get("cmp", shape=list(x.shape), width=w)
         mask = wrap((1 << w) - 1) if w < 64 else -1
         dt = _masked_dtype(w)
@@ -196,7 +203,7 @@ class Semi2k(Protocol):
         return pack_rows(bit_rows(c, w).reshape(w, -1)), m["r_bits"]
 
     def msb(self, x):
-        c, r = self._masked_low_bits(x)
+        c, r = self._masked_low_bits(x, self.config.compare_bits)
         nr = self.xor_public(r, torch.full_like(r, 0xFF))  # ~r
         g = c[:-1] & nr[:-1]                                 # c AND ~r (c public: local)
         p = self.xor_public(nr[:-1], c[:-1])
@@ -206,7 +213,7 @@ class Semi2k(Protocol):
         return unpack_row(packed, x.numel()).reshape(x.shape)
 
     def eqz(self, x):
-        c, r = self._masked_low_bits(x)
+        c, r = self._masked_low_bits(x, _eqz_width(self.config))
         same = self.xor_public(r, c ^ 0xFF)                  # c XNOR r, per bit
         return unpack_row(and_all(self, same), x.numel()).reshape(x.shape)
 

@@ -12,8 +12,9 @@ import torch
 from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from ..ring import is_float
-from .core import (as_public, encode_operand, frac_of, is_secret, proto, public_frac,
-                   public_is_integral, result_dtype)
+from ..ring import check_public
+from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
+                   public_frac, public_is_integral, result_dtype)
 
 
 class ArithMixin:
@@ -71,11 +72,13 @@ class ArithMixin:
             z = proto().mul(*torch.broadcast_tensors(self.share, other.share))
             return self._rescale(z, self.frac + other.frac, dtype)
         pub = as_public(other)
+        check_public(pub, factor_limit())
         if public_is_integral(pub):
             z = self.share * pub.to(torch.int64)
             return self._rescale(z, self.frac, dtype)
         pf = public_frac(pub)
-        return self._rescale(self.share * encode_operand(pub, pf), self.frac + pf, dtype)
+        return self._rescale(self.share * encode_operand(pub, pf, factor_limit()),
+                             self.frac + pf, dtype)
 
     __mul__ = mul
 
@@ -103,6 +106,7 @@ class ArithMixin:
         if is_secret(other):
             return self.mul(other.reciprocal())   # reciprocal: veil.functions
         pub = as_public(other)
+        check_public(pub, float("inf"))                      # NaN / infinity
         if (pub == 0).any():
             raise ProtocolUsageError("division of a secret by a public zero")
         dtype = torch.result_type(torch.empty(1, dtype=self.dtype), pub)
@@ -176,25 +180,30 @@ class ArithMixin:
     def matmul(self, other):
         dtype, frac = self._binary_setup(other)
         if is_secret(other):
+            _meta(torch.matmul, self, other)   # torch's shape error here, not at the dealer
             z = proto().matmul(self.share, other.share)
             return self._rescale(z, self.frac + other.frac, dtype)
         pub = as_public(other)
+        check_public(pub, factor_limit())
         if public_is_integral(pub):
             return self._rescale(torch.matmul(self.share, pub.to(torch.int64)), self.frac, dtype)
         pf = public_frac(pub)
-        return self._rescale(torch.matmul(self.share, encode_operand(pub, pf)),
+        return self._rescale(torch.matmul(self.share, encode_operand(pub, pf, factor_limit())),
                              self.frac + pf, dtype)
 
     __matmul__ = matmul
 
     @differentiable("rmatmul")
     def __rmatmul__(self, other):
+        if is_secret(other):                  # other @ self with both secret
+            return other.matmul(self)
         dtype, frac = self._binary_setup(other)
         pub = as_public(other)
+        check_public(pub, factor_limit())
         if public_is_integral(pub):
             return self._rescale(torch.matmul(pub.to(torch.int64), self.share), self.frac, dtype)
         pf = public_frac(pub)
-        return self._rescale(torch.matmul(encode_operand(pub, pf), self.share),
+        return self._rescale(torch.matmul(encode_operand(pub, pf, factor_limit()), self.share),
                              self.frac + pf, dtype)
 
     # -- comparisons: bit shares --------------------------------------------------------
@@ -226,39 +235,88 @@ class ArithMixin:
     __eq__, __ne__ = eq, ne
     __hash__ = object.__hash__
 
-    # -- logic on bool tensors ---------------------------------------------------------------
+    # -- logic: torch's logical_* treat any non-zero value as True -------------------------
     def _as_bits(self):
         if self._bits is not None:
             return self._bits
         raise ProtocolUsageError("internal: bit form requested for an arithmetic tensor")
 
+    def bool(self):
+        """torch's ``.bool()``: x != 0 (one equality test unless x is already bool)."""
+        return self if self.dtype == torch.bool else self.ne(0)
+
     def logical_not(self):
+        if self.dtype != torch.bool:
+            return self.eq(0)                 # not an unscaled 1 - x: float 1 is 2^f
         if self._bits is not None:
             return self._wrap_bits(proto().xor_public(self._bits, torch.ones_like(self._bits)))
         return self._wrap(self._lift(torch.ones(self.shape, dtype=torch.int64), 0) - self.share,
                           torch.bool)
 
-    __invert__ = logical_not
-
     def logical_and(self, other):
-        return self.mul(other) if is_secret(other) else self.mul(as_public(other).to(torch.int64))
+        a, b = self.bool(), _truth(other)
+        if not is_secret(b):
+            if a._bits is not None:           # AND with a public bit is local on XOR shares
+                bits, pub = torch.broadcast_tensors(a._bits, b.to(torch.uint8))
+                return a._wrap_bits(bits & pub)
+            return a.mul(b.to(torch.int64))._to_dtype(torch.bool)
+        return a.mul(b)
 
     def logical_xor(self, other):
-        if is_secret(other) and self._bits is not None and other._bits is not None:
-            return self._wrap_bits(self._bits ^ other._bits)
-        prod = self.logical_and(other)
-        return self._wrap((self + other).share - 2 * prod.share, torch.bool)
+        a, b = self.bool(), _truth(other)
+        if not is_secret(b):
+            if a._bits is not None:
+                bits, pub = torch.broadcast_tensors(a._bits, b.to(torch.uint8))
+                return a._wrap_bits(proto().xor_public(bits, pub))
+            b = b.to(torch.int64)
+        elif a._bits is not None and b._bits is not None:
+            return a._wrap_bits(a._bits ^ b._bits)
+        prod = a.logical_and(b)
+        return a._wrap((a + b).share - 2 * prod.share, torch.bool)
 
     def logical_or(self, other):
         return self.logical_xor(other).logical_xor(self.logical_and(other))
 
-    __and__, __xor__, __or__ = logical_and, logical_xor, logical_or
+    # -- bitwise operators: logical on bool only; never a guess on integers -------------------
+    def _bitwise(self, other, op: str):
+        if self.dtype == torch.bool and _dtype_of(other) == torch.bool:
+            return getattr(self, f"logical_{op}")(other)
+        raise ProtocolUsageError(
+            f"'{_SYMBOL[op]}' on a secret {self.dtype} (with {_dtype_of(other)}) is bitwise in "
+            f"torch, and veil does not decompose secret integers into bits here. For 0/1 or "
+            f"true/false data convert first: x.bool() {_SYMBOL[op]} y.bool(), or use "
+            f"torch.logical_{op}(x, y) (non-zero is true)")
+
+    def __and__(self, other):
+        return self._bitwise(other, "and")
+
+    def __or__(self, other):
+        return self._bitwise(other, "or")
+
+    def __xor__(self, other):
+        return self._bitwise(other, "xor")
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __invert__(self):
+        """torch's ``~``: logical not on bool, two's-complement -x - 1 on integers (local)."""
+        if self.dtype == torch.bool:
+            return self.logical_not()
+        if is_float(self.dtype):
+            raise ProtocolUsageError(f"'~' is not defined for {self.dtype} tensors (torch "
+                                     f"refuses it too); use torch.logical_not(x) or 1 - x")
+        return self._wrap(proto().add_public(-self.share, torch.tensor(-1)), self.dtype)
 
     # -- selections ---------------------------------------------------------------------------
     def relu(self):
-        """max(x, 0): one comparison with zero, then one select round (7 rounds at 2 parties)."""
-        return self.ge(0).mul(self) if self._bits is None else self
+        """max(x, 0): one comparison with zero, then one select round (7 rounds at 2 parties).
 
+        Written as (x > 0) * x, not (x >= 0) * x: the same values, and the gradient at
+        exactly 0 is 0, as in torch.
+        """
+        return self.gt(0).mul(self) if self._bits is None else self
+
+    @differentiable("abs")
     def abs(self):
         neg = self.lt(0)
         return self - 2 * neg.mul(self)
@@ -286,6 +344,28 @@ class ArithMixin:
     clip = clamp
 
 
+def _meta(fn, a, b):
+    """Run ``fn`` on shape-only tensors: raises torch's own error for shapes it refuses.
+
+    Must happen before a protocol kernel asks the dealer for material of impossible
+    shapes (which would fail at the dealer, far from the caller's mistake).
+    """
+    return fn(torch.empty(tuple(a.shape), device="meta"),
+              torch.empty(tuple(b.shape), device="meta"))
+
+
+_SYMBOL = {"and": "&", "or": "|", "xor": "^"}
+
+
+def _dtype_of(x) -> torch.dtype:
+    return x.dtype if is_secret(x) else as_public(x).dtype
+
+
+def _truth(x):
+    """An operand of logical_*: a secret as bool (x != 0), a public one as a bool tensor."""
+    return x.bool() if is_secret(x) else as_public(x) != 0
+
+
 def _full_like(x, value):
     if is_secret(value):
         return value
@@ -306,6 +386,10 @@ def where(condition, x, y):
         xs = x.share_at(frac) if is_secret(x) else sec._lift(x, frac)
         ys = y.share_at(frac) if is_secret(y) else sec._lift(y, frac)
         return sec._wrap(torch.where(cond, xs, ys), dtype)
+    if condition.dtype != torch.bool:
+        raise ProtocolUsageError(f"where: the condition must be bool, got a secret "
+                                 f"{condition.dtype} (torch requires bool too); use "
+                                 f"cond.bool() or a comparison")
     dtype = result_dtype(x, y)
     diff = (x - y) if is_secret(x) else (-(y - x))
     return diff._to_dtype(dtype).mul(condition).add(y)

@@ -12,12 +12,13 @@ A SecretTensor holds this party's share of a tensor, in one or both of two forms
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
 from ..context import current
-from ..errors import ProtocolUsageError
-from ..ring import decode, encode_public, is_float
+from ..errors import ProtocolUsageError, RangeError
+from ..ring import check_public, decode, encode_public, is_float
 
 
 def proto():
@@ -34,8 +35,9 @@ def frac_of(dtype: torch.dtype) -> int:
 
 class SecretBase:
     # requires_grad / grad / _node: autograd state (veil.autograd; _node is None for leaves)
+    # _base / _views: which tensors torch would alias with this one (see `_check_writable`)
     __slots__ = ("_share", "_bits", "frac", "dtype", "_shape", "requires_grad", "grad", "_node",
-                 "__weakref__")
+                 "_base", "_views", "__weakref__")
 
     def __init__(self, share: torch.Tensor | None = None, *, dtype: torch.dtype,
                  frac: int | None = None, bits: torch.Tensor | None = None) -> None:
@@ -47,6 +49,7 @@ class SecretBase:
         self.frac = frac_of(dtype) if frac is None else frac
         self._shape = tuple((share if share is not None else bits).shape)
         self.requires_grad, self.grad, self._node = False, None, None
+        self._base, self._views = None, None
 
     # -- construction helpers ---------------------------------------------------------
     @classmethod
@@ -60,6 +63,36 @@ class SecretBase:
     def _like(self, share, dtype=None):
         return type(self)(share, dtype=dtype or self.dtype, frac=frac_of(dtype) if dtype
                           else self.frac)
+
+    # -- aliasing ---------------------------------------------------------------------------
+    def _as_view_of(self, base):
+        """Record that torch would make this tensor a view of ``base`` (shared storage).
+
+        veil's shape ops copy shares instead of aliasing them, which is invisible until
+        someone writes in place; `_check_writable` refuses those writes, so veil never
+        silently differs from torch there.
+        """
+        self._base = base
+        if base._views is None:
+            base._views = weakref.WeakSet()
+        base._views.add(self)
+        return self
+
+    def _check_writable(self, what: str = "an in-place write") -> None:
+        """Refuse ``what`` on a tensor that torch would alias with another live tensor.
+
+        In-place ops call this first (``__setitem__`` here; any future ``add_`` etc.).
+        """
+        if self._base is not None:
+            raise ProtocolUsageError(
+                f"{what} into a view (made by view/reshape/squeeze/slicing/transpose/... of "
+                f"another SecretTensor): torch would write through to the original, veil's "
+                f"shape ops copy. Write into the original tensor, or .clone() the view first")
+        if self._views is not None and len(self._views):
+            raise ProtocolUsageError(
+                f"{what} into a SecretTensor that has live views (made by view/reshape/"
+                f"slicing/...): torch would update those views too, veil's would not. Take "
+                f"the views after writing, or .clone() this tensor and write into the clone")
 
     # -- views of the share -----------------------------------------------------------
     @property
@@ -153,7 +186,13 @@ def as_public(x) -> torch.Tensor:
     """A public operand as a torch tensor (numbers become 0-d tensors)."""
     if isinstance(x, torch.Tensor):
         return x.detach()
-    if isinstance(x, (bool, int, float)):
+    if isinstance(x, bool):
+        return torch.tensor(x)
+    if isinstance(x, int):
+        if not -2 ** 63 <= x < 2 ** 63:
+            raise RangeError("public integer operand out of the int64 range")
+        return torch.tensor(x)
+    if isinstance(x, float):
         return torch.tensor(x)
     try:
         return torch.as_tensor(x)
@@ -166,7 +205,9 @@ def result_dtype(a, b) -> torch.dtype:
     def probe(x):
         if is_secret(x):
             return torch.empty(1, dtype=x.dtype)
-        return x if isinstance(x, torch.Tensor) else x
+        if isinstance(x, int) and not isinstance(x, bool) and not -2 ** 63 <= x < 2 ** 63:
+            as_public(x)                      # raises the RangeError
+        return x
     return torch.result_type(probe(a), probe(b))
 
 
@@ -196,5 +237,24 @@ def public_frac(t: torch.Tensor) -> int:
     return f + max(0, min(-math.ceil(math.log2(m)), f))
 
 
-def encode_operand(t: torch.Tensor, frac: int) -> torch.Tensor:
+def addend_limit(frac: int) -> float:
+    """Bound on |v| for a public value added to, compared with or stored into a secret at
+    scale ``frac``: the safe range (32768 for floats, 2^31 for ints at the defaults)."""
+    cfg = current().config
+    return cfg.safe_bound if frac else cfg.safe_bound * 2 ** cfg.frac_bits
+
+
+def factor_limit() -> float:
+    """Bound on |c| for a public factor (x * c, x @ W, x / (1/c)): the integer safe range.
+
+    Larger than the addend range on purpose: scaling a small secret by 1000 is fine.
+    """
+    cfg = current().config
+    return cfg.safe_bound * 2 ** cfg.frac_bits
+
+
+def encode_operand(t: torch.Tensor, frac: int, limit: float | None = None) -> torch.Tensor:
+    """A public operand at scale ``frac``, refused (RangeError) when non-finite or when an
+    entry reaches ``limit`` (default: `addend_limit`)."""
+    check_public(t, addend_limit(frac) if limit is None else limit)
     return encode_public(t, frac)

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
-from .core import (as_public, encode_operand, frac_of, is_secret, proto,
+from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
                    public_frac, public_is_integral, result_dtype)
+from .arith import _meta
 from .reduce import max_tree
 
 
@@ -28,13 +29,14 @@ def _bilinear(x, w, local_fn, kernel):
     dtype = result_dtype(x, w)
     sec = x if is_secret(x) else w
     if is_secret(x) and is_secret(w):
+        _meta(local_fn, x, w)                 # torch's shape error, before the dealer sees it
         z = kernel(x.share, w.share)
         return sec._rescale(z, x.frac + w.frac, dtype)
     pub = as_public(w if is_secret(x) else x)
     pf = public_frac(pub) if pub.is_floating_point() and not public_is_integral(pub) else 0
     if not pub.is_floating_point() or public_is_integral(pub):
         pub = pub.to(torch.int64)
-    enc = encode_operand(pub, pf)
+    enc = encode_operand(pub, pf, factor_limit())
     z = local_fn(x.share, enc) if is_secret(x) else local_fn(enc, w.share)
     return sec._rescale(z, sec.frac + pf, dtype)
 

@@ -12,7 +12,7 @@ from collections import namedtuple
 import torch
 
 from ..autograd.graph import differentiable
-from ..errors import ProtocolUsageError
+from ..errors import ProtocolUsageError, RangeError
 from ..ring import is_float
 from .core import frac_of, proto
 
@@ -24,6 +24,21 @@ def _dims(dim, ndim):
         return list(range(ndim))
     dims = [dim] if isinstance(dim, int) else list(dim)
     return [d % ndim if ndim else 0 for d in dims]
+
+
+def _count(shape, dims) -> int:
+    """How many elements each reduction over ``dims`` combines (1 for a 0-d tensor)."""
+    count = 1
+    for d in dims:
+        count *= shape[d] if shape else 1
+    return count
+
+
+def _no_nan(count: int, out_numel: int, what: str) -> None:
+    # torch returns NaN here; fixed point has no NaN, so refuse rather than invent a value.
+    if count <= 0 and out_numel:
+        raise RangeError(f"{what} over zero elements is NaN in torch, which fixed point "
+                         f"cannot hold; check the sizes before reducing")
 
 
 def max_tree(values: torch.Tensor, indices: torch.Tensor | None):
@@ -66,24 +81,29 @@ class ReduceMixin:
             raise ProtocolUsageError(f"mean() needs a floating dtype, got {self.dtype}: "
                                      f"call .float() first (as torch requires)")
         dims = _dims(dim, self.dim())
-        count = 1
-        for d in dims:
-            count *= self.shape[d]
-        return self.sum(dim, keepdim)._to_dtype(dtype or self.dtype) * (1.0 / count) \
-            if count != 1 else self.sum(dim, keepdim)
+        count = _count(self.shape, dims)
+        total = self.sum(dim, keepdim)
+        _no_nan(count, total.numel(), "mean()")
+        if not count:                         # empty result: nothing to divide
+            return total._to_dtype(dtype or self.dtype)
+        return total._to_dtype(dtype or self.dtype) * (1.0 / count) if count != 1 else total
 
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         if correction is None:
             correction = 1 if unbiased is None or unbiased else 0
         dims = _dims(dim, self.dim())
-        count = 1
-        for d in dims:
-            count *= self.shape[d]
+        count = _count(self.shape, dims)
+        out_numel = self.sum(dims, keepdim).numel()
+        _no_nan(count - correction, out_numel, f"var(correction={correction})")
+        if not out_numel:
+            return self.sum(dims, keepdim)
         centred = self - self.mean(dims, keepdim=True)
-        return (centred * centred).sum(dims, keepdim) * (1.0 / max(count - correction, 1))
+        return (centred * centred).sum(dims, keepdim) * (1.0 / (count - correction))
 
     @differentiable("extreme")
     def _extreme(self, dim, keepdim, sign, with_index):
+        if self.numel() == 0 or self.dim() == 0:
+            return self._extreme_trivial(dim, keepdim, sign, with_index)
         x = self if sign > 0 else -self
         if dim is None:
             vals, idx = max_tree(x.share.reshape(1, -1),
@@ -101,6 +121,29 @@ class ReduceMixin:
         values = self._wrap(vals if sign > 0 else -vals, self.dtype)
         indices = self._wrap(idx, torch.int64, 0) if idx is not None else None
         return values, indices
+
+    def _extreme_trivial(self, dim, keepdim, sign, with_index):
+        """Max/min of an empty or 0-d tensor: no comparison, torch's shapes and errors.
+
+        torch decides: max() of an empty tensor and max(d) over an empty dim raise its own
+        error; other empty inputs give empty results; a 0-d tensor is its own max, index 0.
+        """
+        ref = torch.zeros(self.shape)         # 0 or 1 element: free
+        name = "max" if sign > 0 else "min"
+        if dim is None:
+            idx = getattr(ref, f"arg{name}")() if with_index else None
+            vals = getattr(ref, name)()
+        elif with_index:
+            vals, idx = getattr(ref, name)(dim, keepdim)
+        else:
+            vals, idx = getattr(ref, f"a{name}")(dim, keepdim), None
+        share = self.share.reshape(vals.shape) if self.dim() == 0 else \
+            torch.zeros(vals.shape, dtype=torch.int64)
+        values = self._wrap(share, self.dtype)
+        if idx is None:
+            return values, None
+        idx_share = proto().add_public(torch.zeros(idx.shape, dtype=torch.int64), idx)
+        return values, self._wrap(idx_share, torch.int64, 0)
 
     def _index_share(self, n):
         return proto().add_public(torch.zeros(n, dtype=torch.int64), torch.arange(n))
@@ -137,13 +180,22 @@ class ReduceMixin:
     def argmin(self, dim=None, keepdim=False):
         return self._extreme(dim, keepdim, -1, True)[1]
 
-    def maximum(self, other):
+    @differentiable("maximum")
+    def maximum(self, other, *, saved=None):
+        """Elementwise max; its gradient splits ties evenly, as torch's does."""
         from .arith import where
-        return where(self.ge(other), self, other)
+        pick = self.ge(other)
+        if saved is not None:
+            saved["pick"] = pick              # the backward reuses the comparison
+        return where(pick, self, other)
 
-    def minimum(self, other):
+    @differentiable("minimum")
+    def minimum(self, other, *, saved=None):
         from .arith import where
-        return where(self.le(other), self, other)
+        pick = self.le(other)
+        if saved is not None:
+            saved["pick"] = pick
+        return where(pick, self, other)
 
     @differentiable("cumsum")
     def cumsum(self, dim):

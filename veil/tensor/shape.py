@@ -17,6 +17,13 @@ def _check_public_index(idx) -> None:
                                      "one-hot mask (x * onehot).sum() or veil.where instead")
 
 
+def _is_basic_index(idx) -> bool:
+    """True if torch returns a view for ``x[idx]`` (ints, slices, None, Ellipsis only)."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return all(it is None or it is Ellipsis or isinstance(it, (int, slice))
+               and not isinstance(it, bool) for it in items)
+
+
 class ShapeMixin:
     @differentiable("index_map")
     def _map(self, fn):
@@ -25,24 +32,31 @@ class ShapeMixin:
         bits = fn(self._bits) if self._bits is not None else None
         return type(self)(share, dtype=self.dtype, frac=self.frac, bits=bits)
 
+    def _view(self, fn):
+        """A shape op torch defines as a view: same as `_map`, recorded as an alias."""
+        return self._map(fn)._as_view_of(self)
+
     def reshape(self, *shape):
-        return self._map(lambda t: t.reshape(*shape))
+        return self._view(lambda t: t.reshape(*shape))
 
     def view(self, *shape):
-        return self._map(lambda t: t.reshape(*shape))
+        return self._view(lambda t: t.reshape(*shape))
+
+    def view_as(self, other):
+        return self.view(other.shape)
 
     def flatten(self, start_dim=0, end_dim=-1):
-        return self._map(lambda t: t.flatten(start_dim, end_dim))
+        return self._view(lambda t: t.flatten(start_dim, end_dim))
 
     def transpose(self, dim0, dim1):
-        return self._map(lambda t: t.transpose(dim0, dim1))
+        return self._view(lambda t: t.transpose(dim0, dim1))
 
     def permute(self, *dims):
-        return self._map(lambda t: t.permute(*dims))
+        return self._view(lambda t: t.permute(*dims))
 
     @property
     def T(self):
-        return self._map(lambda t: t.permute(*range(t.dim() - 1, -1, -1)))
+        return self._view(lambda t: t.permute(*range(t.dim() - 1, -1, -1)))
 
     @property
     def mT(self):
@@ -52,13 +66,13 @@ class ShapeMixin:
         return self.transpose(0, 1) if self.dim() == 2 else self
 
     def unsqueeze(self, dim):
-        return self._map(lambda t: t.unsqueeze(dim))
+        return self._view(lambda t: t.unsqueeze(dim))
 
     def squeeze(self, dim=None):
-        return self._map(lambda t: t.squeeze() if dim is None else t.squeeze(dim))
+        return self._view(lambda t: t.squeeze() if dim is None else t.squeeze(dim))
 
     def expand(self, *sizes):
-        return self._map(lambda t: t.expand(*sizes))
+        return self._view(lambda t: t.expand(*sizes))
 
     def expand_as(self, other):
         return self.expand(other.shape)
@@ -70,7 +84,7 @@ class ShapeMixin:
         return self._map(lambda t: t.repeat(*sizes))
 
     def contiguous(self):
-        return self._map(lambda t: t.contiguous())
+        return self._view(lambda t: t.contiguous())
 
     def clone(self):
         return self._map(lambda t: t.clone())
@@ -86,10 +100,13 @@ class ShapeMixin:
 
     def __getitem__(self, idx):
         _check_public_index(idx)
-        return self._map(lambda t: t[idx])
+        if _is_basic_index(idx):
+            return self._view(lambda t: t[idx])
+        return self._map(lambda t: t[idx])         # advanced indexing copies, as in torch
 
     def __setitem__(self, idx, value):
         _check_public_index(idx)
+        self._check_writable("x[...] = value")
         from .core import as_public
         frac = max(self.frac, value.frac) if is_secret(value) else self.frac
         if frac != self.frac:
@@ -100,24 +117,25 @@ class ShapeMixin:
         self._share, self._bits = share, None
 
     def split(self, split_size_or_sections, dim=0):
-        return tuple(self._map(lambda t, i=i: t.split(split_size_or_sections, dim)[i])
-                     for i in range(len(self.share.split(split_size_or_sections, dim))))
+        n = len(torch.empty(self.shape, device="meta").split(split_size_or_sections, dim))
+        return tuple(self._view(lambda t, i=i: t.split(split_size_or_sections, dim)[i])
+                     for i in range(n))
 
     def chunk(self, chunks, dim=0):
         n = len(torch.empty(self.shape, device="meta").chunk(chunks, dim))
-        return tuple(self._map(lambda t, i=i: t.chunk(chunks, dim)[i]) for i in range(n))
+        return tuple(self._view(lambda t, i=i: t.chunk(chunks, dim)[i]) for i in range(n))
 
     def unbind(self, dim=0):
         return tuple(self.select_index(dim, i) for i in range(self.shape[dim]))
 
     def select_index(self, dim, index):
-        return self._map(lambda t: t.select(dim, index))
+        return self._view(lambda t: t.select(dim, index))
 
     def narrow(self, dim, start, length):
-        return self._map(lambda t: t.narrow(dim, start, length))
+        return self._view(lambda t: t.narrow(dim, start, length))
 
     def unfold(self, dimension, size, step):
-        return self._map(lambda t: t.unfold(dimension, size, step))
+        return self._view(lambda t: t.unfold(dimension, size, step))
 
     def tril(self, diagonal=0):
         return self._map(lambda t: t.tril(diagonal))
