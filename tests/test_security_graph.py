@@ -287,3 +287,21 @@ def test_an_announced_tensor_shape_is_checked_before_allocating(monkeypatch, met
     with pytest.raises(PartyError) as info:
         veil.run(job, parties=2, seed=0)
     assert info.value.party == "party 1" and words in str(info.value)
+
+
+def test_bitwise_ops_in_a_captured_model_keep_torch_semantics():
+    class Masks(nn.Module):
+        def forward(self, a, b):
+            return (a > 0) & (b > 0), (a > 0) | (b > 0), (a > 0) ^ (b > 0), ~(a > 0)
+
+    a, b = torch.linspace(-2, 2, 8), torch.linspace(2, -2, 8)
+
+    def job():
+        m = veil.secure(Masks() if veil.rank() == 0 else None, owner=0,
+                        example_input=(a, b) if veil.rank() == 0 else None)
+        return [o.reveal() for o in m(share_from(a, 1), share_from(b, 1))]
+
+    want = Masks()(a, b)
+    for got in veil.run(job, parties=2, seed=0):
+        for g, w in zip(got, want):
+            assert torch.equal(g.bool(), w)

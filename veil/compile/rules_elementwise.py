@@ -132,24 +132,47 @@ for _n in _MIRROR:
                       public_if=_inf_operand)(_cmp_rule(_n))
 
 
-@register_lowering("aten.logical_not.default", "aten.bitwise_not.default", note="local")
+@register_lowering("aten.logical_not.default", note="local")
 def _not(x):
     return x.logical_not()
 
 
-@register_lowering("aten.logical_and.default", "aten.bitwise_and.Tensor", note="1 round")
+@register_lowering("aten.logical_and.default", note="1 round")
 def _and(a, b):
     return a.logical_and(b) if secret(a) else b.logical_and(a)
 
 
-@register_lowering("aten.logical_or.default", "aten.bitwise_or.Tensor", note="1 round")
+@register_lowering("aten.logical_or.default", note="1 round")
 def _or(a, b):
     return a.logical_or(b) if secret(a) else b.logical_or(a)
 
 
-@register_lowering("aten.logical_xor.default", "aten.bitwise_xor.Tensor", note="local")
+@register_lowering("aten.logical_xor.default", note="local")
 def _xor(a, b):
     return a.logical_xor(b) if secret(a) else b.logical_xor(a)
+
+
+# Bitwise ops keep torch's meaning: on bool data they are the logical ops; on integers
+# SecretTensor's operators decide (bitwise where veil computes them, refused otherwise)
+# — never a logical result for integer data.
+@register_lowering("aten.bitwise_not.default", note="bool: local; int: -x - 1 (local)")
+def _bitwise_not(x):
+    return ~x
+
+
+@register_lowering("aten.bitwise_and.Tensor", note="bool: 1 round; int: see SecretTensor &")
+def _bitwise_and(a, b):
+    return a & b if secret(a) else b & a
+
+
+@register_lowering("aten.bitwise_or.Tensor", note="bool: 1 round; int: see SecretTensor |")
+def _bitwise_or(a, b):
+    return a | b if secret(a) else b | a
+
+
+@register_lowering("aten.bitwise_xor.Tensor", note="bool: local; int: see SecretTensor ^")
+def _bitwise_xor(a, b):
+    return a ^ b if secret(a) else b ^ a
 
 
 @register_lowering("aten.where.self", note="public condition: local; secret: 1 round")
