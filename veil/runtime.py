@@ -18,7 +18,7 @@ from .comm import OFFLINE, Abort, Communicator, MemoryChannel, party_name
 from .config import Config
 from .context import PartyContext, activate
 from .errors import AbortedError, PartyError, ProtocolUsageError
-from .offline import PRG, TrustedDealerUnsafe, derived_seed, fresh_seed, serve_dealer
+from .offline import PRG, NoDealer, TrustedDealerUnsafe, derived_seed, fresh_seed, serve_dealer
 from .protocols import get_protocol
 
 MAX_PARTIES = 64
@@ -35,18 +35,21 @@ def setup_party(rank: int, n: int, comm: Communicator, protocol: str, config: Co
     Seeds travel over the (TLS or in-memory) channels in the offline phase, so the traffic
     is the same whether or not the run seed is fixed.
     """
+    cls = get_protocol(protocol)
     with comm.phase(OFFLINE):
         comm.count_round()
         dealer_seed = _seed_for(seed, "dealer", rank)
-        comm.send_bytes(n, dealer_seed)
+        if cls.needs_dealer:
+            comm.send_bytes(n, dealer_seed)
         pair = {}
         for j in range(rank + 1, n):
             pair[j] = _seed_for(seed, "pair", rank, j)
             comm.send_bytes(j, pair[j])
         for j in range(rank):
             pair[j] = comm.recv_bytes(j)
-    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed))
-    proto = get_protocol(protocol)(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
+    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed)) if cls.needs_dealer \
+        else NoDealer(protocol)
+    proto = cls(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
     return PartyContext(rank, n, comm, provider, proto, config)
 
 
@@ -60,7 +63,10 @@ def run_dealer(n: int, comm: Communicator) -> None:
 def _check_args(parties: int, protocol: str, seed) -> None:
     if not isinstance(parties, int) or not 2 <= parties <= MAX_PARTIES:
         raise ProtocolUsageError(f"parties must be an int in 2..{MAX_PARTIES}, got {parties!r}")
-    get_protocol(protocol)
+    counts = get_protocol(protocol).party_counts
+    if counts is not None and parties not in counts:
+        raise ProtocolUsageError(f"protocol {protocol!r} runs with {' or '.join(map(str, counts))}"
+                                 f" parties, got {parties}; use protocol='semi2k' for any count")
     if seed is not None and not isinstance(seed, int):
         raise ProtocolUsageError(f"seed must be an int or None, got {type(seed).__name__}")
 
@@ -93,7 +99,8 @@ def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
 
 def _run_threads(fn, args, kwargs, n, protocol, seed, config):
     abort = Abort()
-    ranks = list(range(n + 1))                              # rank n is the dealer
+    dealer = get_protocol(protocol).needs_dealer
+    ranks = list(range(n + 1 if dealer else n))             # rank n is the dealer
     channels: dict[int, dict[int, MemoryChannel]] = {r: {} for r in ranks}
     for a in ranks:
         for b in ranks:
