@@ -115,8 +115,8 @@ def trunc(xs: list[torch.Tensor], bits: int) -> list[torch.Tensor]:
 
 
 def mul(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-    """Fixed-point products (scale F each side, F result): one mul round + one trunc."""
-    return trunc(products(pairs), F())
+    """Fixed-point products (scale F each side, F result): one fused mul_trunc call."""
+    return _batched(lambda a, b: proto().mul_trunc(a, b, F()), pairs)
 
 
 def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,

@@ -68,8 +68,8 @@ class ArithMixin:
                 return self._select(other, dtype)
             if self._bits is not None and other._bits is not None:
                 return self._wrap_bits(proto().and_bit_elements(self._bits, other._bits))
-            z = proto().mul(*torch.broadcast_tensors(self.share, other.share))
-            return self._rescale(z, self.frac + other.frac, dtype)
+            x, y = torch.broadcast_tensors(self.share, other.share)
+            return self._product(proto().mul, proto().mul_trunc, x, y, other, dtype)
         pub = as_public(other)
         if public_is_integral(pub):
             z = self.share * pub.to(torch.int64)
@@ -90,6 +90,14 @@ class ArithMixin:
         elif have < want:
             z = z << (want - have)
         return self._wrap(z, dtype)
+
+    def _product(self, kernel, fused, x, y, other, dtype):
+        """A secret product, truncated in the same kernel when it needs truncating (the
+        protocol may save a round: rep3 truncates inside the product's reshare)."""
+        have, want = self.frac + other.frac, frac_of(dtype)
+        if have > want:
+            return self._wrap(fused(x, y, have - want), dtype)
+        return self._rescale(kernel(x, y), have, dtype)
 
     def _select(self, cond, dtype):
         """self * cond where cond holds bit shares: one round, no b2a."""
@@ -176,8 +184,8 @@ class ArithMixin:
     def matmul(self, other):
         dtype, frac = self._binary_setup(other)
         if is_secret(other):
-            z = proto().matmul(self.share, other.share)
-            return self._rescale(z, self.frac + other.frac, dtype)
+            return self._product(proto().matmul, proto().matmul_trunc, self.share,
+                                 other.share, other, dtype)
         pub = as_public(other)
         if public_is_integral(pub):
             return self._rescale(torch.matmul(self.share, pub.to(torch.int64)), self.frac, dtype)
