@@ -51,6 +51,8 @@ class Stats:
 
 def tensor_to_bytes(t: torch.Tensor) -> memoryview:
     """Raw little-endian bytes of a tensor, without a copy when it is contiguous."""
+    if not t.numel():                        # numpy's buffer of an empty array cannot cast
+        return memoryview(b"")
     return memoryview(t.detach().contiguous().cpu().numpy()).cast("B")
 
 

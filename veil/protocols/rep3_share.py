@@ -33,6 +33,8 @@ _ADDITIVE = {"add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "_
              "__rxor__", "__ixor__", "bitwise_or", "bitwise_or_", "__or__", "__ror__",
              "__ior__", "ones_like", "full_like", "new_ones", "new_full", "fill_",
              "add_public"}
+_INPLACE = {"__setitem__", "__iadd__", "__isub__", "__imul__", "__ixor__", "__iand__",
+            "__ior__", "__ilshift__", "copy_"}
 _FILL = {"ones_like", "full_like", "new_ones", "new_full", "fill_"}
 _PRODUCT = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "matmul", "__matmul__",
             "__rmatmul__", "mm", "bmm", "einsum", "tensordot", "outer", "conv1d", "conv2d",
@@ -87,6 +89,10 @@ class RepShare(torch.Tensor):
             raise TypeError(f"{name} is not defined on a replicated share: a share is not a "
                             f"value; use the protocol kernels (reveal, msb, trunc, ...)")
         _check_operands(name, args, kwargs)
+        if args and not isinstance(args[0], RepShare) and isinstance(args[0], torch.Tensor) \
+                and (name.endswith("_") or name in _INPLACE):
+            raise TypeError(f"{name} writes a replicated share into a plain tensor; create the "
+                            f"destination with the protocol's zeros(shape)")
         r0 = func(*_pick(args, 0), **_pick(kwargs, 0))
         r1 = func(*_pick(args, 1), **_pick(kwargs, 1))
         if args and isinstance(args[0], RepShare) and r0 is args[0].a:
