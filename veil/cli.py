@@ -1,6 +1,7 @@
 """The `veil` command: run a script as real parties, make certificates, benchmark.
 
     veil run -n 3 train.py --epochs 2                  # 3 parties + dealer on this host
+    veil run -n 3 --protocol rep3 train.py             # 3 parties, no dealer (rep3)
     veil run --cluster cluster.toml --party 1 train.py # one party of a multi-host run
     veil run --cluster cluster.toml --party dealer     # the dealer of that run
     veil certs --parties 2 --out certs/                # CA, keys, certs, cluster.toml
@@ -19,7 +20,7 @@ import sys
 # Options of `veil run` that take a value; everything from the script name on is the
 # script's own command line, so `veil run -n 2 s.py -n 5` passes `-n 5` to s.py.
 _VALUED = {"-n", "--parties", "--cluster", "--party", "--key", "--timeout",
-           "--connect-timeout", "--grace"}
+           "--connect-timeout", "--grace", "--protocol"}
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,8 @@ def _run_parser() -> argparse.ArgumentParser:
                     "come up (default 120)")
     ap.add_argument("--grace", type=float, default=5.0, help="-n only: after a failure, "
                     "seconds the others get to report before being stopped (default 5)")
+    ap.add_argument("--protocol", help="-n only: the protocol veil.run uses by default "
+                    "(semi2k, rep3, ...); rep3 starts no dealer")
     ap.add_argument("--insecure", action="store_true", help="plain TCP, NO encryption and NO "
                     "authentication: only for debugging on a trusted machine")
     return ap
@@ -75,13 +78,21 @@ def cmd_run(argv: list[str]) -> int:
             ap.error("--party/--key go with --cluster; -n makes its own certificates")
         if opts.parties < 2:
             ap.error(f"-n must be at least 2, got {opts.parties}")
+        if opts.protocol is not None:
+            from .protocols import get_protocol, protocol_names
+            if opts.protocol not in protocol_names():
+                ap.error(f"--protocol must be one of {protocol_names()}, got {opts.protocol!r}")
+            counts = get_protocol(opts.protocol).party_counts
+            if counts is not None and opts.parties not in counts:
+                ap.error(f"--protocol {opts.protocol} runs with -n "
+                         f"{' or '.join(map(str, counts))}, got -n {opts.parties}")
         from .net.supervisor import run_local
         if opts.insecure:
             from .net.tls import warn_insecure
             warn_insecure()
         return run_local(opts.parties, target, insecure=opts.insecure,
                          connect_timeout=opts.connect_timeout, timeout=opts.timeout,
-                         grace=opts.grace)
+                         grace=opts.grace, protocol=opts.protocol)
     if opts.party is None:
         ap.error("--cluster needs --party P (a rank, or 'dealer')")
     return _run_one(opts, target, ap)

@@ -71,12 +71,13 @@ def _check_args(parties: int, protocol: str, seed) -> None:
         raise ProtocolUsageError(f"seed must be an int or None, got {type(seed).__name__}")
 
 
-def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
+def run(fn: Callable, *args, parties: int = 2, protocol: str | None = None,
         seed: int | None = None, config: Config | None = None, **kwargs) -> list[Any]:
     """Run ``fn(*args, **kwargs)`` once per party; return the results in party order.
 
     ``seed`` fixes every random choice (tests, benchmarks); ``None`` draws all randomness
-    from the OS. ``config`` sets fixed-point and protocol options (`veil.Config`). If any
+    from the OS. ``protocol`` picks the kernels (``semi2k`` by default; ``rep3`` for three
+    parties without a dealer). ``config`` sets fixed-point and protocol options (`veil.Config`). If any
     party raises, the others stop at their next message and the error is re-raised here
     as a `PartyError` naming that party.
 
@@ -89,6 +90,8 @@ def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
     (True, [3.0, -4.0])
     """
     config = config or Config()
+    # Default: semi2k, or what `veil run --protocol P` set for the scripts it launches.
+    protocol = protocol or os.environ.get("VEIL_PROTOCOL") or "semi2k"
     _check_args(parties, protocol, seed)
     if os.environ.get("VEIL_PARTY") is not None:
         from .net.launch import run_networked  # only under the `veil run` launcher
