@@ -44,13 +44,14 @@ def _party(w: Workload, inp: dict, box: dict):
     return value, rec
 
 
-def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1) -> dict:
+def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
+                 protocol: str = "semi2k") -> dict:
     """Run ``w`` ``repeat`` times (fresh runs) and keep the fastest; counts must agree."""
     inp = w.make()
     plain_s, expected = _plain_time(w, inp)
     best = None
     for _ in range(max(1, repeat)):
-        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed)
+        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed, protocol=protocol)
         recs = [r[1] for r in results]
         if best is not None and [r["stats"] for r in recs] != [r["stats"] for r in best[1]]:
             raise RuntimeError(f"{w.name}: traffic differs between identical runs")
@@ -62,7 +63,7 @@ def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1) -> d
         err = (value.double() - expected.double()).abs().max().item()
     secure_s = max(r["time"] for r in recs)
     return {
-        "workload": w.name, "group": w.group, "parties": parties,
+        "workload": w.name, "group": w.group, "parties": parties, "protocol": protocol,
         "time_s": secure_s, "plain_s": plain_s,
         "slowdown": secure_s / plain_s if plain_s > 0 else None,
         "bytes_sent_per_party": max(r["stats"]["bytes_sent"] for r in recs),
