@@ -36,7 +36,8 @@ Kernels (per element, bytes sent by party 0 / 1 / 2; rounds):
 * b2a: ABY3's bit injection by three-party OT: parties 0 and 1 both know component b_1
   and act as receiver/helper for each other; party 2 knows b_2 XOR b_0 and sends both
   masked messages. 1 round, 8/8/32 B.
-* select: b2a then mul, 2 rounds.
+* select: x * b by two three-party OTs in parallel (one with party 2 as sender, one
+  with party 1): 1 round, 16/40/40 B.
 * reveal / reveal_bits: each party sends its first component to the next party (or only
   party to-1 sends, to ``to``): 1 round.
 """
@@ -365,7 +366,58 @@ class Rep3(Protocol):
         return RepShare(torch.where(choice, msgs[1], msgs[0]) - pad, y2)
 
     def select(self, bits, x):
-        return self.mul(x, self.b2a(bits))
+        """x * b in one round: two three-party OTs in parallel (ABY3 section 5.4).
+
+        x b = (x_0 + x_2) b + x_1 b. Party 2 knows x_0 + x_2 and t = b_2 ^ b_0, and
+        b = b_1 ^ t with b_1 known to parties 0 and 1: OT 1 (sender 2) gives both of them
+        (x_0 + x_2) b - s1. Party 1 knows x_1 and u = b_1 ^ b_2, and b = b_0 ^ u with b_0
+        known to parties 0 and 2: OT 2 (sender 1) gives both of them x_1 b - s2. The masks
+        s1 = y_0 + y_2 and s2 = z_1 + z_2 are the other replicated components.
+        """
+        bits, x = self._rep(bits), self._rep(x)
+        shape = tuple(x.shape)
+        self.comm.count_round()
+
+        def ot_messages(k_bit, value, s):
+            k = k_bit.to(I64)                 # (k XOR c) * value - s for choice c = 0, 1
+            return k * value - s, (1 - k) * value - s
+
+        def pick(choice, pair, pad):
+            return torch.where(choice, pair[1], pair[0]) - pad
+
+        if self.rank == 2:
+            y0, v0, v1 = (self._ring(0, shape) for _ in range(3))
+            y2, w0, w1, p0, p1, z2 = (self._ring(1, shape) for _ in range(6))
+            m0, m1 = ot_messages(bits.a ^ bits.b, x.a + x.b, y0 + y2)
+            # OT 1: each message masked by a pad its receiver lacks (w: PRG_{1,2}, v: _{0,2}).
+            self._send(0, torch.stack([m0 + w0, m1 + w1]))
+            self._send(1, torch.stack([m0 + v0, m1 + v1]))
+            b0 = bits.b.bool()
+            self._send(0, torch.where(b0, p1, p0))                 # OT 2 helper: a pad
+            m2 = pick(b0, self._recv(1, (2,) + shape), self._recv(0, shape))
+            return RepShare(y2 + z2, y0 + m2)
+        if self.rank == 0:
+            y0, v0, v1 = (self._ring(2, shape) for _ in range(3))
+            q0, q1, z1 = (self._ring(1, shape) for _ in range(3))
+            b0, b1 = bits.a.bool(), bits.b.bool()
+            self._send(1, torch.where(b1, v1, v0))                 # OT 1 helper: a pad
+            self._send(2, torch.where(b0, q1, q0))                 # OT 2 helper: a pad
+            # Per channel in send order: party 2 sends OT 1's pair, then OT 2's pad;
+            # party 1 sends OT 2's pair, then OT 1's pad.
+            pair1, pad2 = self._recv(2, (2,) + shape), self._recv(2, shape)
+            pair2, pad1 = self._recv(1, (2,) + shape), self._recv(1, shape)
+            m1, m2 = pick(b1, pair1, pad1), pick(b0, pair2, pad2)
+            return RepShare(y0 + m2, m1 + z1)
+        y2, w0, w1, p0, p1, z2 = (self._ring(2, shape) for _ in range(6))
+        q0, q1, z1 = (self._ring(0, shape) for _ in range(3))
+        m0, m1 = ot_messages(bits.a ^ bits.b, x.a, z1 + z2)
+        # OT 2: masked by p (PRG_{1,2}, unknown to party 0) and q (PRG_{0,1}, unknown to 2).
+        self._send(0, torch.stack([m0 + p0, m1 + p1]))
+        self._send(2, torch.stack([m0 + q0, m1 + q1]))
+        b1 = bits.a.bool()
+        self._send(0, torch.where(b1, w1, w0))                     # OT 1 helper: a pad
+        m1_got = pick(b1, self._recv(2, (2,) + shape), self._recv(0, shape))
+        return RepShare(m1_got + z1, y2 + z2)
 
 
 __all__ = ["Rep3", "RepShare"]

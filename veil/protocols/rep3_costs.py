@@ -79,8 +79,8 @@ KERNELS = {k.name: k for k in [
            "bitwise AND of replicated uint8 words (8 bits each); numel counts bytes"),
     Kernel("b2a", lambda n, rank, cfg, numel: Cost(1, _b2a_bytes(rank, numel)),
            "three-party OT bit injection"),
-    Kernel("select", lambda n, rank, cfg, numel: Cost(2, _b2a_bytes(rank, numel) + 8 * numel),
-           "b2a then mul"),
+    Kernel("select", lambda n, rank, cfg, numel: Cost(1, (16 if rank == 0 else 40) * numel),
+           "two parallel three-party OTs"),
     Kernel("reveal_bits", lambda n, rank, cfg, numel, to=None:
            Cost(1, _to_one(rank, to, packed_len(numel)))),
 ]}

@@ -46,7 +46,14 @@ _FORBIDDEN = {"numpy", "item", "tolist", "__array__", "__float__", "__int__", "_
               "remainder", "__mod__", "abs", "sign", "max", "min", "amax", "amin", "sort",
               "argmax", "argmin", "eq", "ne", "lt", "gt", "le", "ge", "__eq__", "__ne__",
               "__lt__", "__gt__", "__le__", "__ge__", "equal", "allclose", "resize_",
-              "squeeze_", "unsqueeze_", "t_", "transpose_", "set_", "as_strided_"}
+              "squeeze_", "unsqueeze_", "t_", "transpose_", "set_", "as_strided_", "relu",
+              "clamp", "clamp_", "clip", "floor", "ceil", "round", "exp", "log", "sqrt",
+              "sigmoid", "tanh", "float", "double", "half", "argsort", "topk", "unique",
+              "nonzero", "any", "all", "mean", "cumsum_"}
+# Ops that write a constant into the share (correct only when the constant is 0), and
+# where that constant sits among the arguments.
+_VALUE_AT = {"where": (1, 2), "masked_fill": (2,), "masked_fill_": (2,), "index_fill": (3,),
+             "index_fill_": (3,), "pad": (3,), "fill_diagonal_": (1,)}
 # Methods whose result is metadata (shape, dtype, ...), the same for both components.
 _META = {"shape", "dtype", "device", "size", "dim", "ndim", "numel", "nelement", "layout",
          "is_contiguous", "stride", "element_size", "__len__", "is_floating_point",
@@ -141,6 +148,12 @@ def _check_operands(name: str, args, kwargs) -> None:
         if plain or numbers or name == "fill_":
             raise TypeError(f"{name} of a replicated share and a public operand would add it "
                             f"to both components; use the protocol's add_public/xor_public")
+    elif name in _VALUE_AT:
+        values = [args[i] for i in _VALUE_AT[name] if i < len(args)] + \
+            [kwargs[k] for k in ("value", "other", "input") if k in kwargs and name != "where"]
+        if any(isinstance(v, (bool, int, float)) and v != 0 for v in values):
+            raise TypeError(f"{name} with a non-zero constant would write it into both "
+                            f"components of a replicated share; use add_public on a mask")
     elif name in _PRODUCT and reps > 1:
         raise TypeError(f"{name} of two replicated shares is not local; use the protocol's "
                         f"mul/matmul/and_bits kernels")
