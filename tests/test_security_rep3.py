@@ -141,7 +141,9 @@ def test_other_party_counts_are_refused(parties):
 def test_replicated_share_refuses_silently_wrong_ops_and_hides_values():
     s = RepShare(torch.tensor([5, 6]), torch.tensor([7, 8]))
     for bad in (lambda: s + torch.tensor([1, 1]), lambda: s + 3, lambda: s * s,
-                lambda: s.numpy(), lambda: s.item(), lambda: s >> 2,
+                lambda: s.numpy(), lambda: s.item(), lambda: s >> 2, lambda: s.prod(),
+                lambda: s.__setitem__(0, 5), lambda: s.masked_fill(s.a > 5, 1),
+                lambda: torch.cat([s, torch.ones(2, dtype=torch.int64)]),
                 lambda: torch.zeros(2, dtype=torch.int64).add_(s)):
         with pytest.raises(TypeError):
             bad()

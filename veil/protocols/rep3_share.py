@@ -39,7 +39,7 @@ _FILL = {"ones_like", "full_like", "new_ones", "new_full", "fill_"}
 _PRODUCT = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "matmul", "__matmul__",
             "__rmatmul__", "mm", "bmm", "einsum", "tensordot", "outer", "conv1d", "conv2d",
             "bitwise_and", "bitwise_and_", "__and__", "__rand__", "__iand__", "dot", "mv",
-            "linear", "kron", "prod", "cumprod", "square", "pow", "__pow__"}
+            "linear", "kron"}
 _FORBIDDEN = {"numpy", "item", "tolist", "__array__", "__float__", "__int__", "__index__",
               "__bool__", "__reduce_ex__", "__getstate__", "__rshift__", "__irshift__",
               "bitwise_right_shift", "div", "__truediv__", "__floordiv__", "floor_divide",
@@ -49,7 +49,8 @@ _FORBIDDEN = {"numpy", "item", "tolist", "__array__", "__float__", "__int__", "_
               "squeeze_", "unsqueeze_", "t_", "transpose_", "set_", "as_strided_", "relu",
               "clamp", "clamp_", "clip", "floor", "ceil", "round", "exp", "log", "sqrt",
               "sigmoid", "tanh", "float", "double", "half", "argsort", "topk", "unique",
-              "nonzero", "any", "all", "mean", "cumsum_"}
+              "nonzero", "any", "all", "mean", "prod", "cumprod", "square", "pow", "__pow__",
+              "__rpow__", "__mod__"}
 # Ops that write a constant into the share (correct only when the constant is 0), and
 # where that constant sits among the arguments.
 _VALUE_AT = {"where": (1, 2), "masked_fill": (2,), "masked_fill_": (2,), "index_fill": (3,),
@@ -148,6 +149,12 @@ def _check_operands(name: str, args, kwargs) -> None:
         if plain or numbers or name == "fill_":
             raise TypeError(f"{name} of a replicated share and a public operand would add it "
                             f"to both components; use the protocol's add_public/xor_public")
+    elif name == "__setitem__" and len(args) > 2 and not isinstance(args[2], RepShare):
+        v = args[2]
+        if (isinstance(v, torch.Tensor) and torch.count_nonzero(v)) or \
+                (isinstance(v, (bool, int, float)) and v != 0):
+            raise TypeError("storing a public value into a replicated share would write it "
+                            "into both components; lift it with add_public first")
     elif name in _VALUE_AT:
         values = [args[i] for i in _VALUE_AT[name] if i < len(args)] + \
             [kwargs[k] for k in ("value", "other", "input") if k in kwargs and name != "where"]
