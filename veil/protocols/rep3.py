@@ -59,6 +59,18 @@ OFFSET = 1 << 62                 # x + 2^62 lies in [0, 2^63) for |x| < 2^62
 
 
 class Rep3(Protocol):
+    """Replicated three-party sharing; pick it with ``veil.run(..., protocol="rep3")``.
+
+    >>> import torch, veil
+    >>> def f():
+    ...     x = veil.tensor(torch.tensor([1.5, -2.0]) if veil.rank() == 0 else None, owner=0)
+    ...     w = veil.tensor(torch.tensor([2.0, 3.0]) if veil.rank() == 2 else None, owner=2)
+    ...     return (x * w).relu().reveal(to=1)
+    >>> out = veil.run(f, parties=3, protocol="rep3", seed=0)
+    >>> out[0], out[1].tolist(), out[2]
+    (None, [3.0, 0.0], None)
+    """
+
     name = "rep3"
     kernels = KERNELS
     needs_dealer = False
