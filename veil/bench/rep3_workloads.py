@@ -107,6 +107,7 @@ def main(argv=None) -> int:
                     "docs/benchmarks.md")
     ap.add_argument("--big", action="store_true", help="also ResNet-18 and a BERT-base layer")
     ap.add_argument("--no-net", action="store_true", help="skip the `veil run` table")
+    ap.add_argument("--only", help="only workloads whose name contains this")
     ap.add_argument("--repeat", type=int, default=2, help="runs per workload (fastest kept)")
     ap.add_argument("--as-party", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -116,7 +117,8 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
-    text = _table(BASE + (BIG if args.big else ()), args.repeat)
+    names = [n for n in BASE + (BIG if args.big else ()) if not args.only or args.only in n]
+    text = _table(names, args.repeat)
     if not args.no_net:
         net = _net_table()
         print(net, flush=True)
