@@ -40,8 +40,9 @@ def _run_parser() -> argparse.ArgumentParser:
                     "come up (default 120)")
     ap.add_argument("--grace", type=float, default=5.0, help="-n only: after a failure, "
                     "seconds the others get to report before being stopped (default 5)")
-    ap.add_argument("--protocol", help="-n only: the protocol veil.run uses by default "
-                    "(semi2k, rep3, ...); rep3 starts no dealer")
+    ap.add_argument("--protocol", help="the protocol veil.run uses by default (semi2k, "
+                    "rep3, ...); rep3 needs no dealer (-n starts none; with --cluster, start "
+                    "only the parties, each with --protocol rep3)")
     ap.add_argument("--insecure", action="store_true", help="plain TCP, NO encryption and NO "
                     "authentication: only for debugging on a trusted machine")
     return ap
@@ -120,6 +121,15 @@ def _run_one(opts, target: list[str], ap) -> int:
         env["VEIL_CONNECT_TIMEOUT"] = str(opts.connect_timeout)
     if opts.timeout is not None:
         env["VEIL_TIMEOUT"] = str(opts.timeout)
+    if opts.protocol is not None:
+        from .protocols import get_protocol, protocol_names
+        if opts.protocol not in protocol_names():
+            ap.error(f"--protocol must be one of {protocol_names()}, got {opts.protocol!r}")
+        if party == "dealer" and not get_protocol(opts.protocol).needs_dealer:
+            ap.error(f"--protocol {opts.protocol} runs without a dealer: start only the parties")
+        env["VEIL_PROTOCOL"] = opts.protocol
+        if not get_protocol(opts.protocol).needs_dealer:
+            env["VEIL_NO_DEALER"] = "1"          # parties do not wait for the dealer
     # Only these flags set VEIL_* (no plain TCP from a stray VEIL_INSECURE in the shell).
     for k in [k for k in os.environ if k.startswith("VEIL_")]:
         del os.environ[k]
