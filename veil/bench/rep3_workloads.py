@@ -150,8 +150,11 @@ mask holder knows r but not c, so c AND ~r needs a reshare) and a standalone tru
 is 2 rounds instead of 1 (nobody pre-shares msb(r)); the function workloads (exp,
 reciprocal, softmax), written as products-then-truncate, pay 7-17 extra rounds. The
 bytes column is the maximum over parties: in rep3 party 2 (the mask holder) sends the
-most. Not reached yet: the issue's target of <= 0.5x semi2k-3 on every NN workload
-(LeNet: 0.93x) and the ResNet-18 / BERT-base rows (`--big`, not run on this host).
+most. ResNet-18 moves a fifth of semi2k-3's bytes. Not reached yet: the issue's target
+of <= 0.5x semi2k-3 on every NN workload (MLP 0.46-0.54x, ResNet-18 0.47x, but LeNet
+0.93x and the BERT-base layer 0.77x, whose softmax/GELU/layer-norm pay the extra rounds).
+The `--big` rows come from a separate run (`--big --only resnet18` / `--only bert`, load
+average 10.5 / 12.1).
 
 {BEGIN}
 {END}
