@@ -108,3 +108,27 @@ def test_relu_end_to_end_cost_matches_kernels():
     rounds, sent = veil.run(job, parties=2, seed=0)[0]
     assert rounds == 7
     assert sent / 500 <= 64
+
+
+def test_rep3_meets_issue_targets():
+    """Issue 12, per element and party: mul/matmul 1 round, one ring element per output;
+    fixed-point mul with truncation <= 2 rounds; MSB <= 8 rounds and <= 120 B even at
+    compare_bits = 64."""
+    def job():
+        p = current().protocol
+        out = []
+        for r in range(3):
+            mul = p.kernels["mul"].cost(n=3, rank=r, cfg=p.config, numel_x=1000, numel_y=1000)
+            mm = p.kernels["matmul"].cost(n=3, rank=r, cfg=p.config, numel_x=10**6,
+                                          numel_y=10**6, numel_z=1000)
+            fx = p.kernels["mul_trunc"].cost(n=3, rank=r, cfg=p.config, numel_x=1000,
+                                             numel_y=1000)
+            msb = p.kernels["msb"].cost(n=3, rank=r, cfg=p.config, numel=1000)
+            out.append((mul, mm, fx, msb))
+        return out
+    for cfg in (veil.Config(), veil.Config(compare_bits=64)):
+        for mul, mm, fx, msb in veil.run(job, parties=3, protocol="rep3", config=cfg)[0]:
+            assert (mul.rounds, mul.bytes_sent) == (1, 8000)
+            assert (mm.rounds, mm.bytes_sent) == (1, 8000)      # output-sized traffic
+            assert fx.rounds <= 2
+            assert msb.rounds <= 8 and msb.bytes_sent / 1000 <= 120

@@ -17,7 +17,7 @@ Kernels (per element, bytes sent by party 0 / 1 / 2; rounds):
 * mul / matmul / conv2d: local cross products z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i
   plus a PRF zero-sharing, then a reshare (party i sends z_i to i-1): 1 round, one ring
   element per *output* element per party (8/8/8).
-* trunc: exact probabilistic-free truncation with a mask only party 2 knows
+* trunc: exact truncation (no failure probability) with a mask only party 2 knows
   (r = PRG_{0,2} + PRG_{1,2}); parties 0 and 1 open c = x + 2^62 + r to each other,
   party 2 hands them 2-out-of-2 shares of msb(r) and (r mod 2^63) >> d, and they finish
   the TruncPr-with-known-MSB formula (Dalskov-Escudero-Keller 2020, as semi2k) and
