@@ -54,7 +54,6 @@ def test_every_received_message_looks_uniform_for_a_constant_secret(monkeypatch)
         for name, step in steps.items():
             phase["kernel"] = name
             step()
-        return None
 
     veil.run(job, parties=3, protocol="rep3")
     checked = {k for _, _, k, t in seen if t.numel() >= 2048}

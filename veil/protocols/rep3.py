@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ProtocolUsageError
-from ..ring import bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits, unpack_row
+from ..ring import (bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits,
+                    unpack_row)
 from .base import Protocol
 from .circuits import and_all, carry_out
 from .rep3_costs import KERNELS, masked_dtype

@@ -50,7 +50,7 @@ _FORBIDDEN = {"numpy", "item", "tolist", "__array__", "__float__", "__int__", "_
               "clamp", "clamp_", "clip", "floor", "ceil", "round", "exp", "log", "sqrt",
               "sigmoid", "tanh", "float", "double", "half", "argsort", "topk", "unique",
               "nonzero", "any", "all", "mean", "prod", "cumprod", "square", "pow", "__pow__",
-              "__rpow__", "__mod__"}
+              "__rpow__"}
 # Ops that write a constant into the share (correct only when the constant is 0), and
 # where that constant sits among the arguments.
 _VALUE_AT = {"where": (1, 2), "masked_fill": (2,), "masked_fill_": (2,), "index_fill": (3,),
