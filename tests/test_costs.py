@@ -71,6 +71,7 @@ def _measure():
 
 
 CONFIGS = {"default": veil.Config(), "exact_trunc": veil.Config(truncation="exact"),
+           "local_trunc": veil.Config(truncation="local"),
            "compare_bits_20": veil.Config(compare_bits=20, frac_bits=8),
            "compare_bits_64": veil.Config(compare_bits=64)}
 

@@ -169,8 +169,9 @@ CONFIG_CASES = ["mul", "matmul", "relu", "lt", "eq", "max_dim", "var", "abs"]
 
 
 @pytest.mark.parametrize("config", [veil.Config(truncation="exact"), veil.Config(compare_bits=64),
-                                    veil.Config(frac_bits=12, compare_bits=24)],
-                         ids=["exact_trunc", "compare64", "frac12_cmp24"])
+                                    veil.Config(frac_bits=12, compare_bits=24),
+                                    veil.Config(truncation="local")],
+                         ids=["exact_trunc", "compare64", "frac12_cmp24", "local_trunc"])
 @pytest.mark.parametrize("protocol,parties", [("semi2k", 2), ("semi2k", 3), ("rep3", 3)])
 def test_non_default_configs_match_torch(config, protocol, parties):
     def job():

@@ -141,20 +141,6 @@ column). Rounds and bytes are machine-independent and exact (`tests/test_costs.p
 times are from the shared host below and move with its load. Anchors are the figures
 quoted in the issue.
 
-Reading it: rep3 sends one ring element per *output* element of a product (semi2k opens
-two masked *inputs* to every peer), so linear layers move a third of the bytes and the
-MLP runs in about half of semi2k-3's time, in-process and as real processes. A
-fixed-point product is 2 rounds in both. rep3 is behind where a kernel needs more
-rounds than semi2k's dealer-assisted one: comparisons are 7 rounds instead of 6 (the
-mask holder knows r but not c, so c AND ~r needs a reshare) and a standalone truncation
-is 2 rounds instead of 1 (nobody pre-shares msb(r)); the function workloads (exp,
-reciprocal, softmax), written as products-then-truncate, pay 7-17 extra rounds. The
-bytes column is the maximum over parties: in rep3 party 2 (the mask holder) sends the
-most. ResNet-18 moves a fifth of semi2k-3's bytes. Not reached yet: the issue's target
-of <= 0.5x semi2k-3 on every NN workload (MLP 0.46-0.54x, ResNet-18 0.47x, but LeNet
-0.93x and the BERT-base layer 0.77x, whose softmax/GELU/layer-norm pay the extra rounds).
-The `--big` rows come from a separate run (`--big --only resnet18` / `--only bert`, load
-average 10.5 / 12.1).
 
 {BEGIN}
 {END}

@@ -45,13 +45,14 @@ def _party(w: Workload, inp: dict, box: dict):
 
 
 def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
-                 protocol: str = "semi2k") -> dict:
+                 protocol: str = "semi2k", config=None) -> dict:
     """Run ``w`` ``repeat`` times (fresh runs) and keep the fastest; counts must agree."""
     inp = w.make()
     plain_s, expected = _plain_time(w, inp)
     best = None
     for _ in range(max(1, repeat)):
-        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed, protocol=protocol)
+        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed, protocol=protocol,
+                           config=config)
         recs = [r[1] for r in results]
         if best is not None and [r["stats"] for r in recs] != [r["stats"] for r in best[1]]:
             raise RuntimeError(f"{w.name}: traffic differs between identical runs")

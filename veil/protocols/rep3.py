@@ -23,6 +23,8 @@ Kernels (per element, bytes sent by party 0 / 1 / 2; rounds):
   the TruncPr-with-known-MSB formula (Dalskov-Escudero-Keller 2020, as semi2k) and
   reshare to replicated form. 2 rounds, 16/16/16 B. Result error in {-1, 0} ulp; never
   fails while |x| < 2^62.
+  ``Config(truncation="local")`` opts into ABY3's share truncation instead: 1 round,
+  8 B from party 0 only, error <= 1 ulp but wrong with probability ~|x|/2^63.
 * mul_trunc (fixed-point product): the same, fed with the 3-out-of-3 product shares so
   the reshare round of ``mul`` is saved: 2 rounds, 16/16/32 B.
 * msb / eqz: party 2 opens c = (x + r) mod 2^w to parties 0 and 1 (r's bits are the
@@ -207,21 +209,43 @@ class Rep3(Protocol):
         return self._reshare(self._product(x, w, lambda a, b: F.conv2d(a, b, **params)))
 
     def mul_trunc(self, x, y, bits):
-        if bits == 0:
-            return self.mul(x, y)
+        if bits == 0 or self.config.truncation == "local":
+            return self.trunc(self.mul(x, y), bits)
         z = self._product(x, y, torch.mul)
         return self._trunc_parts(z, bits, fused=True)
 
     def matmul_trunc(self, x, y, bits):
-        if bits == 0:
-            return self.matmul(x, y)
+        if bits == 0 or self.config.truncation == "local":
+            return self.trunc(self.matmul(x, y), bits)
         return self._trunc_parts(self._product(x, y, torch.matmul), bits, fused=True)
 
     # -- truncation -----------------------------------------------------------------------
     def trunc(self, x, bits):
         if bits == 0:
             return x
+        if self.config.truncation == "local":
+            return self._trunc_local(self._rep(x), bits)
         return self._trunc_parts(self._rep(x), bits, fused=False)
+
+    def _trunc_local(self, x, bits):
+        """Opt-in (Config(truncation="local")): ABY3's share truncation, 1 round.
+
+        x = A + B with A = x_0 + x_1 (party 0) and B = x_2 (parties 1, 2); each side
+        shifts its part (SecureML, Mohassel-Zhang 2017), so the result is off by at most
+        1 ulp but is wrong (by ~2^(64-d)) with probability about |x| / 2^63 per element:
+        only for values known to be small. Party 0 re-shares A >> d with a PRG_{0,2} mask.
+        """
+        shape = tuple(x.shape)
+        self.comm.count_round()
+        if self.rank == 0:
+            mask = self._ring(2, shape)
+            a = (x.a + x.b) >> bits
+            # A >> d - R with R from PRG_{0,2}, unknown to party 1: uniform to it.
+            self._send(1, a - mask)
+            return RepShare(mask, a - mask)
+        if self.rank == 1:
+            return RepShare(self._recv(0, shape), -((-x.b) >> bits))
+        return RepShare(-((-x.a) >> bits), self._ring(0, shape))
 
     def _trunc_parts(self, x, bits, fused):
         """Exact truncation of x (replicated, or 3-out-of-3 when ``fused``) by 2^bits.

@@ -47,6 +47,18 @@ def _eqz_cost(n, rank, cfg, numel):
     return Cost(1 + len(plan), _open_cost(rank, cfg, numel) + sum(plan) * packed_len(numel))
 
 
+def _trunc_cost(rank, cfg, numel):
+    if cfg.truncation == "local":
+        return Cost(1, 8 * numel if rank == 0 else 0)
+    return Cost(2, 16 * numel)
+
+
+def _fused_cost(rank, cfg, numel):
+    if cfg.truncation == "local":                  # mul, then the 1-round local trunc
+        return Cost(2, 8 * numel + (8 * numel if rank == 0 else 0))
+    return Cost(2, (32 if rank == 2 else 16) * numel)
+
+
 def _to_one(rank, to, size):
     return size if to is None or rank == (to - 1) % 3 else 0
 
@@ -67,12 +79,13 @@ KERNELS = {k.name: k for k in [
     Kernel("conv2d", lambda n, rank, cfg, numel_x, numel_y, numel_z=None:
            Cost(1, 8 * _out(numel_x, numel_y, numel_z)), "reshare: 8 B per output element"),
     Kernel("mul_trunc", lambda n, rank, cfg, numel_x, numel_y, numel_z=None:
-           Cost(2, (32 if rank == 2 else 16) * _out(numel_x, numel_y, numel_z)),
+           _fused_cost(rank, cfg, _out(numel_x, numel_y, numel_z)),
            "fixed-point product, truncation fused"),
     Kernel("matmul_trunc", lambda n, rank, cfg, numel_x, numel_y, numel_z=None:
-           Cost(2, (32 if rank == 2 else 16) * _out(numel_x, numel_y, numel_z)),
+           _fused_cost(rank, cfg, _out(numel_x, numel_y, numel_z)),
            "fixed-point matmul, truncation fused"),
-    Kernel("trunc", lambda n, rank, cfg, numel: Cost(2, 16 * numel), "exact, error {-1, 0} ulp"),
+    Kernel("trunc", lambda n, rank, cfg, numel: _trunc_cost(rank, cfg, numel),
+           "exact, error {-1, 0} ulp (opt-in local: 1 round, may fail)"),
     Kernel("msb", _msb_cost),
     Kernel("eqz", _eqz_cost),
     Kernel("and_bits", lambda n, rank, cfg, numel: Cost(1, numel),
