@@ -141,7 +141,6 @@ column). Rounds and bytes are machine-independent and exact (`tests/test_costs.p
 times are from the shared host below and move with its load. Anchors are the figures
 quoted in the issue.
 
-
 {BEGIN}
 {END}
 """
