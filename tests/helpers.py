@@ -8,6 +8,9 @@ import veil
 
 PARTY_COUNTS = (2, 3, 5)
 PROTOCOLS = ("semi2k", "insecure_reference")
+# Every (protocol, parties) the suites run: the any-count protocols at each count, plus
+# the fixed-count ones (rep3: exactly 3 parties).
+PROTOCOL_GRID = tuple((p, n) for p in PROTOCOLS for n in PARTY_COUNTS) + (("rep3", 3),)
 
 
 def share_from(value: torch.Tensor, owner: int):

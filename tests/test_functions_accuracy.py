@@ -49,9 +49,11 @@ def test_relative_target_in_full_at_high_precision(name):
 
 @pytest.mark.parametrize("name", ["exp", "reciprocal", "sigmoid", "gelu", "softmax (rows of 100)",
                                   "layer_norm (768)", "log"])
-def test_target_at_three_parties(name):
+@pytest.mark.parametrize("protocol", ["semi2k", "rep3"])
+def test_target_at_three_parties(name, protocol):
     case = BY_NAME[name]
-    _check_default(case, A.measure(case, parties=3, n=_rows_n(case, 2000), seed=3))
+    _check_default(case, A.measure(case, parties=3, n=_rows_n(case, 2000), seed=3,
+                                   protocol=protocol))
 
 
 @pytest.mark.parametrize("name", ["exp", "reciprocal", "sqrt", "tanh", "silu",

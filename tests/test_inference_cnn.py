@@ -33,35 +33,36 @@ def _x(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("parties", [2, 3, 5])
-def test_mlp(parties):
+@pytest.mark.parametrize("parties,protocol", [(2, "semi2k"), (3, "semi2k"), (5, "semi2k"), (3, "rep3")])
+def test_mlp(parties, protocol):
     torch.manual_seed(0)
-    r = compare(zoo.mlp((20, 16, 16, 4)), _x(3, 20), parties=parties)
+    r = compare(zoo.mlp((20, 16, 16, 4)), _x(3, 20), parties=parties, protocol=protocol)
     assert r.max_abs_error <= ATOL
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_lenet5(parties):
+@pytest.mark.parametrize("parties,protocol", [(2, "semi2k"), (3, "semi2k"), (3, "rep3")])
+def test_lenet5(parties, protocol):
     torch.manual_seed(1)
-    r = compare(zoo.lenet5(), _x(2, 1, 28, 28), parties=parties)
+    r = compare(zoo.lenet5(), _x(2, 1, 28, 28), parties=parties, protocol=protocol)
     assert r.max_abs_error <= ATOL
 
 
-@pytest.mark.parametrize("parties,bn", [(2, "default"), (2, "random"), (3, "random")])
-def test_resnet18_cifar_small(parties, bn):
+@pytest.mark.parametrize("parties,bn,protocol", [(2, "default", "semi2k"), (2, "random", "semi2k"),
+                                                 (3, "random", "semi2k"), (3, "random", "rep3")])
+def test_resnet18_cifar_small(parties, bn, protocol):
     torch.manual_seed(2)
     net = zoo.ResNet18(width=4)
     if bn == "random":
         _randomise_bn(net)
-    r = compare(net, _x(1, 3, 16, 16), parties=parties)
+    r = compare(net, _x(1, 3, 16, 16), parties=parties, protocol=protocol)
     assert r.max_abs_error <= ATOL
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_mobilenet_v2_style(parties):
+@pytest.mark.parametrize("parties,protocol", [(2, "semi2k"), (3, "semi2k"), (3, "rep3")])
+def test_mobilenet_v2_style(parties, protocol):
     torch.manual_seed(3)
     net = _randomise_bn(zoo.mobilenet_v2(width=4))
-    r = compare(net, _x(2, 3, 16, 16), parties=parties)
+    r = compare(net, _x(2, 3, 16, 16), parties=parties, protocol=protocol)
     assert r.max_abs_error <= ATOL
 
 
@@ -121,10 +122,10 @@ class _Residual(nn.Module):
                 h.flatten()[::3])
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_residual_and_shape_ops(parties):
+@pytest.mark.parametrize("parties,protocol", [(2, "semi2k"), (3, "semi2k"), (3, "rep3")])
+def test_residual_and_shape_ops(parties, protocol):
     torch.manual_seed(5)
-    r = compare(_Residual(), _x(4, 6), parties=parties)
+    r = compare(_Residual(), _x(4, 6), parties=parties, protocol=protocol)
     assert r.max_abs_error <= ATOL
     assert isinstance(r.secure, tuple) and len(r.secure) == 2
 

@@ -28,10 +28,10 @@ def test_model_learned_something(trained):
     assert acc > 0.9, f"plaintext accuracy {acc:.3f}: the training recipe broke"
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_secure_predictions_agree_with_plaintext(trained, parties):
+@pytest.mark.parametrize("parties,protocol", [(2, "semi2k"), (3, "semi2k"), (3, "rep3")])
+def test_secure_predictions_agree_with_plaintext(trained, parties, protocol):
     model, x, y = trained
-    r = compare(model, x, parties=parties)
+    r = compare(model, x, parties=parties, protocol=protocol)
     agree = (r.secure.argmax(1) == r.plain.argmax(1)).float().mean().item()
     assert len(x) == 450
     assert agree >= 0.995, f"secure and plaintext predictions agree on {agree:.2%} only"

@@ -81,10 +81,10 @@ def test_attention(name):
     assert r.max_abs_error <= ATOL
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_transformer_encoder_layer(parties):
+@pytest.mark.parametrize("parties,protocol", [(2, "semi2k"), (3, "semi2k"), (3, "rep3")])
+def test_transformer_encoder_layer(parties, protocol):
     net = _build(lambda: zoo.transformer_encoder_layer(16, 2, 32, "gelu"))
-    r = compare(net, torch.randn(2, 6, 16, generator=_g(2)), parties=parties)
+    r = compare(net, torch.randn(2, 6, 16, generator=_g(2)), parties=parties, protocol=protocol)
     assert r.max_abs_error <= ATOL
 
 
@@ -93,18 +93,21 @@ MASK = torch.ones(2, 12, dtype=torch.long)
 MASK[1, 8:] = 0
 
 
-@pytest.mark.parametrize("parties,tokens", [(2, "one_hot"), (2, "secret_ints"), (3, "one_hot")])
-def test_bert_style_encoder_with_padding_mask(parties, tokens):
+@pytest.mark.parametrize("parties,tokens,protocol", [(2, "one_hot", "semi2k"),
+                                                     (2, "secret_ints", "semi2k"),
+                                                     (3, "one_hot", "semi2k"), (3, "one_hot", "rep3")])
+def test_bert_style_encoder_with_padding_mask(parties, tokens, protocol):
     net = _build(lambda: zoo.BertStyle(vocab=50, d=16, heads=2, ffn=32, layers=2, seq=12))
     r = compare(net, (IDS,), {"mask": MASK}, parties=parties, public_inputs=("mask",),
+                protocol=protocol,
                 token_inputs=("ids",) if tokens == "one_hot" else ())
     assert r.max_abs_error <= ATOL
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_gpt_style_decoder_causal(parties):
+@pytest.mark.parametrize("parties,protocol", [(2, "semi2k"), (3, "semi2k"), (3, "rep3")])
+def test_gpt_style_decoder_causal(parties, protocol):
     net = _build(lambda: zoo.GptStyle(vocab=50, d=16, heads=2, ffn=32, layers=2, seq=12))
-    r = compare(net, (IDS,), parties=parties, token_inputs=("ids",))
+    r = compare(net, (IDS,), parties=parties, protocol=protocol, token_inputs=("ids",))
     assert r.max_abs_error <= ATOL
 
 

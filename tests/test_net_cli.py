@@ -220,3 +220,28 @@ def test_pin_refuses_a_private_key_and_incomplete_sets(tmp_path, capsys):
 def test_bench_subcommand_is_python_m_veil_bench(capsys):
     assert main(["bench", "--only", "no such workload", "--json", "/dev/null"]) == 2
     assert "no workload matched" in capsys.readouterr().err
+
+
+def test_rep3_cluster_runs_without_starting_the_dealer(tmp_path):
+    """Multi-host rep3: each party starts with --protocol rep3 and nobody starts the
+    dealer; the cluster file still lists one (certs makes it), and it is not waited for."""
+    main(["certs", "--parties", "3", "--out", str(tmp_path), "--base-port", "0"])
+    import socket
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    path = write_cluster(tmp_path / "cluster.toml", "ca.crt",
+                         [("127.0.0.1", p, f"party{r}.crt") for r, p in enumerate(ports)],
+                         ("127.0.0.1", "dealer.crt"))
+    procs = [subprocess.Popen([sys.executable, "-m", "veil.cli", "run", "--cluster", str(path),
+                               "--party", str(r), "--protocol", "rep3",
+                               str(SCRIPTS / "net_basic.py"), "--parties", "3"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True) for r in (2, 1, 0)]
+    res = _finish(procs, timeout=90)
+    assert [r[0] for r in res] == [0, 0, 0], res
+    values = {line.split('"value": ')[1][:60] for code, out, err in res
+              for line in out.splitlines() if "RESULT" in line and '"run": 0' in line}
+    assert len(values) == 1

@@ -162,3 +162,30 @@ def test_the_real_machines_example_prints_what_the_doc_says(tmp_path):
     assert code_ == 0, err
     for r, text in said.items():
         assert f"[party {r}] {text}" in out.splitlines(), out
+
+
+def test_rep3_under_veil_run_starts_no_dealer_and_matches_in_process():
+    """`veil run -n 3 --protocol rep3`: no dealer process, the script's veil.run defaults
+    to rep3, and numbers and stats equal the in-process run's bit for bit."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import net_basic
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    local = veil.run(net_basic.job, parties=3, seed=11, protocol="rep3")
+    code, out, err, _ = veil_cmd(["run", "-n", "3", "--protocol", "rep3",
+                                  str(SCRIPTS / "net_basic.py"), "--parties", "3", "--seed", "11"])
+    assert code == 0, err
+    assert "[dealer]" not in out + err
+    net = results(out)
+    for r in range(3):
+        got = net[0, r]
+        assert got["value"] == local[r]["value"] and got["stats"] == local[r]["stats"]
+        # Offline traffic is the pairwise PRG seeds only: 16 B to each higher rank.
+        assert got["stats"]["offline_bytes_sent"] == 16 * (2 - r)
+
+
+def test_rep3_launch_refuses_other_party_counts():
+    code, _, err, _ = veil_cmd(["run", "-n", "2", "--protocol", "rep3",
+                                str(SCRIPTS / "net_basic.py")])
+    assert code != 0 and "--protocol rep3 runs with -n 3" in err

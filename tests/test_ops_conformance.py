@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import veil
-from helpers import PARTY_COUNTS, PROTOCOLS, assert_close, share_from, uniform
+from helpers import PROTOCOL_GRID, assert_close, share_from, uniform
 
 X = uniform((4, 6), seed=1)
 Y = uniform((4, 6), seed=2)
@@ -152,8 +152,7 @@ def results(protocol: str, parties: int) -> dict:
     return veil.run(_all_cases, parties=parties, protocol=protocol, seed=11)
 
 
-@pytest.mark.parametrize("parties", PARTY_COUNTS)
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol,parties", PROTOCOL_GRID)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_op_matches_torch(case, protocol, parties):
     per_party = results(protocol, parties)
@@ -170,15 +169,16 @@ CONFIG_CASES = ["mul", "matmul", "relu", "lt", "eq", "max_dim", "var", "abs"]
 
 
 @pytest.mark.parametrize("config", [veil.Config(truncation="exact"), veil.Config(compare_bits=64),
-                                    veil.Config(frac_bits=12, compare_bits=24)],
-                         ids=["exact_trunc", "compare64", "frac12_cmp24"])
-@pytest.mark.parametrize("parties", [2, 3])
-def test_non_default_configs_match_torch(config, parties):
+                                    veil.Config(frac_bits=12, compare_bits=24),
+                                    veil.Config(truncation="local")],
+                         ids=["exact_trunc", "compare64", "frac12_cmp24", "local_trunc"])
+@pytest.mark.parametrize("protocol,parties", [("semi2k", 2), ("semi2k", 3), ("rep3", 3)])
+def test_non_default_configs_match_torch(config, protocol, parties):
     def job():
         n = veil.world_size()
         secrets = {k: share_from(v, OWNERS[k] % n) for k, v in PLAIN.items()}
         return {name: CASES[name][0](secrets).reveal() for name in CONFIG_CASES}
-    got = veil.run(job, parties=parties, seed=5, config=config)[0]
+    got = veil.run(job, parties=parties, protocol=protocol, seed=5, config=config)[0]
     ulp_scale = 2.0 ** (16 - config.frac_bits)           # fewer bits: coarser results
     for name in CONFIG_CASES:
         _, torch_fn, atol = CASES[name]

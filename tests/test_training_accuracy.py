@@ -28,11 +28,12 @@ def test_logistic_regression_vertical_two_banks_matches_plaintext():
     assert acc > 0.95
 
 
-def test_mlp_horizontal_three_parties_adam_matches_plaintext():
+@pytest.mark.parametrize("protocol", ["semi2k", "rep3"])
+def test_mlp_horizontal_three_parties_adam_matches_plaintext(protocol):
     """digits, 64-32-10, rows split 3 ways, Adam; 480 training rows, 3 epochs (45 steps)."""
     parts = T.digits_parts(3, seed=0)
     parts["train"] = [(x[:160], y[:160]) for x, y in parts["train"]]
-    acc, plain, _, hist = T.run_mlp(parts, epochs=3)
+    acc, plain, _, hist = T.run_mlp(parts, epochs=3, protocol=protocol)
     assert abs(acc - plain) <= 0.015, (acc, plain)
     assert acc > 0.85
 

@@ -36,7 +36,8 @@ def _torch_train(model, opt, x, y, steps, batch, seed):
                 return model
 
 
-def _veil_train(net, make_opt, x, y, steps, batch, seed, parties=2, secret_lr=None):
+def _veil_train(net, make_opt, x, y, steps, batch, seed, parties=2, secret_lr=None,
+                protocol="semi2k"):
     def party():
         r = veil.rank()
         model = veil.nn.from_torch(net if r == 0 else None, owner=0)
@@ -57,7 +58,7 @@ def _veil_train(net, make_opt, x, y, steps, batch, seed, parties=2, secret_lr=No
                 if it == steps:
                     break
         return model.reveal_state_dict(to=0)          # discloses the trained model to party 0
-    return veil.run(party, parties=parties, seed=0)[0]
+    return veil.run(party, parties=parties, seed=0, protocol=protocol)[0]
 
 
 def _max_diff(got, model):
@@ -89,10 +90,12 @@ def test_secret_learning_rate_gives_the_same_model():
     assert _max_diff(got, want) < TOL
 
 
-def test_three_parties_with_exact_truncation():
+@pytest.mark.parametrize("protocol", ["semi2k", "rep3"])
+def test_three_parties_with_exact_truncation(protocol):
     x, y = _data(32)
     net = _mlp(2)
-    got = _veil_train(net, lambda p, lr: veil.optim.SGD(p, lr=0.05), x, y, 6, 16, 5, parties=3)
+    got = _veil_train(net, lambda p, lr: veil.optim.SGD(p, lr=0.05), x, y, 6, 16, 5, parties=3,
+                      protocol=protocol)
     want = _torch_train(net, torch.optim.SGD(net.parameters(), lr=0.05), x, y, 6, 16, 5)
     assert _max_diff(got, want) < TOL
 

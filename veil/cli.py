@@ -1,6 +1,7 @@
 """The `veil` command: run a script as real parties, make certificates, benchmark.
 
     veil run -n 3 train.py --epochs 2                  # 3 parties + dealer on this host
+    veil run -n 3 --protocol rep3 train.py             # 3 parties, no dealer (rep3)
     veil run --cluster cluster.toml --party 1 train.py # one party of a multi-host run
     veil run --cluster cluster.toml --party dealer     # the dealer of that run
     veil certs --role party1 --out keys/               # this organisation's key + cert
@@ -24,7 +25,7 @@ from .comm.netem import Network
 # Options of `veil run` that take a value; everything from the script name on is the
 # script's own command line, so `veil run -n 2 s.py -n 5` passes `-n 5` to s.py.
 _VALUED = {"-n", "--parties", "--cluster", "--party", "--key", "--timeout",
-           "--connect-timeout", "--grace", "--max-elements", "--network"}
+           "--connect-timeout", "--grace", "--max-elements", "--network", "--protocol"}
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,9 @@ def _run_parser() -> argparse.ArgumentParser:
                     "come up (default 120)")
     ap.add_argument("--grace", type=float, default=5.0, help="-n only: after a failure, "
                     "seconds the others get to report before being stopped (default 5)")
+    ap.add_argument("--protocol", help="the protocol veil.run uses by default (semi2k, "
+                    "rep3, ...); rep3 needs no dealer (-n starts none; with --cluster, start "
+                    "only the parties, each with --protocol rep3)")
     ap.add_argument("--insecure", action="store_true", help="plain TCP, NO encryption and NO "
                     "authentication: only for debugging on a trusted machine")
     ap.add_argument("--insecure-seed", action="store_true", help="honour veil.run(seed=...): "
@@ -108,13 +112,22 @@ def cmd_run(argv: list[str]) -> int:
             ap.error("--party/--key go with --cluster; -n makes its own certificates")
         if opts.parties < 2:
             ap.error(f"-n must be at least 2, got {opts.parties}")
+        if opts.protocol is not None:
+            from .protocols import get_protocol, protocol_names
+            if opts.protocol not in protocol_names():
+                ap.error(f"--protocol must be one of {protocol_names()}, got {opts.protocol!r}")
+            counts = get_protocol(opts.protocol).party_counts
+            if counts is not None and opts.parties not in counts:
+                ap.error(f"--protocol {opts.protocol} runs with -n "
+                         f"{' or '.join(map(str, counts))}, got -n {opts.parties}")
         from .net.supervisor import run_local
         if opts.insecure:
             from .net.tls import warn_insecure
             warn_insecure()
         return run_local(opts.parties, target, insecure=opts.insecure,
                          connect_timeout=opts.connect_timeout, timeout=opts.timeout,
-                         grace=opts.grace, extra_env=_insecure_env(opts))
+                         grace=opts.grace, extra_env=_insecure_env(opts),
+                         protocol=opts.protocol)
     if opts.party is None:
         ap.error("--cluster needs --party P (a rank, or 'dealer')")
     return _run_one(opts, target, ap)
@@ -143,6 +156,15 @@ def _run_one(opts, target: list[str], ap) -> int:
     if opts.timeout is not None:
         env["VEIL_TIMEOUT"] = str(opts.timeout)
     env.update(_insecure_env(opts))
+    if opts.protocol is not None:
+        from .protocols import get_protocol, protocol_names
+        if opts.protocol not in protocol_names():
+            ap.error(f"--protocol must be one of {protocol_names()}, got {opts.protocol!r}")
+        if party == "dealer" and not get_protocol(opts.protocol).needs_dealer:
+            ap.error(f"--protocol {opts.protocol} runs without a dealer: start only the parties")
+        env["VEIL_PROTOCOL"] = opts.protocol
+        if not get_protocol(opts.protocol).needs_dealer:
+            env["VEIL_NO_DEALER"] = "1"          # parties do not wait for the dealer
     # Only these flags set VEIL_* (no plain TCP from a stray VEIL_INSECURE in the shell).
     for k in [k for k in os.environ if k.startswith("VEIL_")]:
         del os.environ[k]

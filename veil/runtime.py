@@ -19,7 +19,7 @@ from .comm.limits import MAX_ELEMENTS
 from .config import Config
 from .context import PartyContext, activate
 from .errors import AbortedError, PartyError, ProtocolUsageError
-from .offline import PRG, TrustedDealerUnsafe, derived_seed, fresh_seed, serve_dealer
+from .offline import PRG, NoDealer, TrustedDealerUnsafe, derived_seed, fresh_seed, serve_dealer
 from .offline.prg import SEED_BYTES
 from .protocols import get_protocol
 
@@ -37,10 +37,12 @@ def setup_party(rank: int, n: int, comm: Communicator, protocol: str, config: Co
     Seeds travel over the (TLS or in-memory) channels in the offline phase, so the traffic
     is the same whether or not the run seed is fixed.
     """
+    cls = get_protocol(protocol)
     with comm.phase(OFFLINE):
         comm.count_round()
         dealer_seed = _seed_for(seed, "dealer", rank)
-        comm.send_bytes(n, dealer_seed)
+        if cls.needs_dealer:
+            comm.send_bytes(n, dealer_seed)
         pair = {}
         for j in range(rank + 1, n):
             pair[j] = _seed_for(seed, "pair", rank, j)
@@ -50,8 +52,9 @@ def setup_party(rank: int, n: int, comm: Communicator, protocol: str, config: Co
             if len(pair[j]) != SEED_BYTES:
                 raise PartyError(party_name(j, n), f"sent a pairwise seed of "
                                                    f"{len(pair[j])} bytes, not {SEED_BYTES}")
-    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed))
-    proto = get_protocol(protocol)(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
+    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed)) if cls.needs_dealer \
+        else NoDealer(protocol)
+    proto = cls(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
     return PartyContext(rank, n, comm, provider, proto, config)
 
 
@@ -69,12 +72,15 @@ def run_dealer(n: int, comm: Communicator, max_elements: int = MAX_ELEMENTS) -> 
 def _check_args(parties: int, protocol: str, seed) -> None:
     if not isinstance(parties, int) or not 2 <= parties <= MAX_PARTIES:
         raise ProtocolUsageError(f"parties must be an int in 2..{MAX_PARTIES}, got {parties!r}")
-    get_protocol(protocol)
+    counts = get_protocol(protocol).party_counts
+    if counts is not None and parties not in counts:
+        raise ProtocolUsageError(f"protocol {protocol!r} runs with {' or '.join(map(str, counts))}"
+                                 f" parties, got {parties}; use protocol='semi2k' for any count")
     if seed is not None and not isinstance(seed, int):
         raise ProtocolUsageError(f"seed must be an int or None, got {type(seed).__name__}")
 
 
-def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
+def run(fn: Callable, *args, parties: int = 2, protocol: str | None = None,
         seed: int | None = None, config: Config | None = None, **kwargs) -> list[Any]:
     """Run ``fn(*args, **kwargs)`` once per party; return the results in party order.
 
@@ -82,9 +88,11 @@ def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
     from the OS. A seed is a key: every mask, pairwise PRG and dealer PRG is derived from
     it, so anyone who knows it can unmask every input. In one process that gives nothing
     away (this process holds every party's data anyway); under `veil run` (real parties) it
-    is refused unless ``--insecure-seed`` is passed. ``config`` sets fixed-point and
-    protocol options (`veil.Config`). If any party raises, the others stop at their next
-    message and the error is re-raised here as a `PartyError` naming that party.
+    is refused unless ``--insecure-seed`` is passed. ``protocol`` picks the kernels
+    (``semi2k`` by default; ``rep3`` for three parties without a dealer). ``config`` sets
+    fixed-point and protocol options (`veil.Config`). If any party raises, the others stop
+    at their next message and the error is re-raised here as a `PartyError` naming that
+    party.
 
     >>> import torch, veil
     >>> def f():
@@ -95,6 +103,8 @@ def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
     (True, [3.0, -4.0])
     """
     config = config or Config()
+    # Default: semi2k, or what `veil run --protocol P` set for the scripts it launches.
+    protocol = protocol or os.environ.get("VEIL_PROTOCOL") or "semi2k"
     _check_args(parties, protocol, seed)
     if os.environ.get("VEIL_PARTY") is not None:
         from .net.launch import run_networked  # only under the `veil run` launcher
@@ -105,7 +115,8 @@ def run(fn: Callable, *args, parties: int = 2, protocol: str = "semi2k",
 
 def _run_threads(fn, args, kwargs, n, protocol, seed, config):
     abort = Abort()
-    ranks = list(range(n + 1))                              # rank n is the dealer
+    dealer = get_protocol(protocol).needs_dealer
+    ranks = list(range(n + 1 if dealer else n))             # rank n is the dealer
     channels: dict[int, dict[int, MemoryChannel]] = {r: {} for r in ranks}
     for a in ranks:
         for b in ranks:

@@ -50,7 +50,7 @@ def _scatter(g, src: torch.Tensor, shape):
     n = 1
     for d in shape:
         n *= int(d)
-    flat = torch.zeros(n + 1, dtype=torch.int64)
+    flat = proto().zeros((n + 1,))          # a share of zero, whatever the protocol's type
     flat.index_add_(0, src.reshape(-1), g.share.reshape(-1))
     return g._wrap(flat[1:].reshape(shape), g.dtype)
 
@@ -350,7 +350,7 @@ def _dilate(g, s):
     if s == (1, 1):
         return g
     n, c, h, w = g.shape
-    z = torch.zeros(n, c, (h - 1) * s[0] + 1, (w - 1) * s[1] + 1, dtype=torch.int64)
+    z = proto().zeros((n, c, (h - 1) * s[0] + 1, (w - 1) * s[1] + 1))
     z[..., ::s[0], ::s[1]] = g.share
     return g._wrap(z, g.dtype)
 

@@ -45,13 +45,13 @@ def _party(w: Workload, inp: dict, box: dict):
 
 
 def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
-                 config: veil.Config | None = None) -> dict:
+                 protocol: str = "semi2k", config: veil.Config | None = None) -> dict:
     """Run ``w`` ``repeat`` times (fresh runs) and keep the fastest; counts must agree."""
     inp = w.make()
     plain_s, expected = _plain_time(w, inp)
     best = None
     for _ in range(max(1, repeat)):
-        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed,
+        results = veil.run(_party, w, inp, {}, parties=parties, seed=seed, protocol=protocol,
                            config=config if config is not None else w.extra.get("config"))
         recs = [r[1] for r in results]
         if best is not None and [r["stats"] for r in recs] != [r["stats"] for r in best[1]]:
@@ -64,7 +64,7 @@ def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
         err = (value.double() - expected.double()).abs().max().item()
     secure_s = max(r["time"] for r in recs)
     return {
-        "workload": w.name, "group": w.group, "parties": parties,
+        "workload": w.name, "group": w.group, "parties": parties, "protocol": protocol,
         "time_s": secure_s, "plain_s": plain_s,
         "slowdown": secure_s / plain_s if plain_s > 0 else None,
         "bytes_sent_per_party": max(r["stats"]["bytes_sent"] for r in recs),

@@ -193,7 +193,7 @@ def run_logreg(parts=None, cfg=LOGREG, epochs=None, progress=False):
     return acc, plain_logreg(parts, cfg)[1], time.perf_counter() - t0, hist
 
 
-def run_mlp(parts=None, cfg=MLP, epochs=None, progress=False):
+def run_mlp(parts=None, cfg=MLP, epochs=None, progress=False, protocol="semi2k"):
     parts = parts or digits_parts(cfg["parties"], cfg["seed"])
     cfg = dict(cfg, epochs=epochs or cfg["epochs"])
 
@@ -203,7 +203,7 @@ def run_mlp(parts=None, cfg=MLP, epochs=None, progress=False):
                            metrics_to=0)
         return hist, veil.nn.evaluate(model, *test, to=0)
     t0 = time.perf_counter()
-    hist, acc = veil.run(party, parties=cfg["parties"], seed=cfg["seed"])[0]
+    hist, acc = veil.run(party, parties=cfg["parties"], seed=cfg["seed"], protocol=protocol)[0]
     return acc, plain_mlp(parts, cfg)[1], time.perf_counter() - t0, hist
 
 

@@ -37,7 +37,7 @@ class Report:
 
 def compare(model, args, kwargs=None, *, parties: int = 2, owner: int = 0,
             data_owner: int | None = None, public_inputs=(), token_inputs=(), seed=0,
-            config=None) -> Report:
+            config=None, protocol: str = "semi2k") -> Report:
     """Party ``owner`` holds ``model``; party ``data_owner`` (default: the next one) holds
     the inputs, except ``public_inputs`` that every party passes in the clear.
     ``token_inputs`` are shared with `SecureModule.share_input` (one-hot token ids).
@@ -72,7 +72,7 @@ def compare(model, args, kwargs=None, *, parties: int = 2, owner: int = 0,
         return revealed, dt, s1["bytes_sent"] - s0["bytes_sent"], s1["rounds"] - s0["rounds"], \
             t_capture
 
-    results = veil.run(job, parties=parties, seed=seed, config=config)
+    results = veil.run(job, parties=parties, seed=seed, config=config, protocol=protocol)
     got = results[data_owner][0]
     err = 0.0
     for a, b in zip(pytree.tree_leaves(got), pytree.tree_leaves(plain)):

@@ -114,9 +114,12 @@ def trunc(xs: list[torch.Tensor], bits: int) -> list[torch.Tensor]:
     return _split(proto().trunc(flat.contiguous(), bits), shapes)
 
 
-def mul(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-    """Fixed-point products (scale F each side, F result): one mul round + one trunc."""
-    return trunc(products(pairs), F())
+def mul(pairs: list[tuple[torch.Tensor, torch.Tensor]], bits: int | None = None
+        ) -> list[torch.Tensor]:
+    """Fixed-point products truncated by ``bits`` (default F: scale F each side, F
+    result), in one fused mul_trunc call."""
+    bits = F() if bits is None else bits
+    return _batched(lambda a, b: proto().mul_trunc(a, b, bits), pairs)
 
 
 def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,

@@ -157,7 +157,7 @@ OUT_OF_RANGE: list[Case] = [
 
 
 def measure(case: Case, parties: int = 2, config: Config | None = None, n: int | None = None,
-            seed: int = 0) -> dict:
+            seed: int = 0, protocol: str = "semi2k") -> dict:
     """Run ``case`` once under veil; return errors, rounds, bytes and time."""
     import veil
     cfg = config or Config()
@@ -176,7 +176,7 @@ def measure(case: Case, parties: int = 2, config: Config | None = None, n: int |
         return y.reveal(), dt, s1["rounds"] - s0["rounds"], s1["bytes_sent"] - s0["bytes_sent"]
 
     torch.set_num_threads(1)
-    res = veil.run(party, parties=parties, seed=seed, config=cfg)
+    res = veil.run(party, parties=parties, seed=seed, config=cfg, protocol=protocol)
     got = res[0][0].double()
     want = case.ref(x)
     err = (got - want).abs()

@@ -110,8 +110,7 @@ def exp_square(x: torch.Tensor) -> torch.Tensor:
         drop = max(0, math.ceil(2 * f + math.log2(top) + 1 - 61)) if i == SQUARINGS - 1 \
             else 0
         y_lo = K.trunc([y], drop)[0] if drop else y
-        (z,) = K.products([(y, y_lo)])
-        y = K.trunc([z], f - drop)[0]
+        (y,) = K.mul([(y, y_lo)], f - drop)
     return y
 
 

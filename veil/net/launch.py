@@ -117,7 +117,9 @@ class Node:
         if rank < self.n:
             fd = os.environ.get("VEIL_LISTEN_FD")
             listener = socket.socket(fileno=int(fd)) if fd else listen(cluster, rank)
-        self.hub: Hub = Connector(cluster, rank, ident, deadline, timeout).run(listener)
+        # A launch for a dealer-free protocol (`veil run --protocol rep3`) started none.
+        peers = set(range(self.n)) - {rank} if os.environ.get("VEIL_NO_DEALER") == "1" else None
+        self.hub: Hub = Connector(cluster, rank, ident, deadline, timeout, peers).run(listener)
         self._ranks = {v: k for k, v in cluster.names().items()}
         atexit.register(self.goodbye)
 
@@ -255,6 +257,12 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
         raise ProtocolUsageError("the dealer does not run user scripts: start it with "
                                  "`veil run --cluster FILE --party dealer` (no script)")
     cluster = env_cluster()
+    from ..protocols import get_protocol
+    if os.environ.get("VEIL_NO_DEALER") == "1" and get_protocol(protocol).needs_dealer:
+        raise ProtocolUsageError(
+            f"veil.run(protocol={protocol!r}) needs a dealer, but this launch started none "
+            f"(`veil run --protocol {os.environ.get('VEIL_PROTOCOL')}`); pass that protocol "
+            f"to veil.run or launch without --protocol")
     if parties != cluster.n:
         raise ProtocolUsageError(
             f"veil.run(parties={parties}) but this cluster has {cluster.n} parties "

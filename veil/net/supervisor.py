@@ -77,9 +77,13 @@ def _exit_text(code: int) -> str:
 
 def run_local(n: int, target: list[str], *, insecure: bool = False,
               connect_timeout: float | None = None, timeout: float | None = None,
-              grace: float = GRACE_S, extra_env: dict | None = None) -> int:
+              grace: float = GRACE_S, extra_env: dict | None = None,
+              protocol: str | None = None) -> int:
     """Start N parties running ``target`` (script and args, or -m module and args) and a
-    dealer; return 0 if every party succeeded, else non-zero."""
+    dealer if the protocol needs one (``protocol``: the default of the scripts' veil.run;
+    rep3 starts none); return 0 if every party succeeded, else non-zero."""
+    from ..protocols import get_protocol
+    dealer = get_protocol(protocol or "semi2k").needs_dealer
     tmp = Path(tempfile.mkdtemp(prefix="veil-run-"))        # 0700: it holds private keys
     listeners: list[socket.socket] = []
     children: list[_Child] = []
@@ -93,6 +97,10 @@ def run_local(n: int, target: list[str], *, insecure: bool = False,
         base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // (n + 1))))
         if insecure:
             base["VEIL_INSECURE"] = "1"
+        if protocol is not None:
+            base["VEIL_PROTOCOL"] = protocol
+        if not dealer:
+            base["VEIL_NO_DEALER"] = "1"
         if connect_timeout is not None:
             base["VEIL_CONNECT_TIMEOUT"] = str(connect_timeout)
         if timeout is not None:
@@ -104,8 +112,9 @@ def run_local(n: int, target: list[str], *, insecure: bool = False,
             env = dict(base, VEIL_PARTY=str(r), VEIL_KEY=str(tmp / f"party{r}.key"),
                        VEIL_LISTEN_FD=str(s.fileno()))
             children.append(_Child(f"party {r}", py + target, env, (s.fileno(),)))
-        env = dict(base, VEIL_PARTY="dealer", VEIL_KEY=str(tmp / "dealer.key"))
-        children.append(_Child("dealer", py + ["-m", "veil.net.dealer"], env))
+        if dealer:
+            env = dict(base, VEIL_PARTY="dealer", VEIL_KEY=str(tmp / "dealer.key"))
+            children.append(_Child("dealer", py + ["-m", "veil.net.dealer"], env))
         # Only the parties may hold their ports now: if one dies, its peers must see it.
         for s in listeners:
             s.close()
@@ -121,7 +130,7 @@ def run_local(n: int, target: list[str], *, insecure: bool = False,
 
 
 def _supervise(children: list[_Child], n: int, grace: float) -> int:
-    parties, dealer = children[:n], children[n]
+    parties, dealer = children[:n], children[n:]               # no dealer for rep3
     stop_at = None
     while True:
         failed = _failures(children)
@@ -129,7 +138,7 @@ def _supervise(children: list[_Child], n: int, grace: float) -> int:
             stop_at = time.monotonic() + grace
         if all(c.proc.poll() is not None for c in parties):
             # The dealer only serves parties: it exits on their goodbyes, or is told to.
-            _wait([dealer], 0.5 if failed else DEALER_EXIT_S)
+            _wait(dealer, 0.5 if failed else DEALER_EXIT_S)
             break
         if stop_at is not None and time.monotonic() > stop_at:
             break

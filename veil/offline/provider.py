@@ -19,3 +19,14 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Tell any helper process the run is over."""
+
+
+class NoDealer(Provider):
+    """The provider of protocols that make their randomness from pairwise PRGs (rep3)."""
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+
+    def get(self, kind: str, **args) -> dict[str, torch.Tensor]:
+        raise RuntimeError(f"protocol {self.protocol!r} runs without a dealer; it asked for "
+                           f"dealer material {kind!r} (a bug in the protocol)")

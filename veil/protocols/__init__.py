@@ -2,6 +2,7 @@
 
 from .base import Cost, Kernel, Protocol
 from .reference import InsecureReference
+from .rep3 import Rep3
 from .semi2k import Semi2k
 
 _PROTOCOLS: dict[str, type[Protocol]] = {}
@@ -29,6 +30,7 @@ def protocol_names() -> list[str]:
 
 register_protocol(Semi2k)
 register_protocol(InsecureReference)
+register_protocol(Rep3)
 
-__all__ = ["Cost", "Kernel", "Protocol", "Semi2k", "InsecureReference", "register_protocol",
+__all__ = ["Cost", "Kernel", "Protocol", "Semi2k", "InsecureReference", "Rep3", "register_protocol",
            "get_protocol", "protocol_names"]

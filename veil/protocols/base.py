@@ -47,6 +47,10 @@ class Protocol(ABC):
 
     name: str = "?"
     kernels: dict[str, Kernel] = {}
+    #: whether runs start a trusted dealer process/thread for this protocol
+    needs_dealer: bool = True
+    #: the party counts the protocol supports (None: any)
+    party_counts: tuple[int, ...] | None = None
 
     def __init__(self, comm: Communicator, provider: Provider, config: Config,
                  pair_prgs: dict[int, PRG]) -> None:
@@ -97,6 +101,16 @@ class Protocol(ABC):
 
     @abstractmethod
     def reveal_bits(self, bits: torch.Tensor, to: int | None = None) -> torch.Tensor | None: ...
+
+    # -- fused fixed-point products: a protocol may override to save a round -------------
+    def mul_trunc(self, x: torch.Tensor, y: torch.Tensor, bits: int) -> torch.Tensor:
+        """trunc(mul(x, y), bits); rep3 truncates inside the product's reshare."""
+        z = self.mul(x, y)
+        return self.trunc(z, bits) if bits else z
+
+    def matmul_trunc(self, x: torch.Tensor, y: torch.Tensor, bits: int) -> torch.Tensor:
+        z = self.matmul(x, y)
+        return self.trunc(z, bits) if bits else z
 
     # -- local linear kernels, shared by all additive protocols --------------------------
     def add_public(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

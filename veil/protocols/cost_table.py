@@ -26,6 +26,8 @@ _SIZES = {
     "conv2d": {"numel_x": N_ELEM, "numel_y": N_ELEM}, "msb": {"numel": N_ELEM},
     "eqz": {"numel": N_ELEM}, "and_bits": {"numel": N_ELEM}, "b2a": {"numel": N_ELEM},
     "select": {"numel": N_ELEM}, "reveal_bits": {"numel": N_ELEM},
+    "mul_trunc": {"numel_x": N_ELEM, "numel_y": N_ELEM},
+    "matmul_trunc": {"numel_x": N_ELEM, "numel_y": N_ELEM},
 }
 
 
@@ -35,13 +37,23 @@ def table() -> str:
              f"each operand), default Config; bytes sent by party 0.\n",
              "| protocol | kernel | parties | rounds | bytes sent | bytes / element |",
              "|---|---|---|---|---|---|"]
+    uneven = []
     for name in protocol_names():
         cls = get_protocol(name)
         for kernel, k in cls.kernels.items():
-            for n in (2, 3, 5):
+            for n in cls.party_counts or (2, 3, 5):
                 c = k.cost(n=n, rank=0, cfg=cfg, **_SIZES[kernel])
                 lines.append(f"| {name} | {kernel} | {n} | {c.rounds} | {c.bytes_sent:,} | "
                              f"{c.bytes_sent / N_ELEM:.2f} |")
+                per_rank = [k.cost(n=n, rank=r, cfg=cfg, **_SIZES[kernel]).bytes_sent
+                            for r in range(n)]
+                if len(set(per_rank)) > 1 and kernel not in ("share",):
+                    uneven.append(f"| {name} | {kernel} | {n} | "
+                                  f"{' / '.join(f'{b / N_ELEM:.2f}' for b in per_rank)} |")
+    if uneven:
+        lines += ["", "Kernels whose bytes differ by party (fixed roles), bytes / element sent "
+                      "by party 0 / 1 / ...:\n", "| protocol | kernel | parties | per party |",
+                  "|---|---|---|---|", *uneven]
     return "\n".join(lines) + "\n"
 
 

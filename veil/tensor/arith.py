@@ -69,8 +69,8 @@ class ArithMixin:
                 return self._select(other, dtype)
             if self._bits is not None and other._bits is not None:
                 return self._wrap_bits(proto().and_bit_elements(self._bits, other._bits))
-            z = proto().mul(*torch.broadcast_tensors(self.share, other.share))
-            return self._rescale(z, self.frac + other.frac, dtype)
+            x, y = torch.broadcast_tensors(self.share, other.share)
+            return self._product(proto().mul, proto().mul_trunc, x, y, other, dtype)
         pub = as_public(other)
         check_public(pub, factor_limit())
         if public_is_integral(pub):
@@ -93,6 +93,14 @@ class ArithMixin:
         elif have < want:
             z = z << (want - have)
         return self._wrap(z, dtype)
+
+    def _product(self, kernel, fused, x, y, other, dtype):
+        """A secret product, truncated in the same kernel when it needs truncating (the
+        protocol may save a round: rep3 truncates inside the product's reshare)."""
+        have, want = self.frac + other.frac, frac_of(dtype)
+        if have > want:
+            return self._wrap(fused(x, y, have - want), dtype)
+        return self._rescale(kernel(x, y), have, dtype)
 
     def _select(self, cond, dtype):
         """self * cond where cond holds bit shares: one round, no b2a."""
@@ -181,8 +189,8 @@ class ArithMixin:
         dtype, frac = self._binary_setup(other)
         if is_secret(other):
             _meta(torch.matmul, self, other)   # torch's shape error here, not at the dealer
-            z = proto().matmul(self.share, other.share)
-            return self._rescale(z, self.frac + other.frac, dtype)
+            return self._product(proto().matmul, proto().matmul_trunc, self.share,
+                                 other.share, other, dtype)
         pub = as_public(other)
         check_public(pub, factor_limit())
         if public_is_integral(pub):

@@ -75,5 +75,5 @@ def share_public(value, *, dtype: torch.dtype | None = None) -> SecretTensor:
     if dtype is not None:
         t = t.to(dtype)
     enc = encode(t, ctx.config.frac_bits, ctx.config.safe_bound)
-    share = enc if ctx.rank == 0 else torch.zeros_like(enc)
+    share = ctx.protocol.add_public(torch.zeros_like(enc), enc)
     return SecretTensor(share, dtype=t.dtype, frac=ctx.config.frac_bits if is_float(t.dtype) else 0)
