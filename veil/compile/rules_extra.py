@@ -1,0 +1,86 @@
+"""Lowering rules for the ops issue 10 added: scatter / scatter_add / index_add with public
+indices (local), prod (a product tree), vector norms, all / any.
+
+Each calls the SecretTensor method of the same name (veil.tensor.indexing / linalg), so
+`veil.secure` and eager code share one implementation and one cost.
+"""
+
+from __future__ import annotations
+
+from ..errors import ProtocolUsageError
+from .lowering import register_lowering, secret
+
+
+def _public_index(op, index):
+    if secret(index):
+        raise ProtocolUsageError(f"{op}: a secret index (a value computed from secret data) "
+                                 f"is not supported here; indices must be public")
+
+
+@register_lowering("aten.scatter.src", "aten.scatter.value", note="local (public index)")
+def _scatter(x, dim, index, src):
+    _public_index("aten.scatter", index)
+    if not secret(x):
+        raise ProtocolUsageError("aten.scatter: a secret src into a public tensor; share the "
+                                 "tensor first")
+    return x.scatter(dim, index, src)
+
+
+@register_lowering("aten.scatter_add.default", note="local (public index)")
+def _scatter_add(x, dim, index, src):
+    _public_index("aten.scatter_add", index)
+    base = x if secret(x) else _lift_public(src, x)
+    return base.scatter_add(dim, index, src)
+
+
+@register_lowering("aten.index_add.default", note="local (public index)")
+def _index_add(x, dim, index, source, alpha=1):
+    _public_index("aten.index_add", index)
+    base = x if secret(x) else _lift_public(source, x)
+    return base.index_add(dim, index, source, alpha=alpha)
+
+
+def _lift_public(sec, pub):
+    """A public tensor as a SecretTensor at ``sec``'s scale (party 0 holds it)."""
+    return sec._wrap(sec._lift(pub, sec.frac), sec.dtype)
+
+
+@register_lowering("aten.prod.dim_int", "aten.prod.default",
+                   note="product tree: ceil(log2 n) product rounds")
+def _prod(x, dim=None, keepdim=False, *, dtype=None):
+    return x.prod(dim, keepdim, dtype=dtype)
+
+
+@register_lowering("aten.linalg_vector_norm.default",
+                   note="p=2: products + sqrt; p=1: abs; p=inf: abs + max tree")
+def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    return x.norm(ord, dim, keepdim, dtype)
+
+
+@register_lowering("aten.any.default", "aten.any.dim", "aten.any.dims",
+                   note="sum of the bits + one equality test")
+def _any(x, dim=None, keepdim=False):
+    return x.any(dim, keepdim)
+
+
+@register_lowering("aten.all.default", "aten.all.dim", "aten.all.dims",
+                   note="count of zero bits + one equality test")
+def _all(x, dim=None, keepdim=False):
+    return x.all(dim, keepdim)
+
+
+@register_lowering("aten.index_put.default", note="local (public indices; index_add/ "
+                   "masked writes decompose to it)")
+def _index_put(x, indices, values, accumulate=False):
+    if any(secret(i) for i in indices if i is not None):
+        raise ProtocolUsageError("aten.index_put: secret indices are not supported; indices "
+                                 "must be public")
+    base = x if secret(x) else _lift_public(values, x)
+    if secret(values):
+        if values.dtype != base.dtype:
+            values = values._to_dtype(base.dtype)
+        vals = values.share
+    else:
+        vals = base._lift(values, base.frac)
+    idx = tuple(i for i in indices)
+    return base._wrap(base.share.index_put(idx, vals, accumulate), base.dtype)
