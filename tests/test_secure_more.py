@@ -36,6 +36,9 @@ MODELS = {
     "std_trace_dot_outer_kron": lambda x: x.std(1).sum() + x[:, :3].trace() +
         torch.dot(x[0], x[1]) + torch.outer(x[0], x[1]).sum() + torch.kron(x[:2, :2], x[1:, :2]).sum(),
     "all_any": lambda x: torch.stack([(x > -1).all(1), (x > 1).any(1)]).float() + (x > 0).any(),
+    "rounding": lambda x: torch.stack([x.floor(), x.ceil(), x.trunc(), (x * 4).round(), x.frac(),
+                                       x // 0.5, x % 0.75, torch.fmod(x, 0.5),
+                                       torch.div(x, 3, rounding_mode="trunc")]),
     "hardtanh": lambda x: torch.nn.functional.hardtanh(x, -0.5, 0.75),
     "losses": lambda x: torch.nn.functional.l1_loss(x, x.flip(0)) +
         torch.nn.functional.smooth_l1_loss(x, x.flip(1), beta=0.5) +

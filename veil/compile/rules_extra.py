@@ -84,3 +84,37 @@ def _index_put(x, indices, values, accumulate=False):
         vals = base._lift(values, base.frac)
     idx = tuple(i for i in indices)
     return base._wrap(base.share.index_put(idx, vals, accumulate), base.dtype)
+
+
+# -- exact rounding (veil.tensor.rounding) --------------------------------------------------------
+def _method(name):
+    def rule(x, *args, **kwargs):
+        if not secret(x):
+            raise ProtocolUsageError(f"aten.{name}: only the dividend may be secret (the "
+                                     f"exact correction needs a public divisor)")
+        return getattr(x, name)(*args, **kwargs)
+    rule.__name__ = f"_{name}"
+    return rule
+
+
+for _name, _ops in [("floor", ["aten.floor.default"]), ("ceil", ["aten.ceil.default"]),
+                    ("trunc", ["aten.trunc.default"]), ("round", ["aten.round.default"]),
+                    ("floor_divide", ["aten.floor_divide.default", "aten.floor_divide.Scalar"]),
+                    ("remainder", ["aten.remainder.Tensor", "aten.remainder.Scalar"]),
+                    ("fmod", ["aten.fmod.Tensor", "aten.fmod.Scalar"])]:
+    register_lowering(*_ops, note="exact: truncated estimate + 4 comparisons (one batch) "
+                                  "+ b2a; public divisor")(_method(_name))
+
+
+@register_lowering("aten.frac.default", note="x - trunc(x), exact")
+def _frac(x):
+    from ..tensor.rounding import frac
+    return frac(x)
+
+
+@register_lowering("aten.div.Tensor_mode", "aten.div.Scalar_mode",
+                   note="rounding_mode floor/trunc: exact, public divisor")
+def _div_mode(x, y, *, rounding_mode=None):
+    if not secret(x) or secret(y):
+        raise ProtocolUsageError("aten.div(rounding_mode=...): only the dividend may be secret")
+    return x.div(y, rounding_mode=rounding_mode)

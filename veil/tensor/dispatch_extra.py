@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ..errors import ProtocolUsageError
 from . import indexing as ix
 from . import linalg as la
+from . import rounding as rd
 from .core import is_secret
 from .dispatch import register_torch
 
@@ -57,3 +58,25 @@ register_torch([torch.diagonal], _first_secret("diagonal"))
 register_torch([torch.dot, torch.vdot, T.dot], _two(la.dot))
 register_torch([torch.outer, torch.ger, T.outer, T.ger], _two(la.outer))
 register_torch([torch.kron, T.kron], _two(la.kron))
+
+
+def _int_div(name):
+    """Binary floor_divide/remainder/fmod: the dividend must be the secret one."""
+    def op(a, b, *args, **kw):
+        if not is_secret(a):
+            raise ProtocolUsageError(f"torch.{name} by a secret divisor is not supported (the "
+                                     f"exact correction needs a public divisor)")
+        return getattr(a, name)(b, *args, **kw)
+    op.__name__ = name
+    return op
+
+
+for _n in ["floor", "ceil", "trunc", "fix"]:
+    register_torch([getattr(torch, _n)], _first_secret(_n))
+register_torch([torch.frac], lambda x, *, out=None: rd.frac(x))
+register_torch([torch.round], lambda x, *, decimals=0, out=None: x.round(decimals))
+register_torch([torch.floor_divide, T.__floordiv__, T.floor_divide], _int_div("floor_divide"))
+register_torch([torch.remainder, T.__mod__, T.remainder], _int_div("remainder"))
+register_torch([torch.fmod, T.fmod], _int_div("fmod"))
+register_torch([T.__rfloordiv__], lambda a, b: _int_div("floor_divide")(b, a))
+register_torch([T.__rmod__], lambda a, b: _int_div("remainder")(b, a))

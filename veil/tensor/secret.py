@@ -14,12 +14,13 @@ from .core import SecretBase
 from .indexing import IndexMixin
 from .inplace import InplaceMixin
 from .linalg import LinalgMixin
+from .rounding import RoundingMixin
 from .reduce import ReduceMixin
 from .shape import ShapeMixin
 
 
-class SecretTensor(AutogradMixin, InplaceMixin, IndexMixin, LinalgMixin, FunctionsMixin, ArithMixin,
-                   ReduceMixin, ShapeMixin, SecretBase):
+class SecretTensor(AutogradMixin, InplaceMixin, IndexMixin, LinalgMixin, RoundingMixin,
+                   FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
     """A tensor secret-shared among the parties, with torch-like methods.
 
     Create one with `veil.tensor`; get the value back with `reveal`.
