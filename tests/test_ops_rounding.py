@@ -20,6 +20,7 @@ X = torch.cat([_base, _base + ULP, _base - ULP,
                torch.empty(40).uniform_(-300, 300, generator=torch.Generator().manual_seed(3))])
 X = (X * 2 ** 16).round() / 2 ** 16                     # exactly representable
 I = torch.randint(-1000, 1000, (60,), generator=torch.Generator().manual_seed(4))
+IY = torch.tensor([1, -3, 1000, 7, -20000, 2]).repeat(10)
 YT = torch.tensor([0.5, -2.0, 3.0, 0.75]).repeat(X.numel() // 4 + 1)[:X.numel()]
 
 CASES = {
@@ -46,6 +47,7 @@ CASES = {
     "int_fmod": (lambda x, i: torch.fmod(i, 6), lambda x, i: torch.fmod(i, 6)),
     "int_div_trunc": (lambda x, i: torch.div(i, 4, rounding_mode="trunc"),
                       lambda x, i: torch.div(i, 4, rounding_mode="trunc")),
+    "int_floordiv_wide_divisors": (lambda x, i: i // IY, lambda x, i: i // IY),
     "int_by_float": (lambda x, i: i // 2.5, lambda x, i: i // 2.5),
     "int_floor_is_identity": (lambda x, i: torch.floor(i), lambda x, i: torch.floor(i)),
 }

@@ -12,7 +12,7 @@ x // y is floor(X / Y) with Y = y * 2^f. Steps:
    [R >= Y] + [R >= 2Y] - [R < 0] - [R < -Y] (four comparisons in one batch, one b2a);
    Q = Q1 + that, and the remainder X - Q Y is exact.
 
-Cost per element (semi2k): 2 truncations, 4 comparisons in one msb call (1 + log2 of
+Cost per element (semi2k): 2 truncations (more if a divisor tensor spans a wide range), 4 comparisons in one msb call (1 + log2 of
 compare_bits rounds) and one b2a round; round() adds a second pass for the parity and one
 equality test. The divisor must be public (a secret divisor is refused) and 4 |Y| must stay
 in the comparison range: |y| < 2^(compare_bits - 4 - frac_bits) (4096 with the defaults).
@@ -22,13 +22,15 @@ at 2 with its stated failure probability.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from ..functions.grad_rules import register_grad
 from ..ring import is_float
-from .core import as_public, current, encode_operand, frac_bits, is_secret, proto, public_frac
+from .core import as_public, current, frac_bits, is_secret, proto
 
 
 def _refuse_secret(other, what):
@@ -55,19 +57,51 @@ def _ring_divisor(y: torch.Tensor, frac: int, what: str) -> torch.Tensor:
 
 
 def _estimate(x_share: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Ring shares of about X / Y (a few units off) via one truncated public product."""
+    """Ring shares of about X / Y (a few units off) via one truncated public product.
+
+    1/Y is encoded with 17 significant bits whatever its size (public_frac would cap the
+    scale at 2F and keep only a few bits of 1/Y for a large Y); the product then carries
+    |X| 2^17, inside the ring for every X in the comparison range.
+    """
     inv = 1.0 / y.double()
-    pf = public_frac(inv)
-    return proto().trunc(x_share * encode_operand(inv, pf), pf)
+    top = inv.abs().max().item() if inv.numel() else 1.0
+    pf = 17 - math.floor(math.log2(top))
+    return proto().trunc(x_share * torch.round(inv * 2.0 ** pf).to(torch.int64), pf)
 
 
-def floor_div_ring(x_share: torch.Tensor, y: torch.Tensor):
-    """(Q, R) shares with Q = floor(X / Y), R = X - Q Y exactly, for public Y > 0."""
+def _refinements(y: torch.Tensor) -> int:
+    """Refinement steps that bring the estimate within +-2 of the quotient.
+
+    The first estimate is off by at most |X| 2^-18 Y_max / Y_min (+1 for the truncation),
+    |X| < 2^31; each refinement multiplies that by (Y_max / Y_min) 2^-18.
+    """
+    a = y.abs()
+    ratio = (a.max() / a.min()).item() if a.numel() else 1.0
+    if ratio >= 2 ** 15:
+        raise ProtocolUsageError("the divisors span more than 2^15 in magnitude; split the "
+                                 "operation by divisor size for an exact result")
+    err, steps = 2.0 ** 13 * ratio, 0
+    while err > 0.5:
+        err, steps = err * ratio * 2.0 ** -18, steps + 1
+    return steps
+
+
+def floor_div_ring(x_share: torch.Tensor, y: torch.Tensor, *, coarse=None):
+    """(Q, R) shares with Q = floor(X / Y), R = X - Q Y exactly, for public Y > 0.
+
+    ``coarse=(x_small, shift)`` with X = x_small * 2^shift makes the first estimate from
+    the smaller x_small (keeps the truncated product small when X was scaled up).
+    """
     p = proto()
     x_share, y = torch.broadcast_tensors(x_share, y)
     x_share = x_share.contiguous()
-    q = _estimate(x_share, y)
-    q = q + _estimate(x_share - q * y, y)           # refine: the remainder is small now
+    if coarse is None:
+        q = _estimate(x_share, y)
+    else:
+        small, shift = coarse
+        q = _estimate(small.expand(x_share.shape).contiguous(), y.double() / 2.0 ** shift)
+    for _ in range(_refinements(y)):                # refine: the remainder is small now
+        q = q + _estimate(x_share - q * y, y)
     r = x_share - q * y
     # public offsets go to one share only (add_public), never to every party's
     tests = torch.stack([r, p.add_public(r, y), p.add_public(r, -y), p.add_public(r, -2 * y)])
