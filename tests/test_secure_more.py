@@ -39,6 +39,12 @@ MODELS = {
     "rounding": lambda x: torch.stack([x.floor(), x.ceil(), x.trunc(), (x * 4).round(), x.frac(),
                                        x // 0.5, x % 0.75, torch.fmod(x, 0.5),
                                        torch.div(x, 3, rounding_mode="trunc")]),
+    "trig": lambda x: torch.stack([x.sin(), torch.cos(x * 3), torch.tan(x * 0.5), x.atan(),
+                                   torch.atan2(x, x.flip(0) + 0.1), x.sinh(), x.cosh(),
+                                   torch.exp2(x), torch.log2(x.abs() + 0.5),
+                                   torch.log10(x * x + 1), x.expm1(), x.abs().log1p(),
+                                   torch.logaddexp(x, x.flip(1)),
+                                   torch.pow(x.abs() + 0.5, x), torch.pow(2.0, x)]),
     "hardtanh": lambda x: torch.nn.functional.hardtanh(x, -0.5, 0.75),
     "losses": lambda x: torch.nn.functional.l1_loss(x, x.flip(0)) +
         torch.nn.functional.smooth_l1_loss(x, x.flip(1), beta=0.5) +

@@ -90,8 +90,8 @@ def _index_put(x, indices, values, accumulate=False):
 def _method(name):
     def rule(x, *args, **kwargs):
         if not secret(x):
-            raise ProtocolUsageError(f"aten.{name}: only the dividend may be secret (the "
-                                     f"exact correction needs a public divisor)")
+            raise ProtocolUsageError(f"aten.{name}: the first argument must be the secret "
+                                     f"one (a secret divisor/exponent is not supported)")
         return getattr(x, name)(*args, **kwargs)
     rule.__name__ = f"_{name}"
     return rule
@@ -118,3 +118,23 @@ def _div_mode(x, y, *, rounding_mode=None):
     if not secret(x) or secret(y):
         raise ProtocolUsageError("aten.div(rounding_mode=...): only the dividend may be secret")
     return x.div(y, rounding_mode=rounding_mode)
+
+
+# -- trigonometric / hyperbolic / log-exp variants (veil.functions.trig) ----------------------
+for _m in ["sin", "cos", "tan", "atan", "sinh", "cosh", "exp2", "log2", "log10"]:
+    register_lowering(f"aten.{_m}.default", note=f"x.{_m}() (veil.functions.trig)",
+                      needs=(_m,))(_method(_m))
+
+
+@register_lowering("aten.atan2.default", note="min/max fold + atan polynomial + 3 selects",
+                   needs=("atan2",))
+def _atan2(y, x):
+    from ..functions.trig import atan2
+    return atan2(y, x)
+
+
+@register_lowering("aten.pow.Tensor_Tensor", "aten.pow.Scalar",
+                   note="exp(y log x) for x > 0 (public base: exp(y log b))")
+def _pow_tensor(x, exponent):
+    from ..functions.trig import pow_tensor
+    return pow_tensor(x, exponent)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..autograd.mixin import AutogradMixin
 from ..functions import FunctionsMixin
+from ..functions.more_mixin import MoreFunctionsMixin
 from .arith import ArithMixin
 from .core import SecretBase
 from .indexing import IndexMixin
@@ -20,7 +21,7 @@ from .shape import ShapeMixin
 
 
 class SecretTensor(AutogradMixin, InplaceMixin, IndexMixin, LinalgMixin, RoundingMixin,
-                   FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
+                   MoreFunctionsMixin, FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
     """A tensor secret-shared among the parties, with torch-like methods.
 
     Create one with `veil.tensor`; get the value back with `reveal`.
