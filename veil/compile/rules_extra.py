@@ -138,3 +138,34 @@ def _atan2(y, x):
 def _pow_tensor(x, exponent):
     from ..functions.trig import pow_tensor
     return pow_tensor(x, exponent)
+
+
+# -- sorting network (veil.tensor.sorting) ----------------------------------------------------
+@register_lowering("aten.sort.default", "aten.sort.stable",
+                   note="odd-even merge sorting network: m(m+1)/2 stages of 1 comparison + "
+                        "1 select (m = ceil(log2 n))")
+def _sort(x, *args, stable=None, dim=-1, descending=False):
+    if args:                                  # sort.default(x, dim, descending)
+        dim = args[0]
+        descending = args[1] if len(args) > 1 else descending
+    return tuple(x.sort(dim, descending))
+
+
+@register_lowering("aten.topk.default", note="sorting network, first k")
+def _topk(x, k, dim=-1, largest=True, sorted=True):
+    return tuple(x.topk(k, dim, largest, sorted))
+
+
+@register_lowering("aten.kthvalue.default", note="sorting network, k-th")
+def _kthvalue(x, k, dim=-1, keepdim=False):
+    return tuple(x.kthvalue(k, dim, keepdim))
+
+
+@register_lowering("aten.median.default", note="sorting network, lower median")
+def _median_all(x):
+    return x.median()
+
+
+@register_lowering("aten.median.dim", note="sorting network, lower median")
+def _median_dim(x, dim, keepdim=False):
+    return tuple(x.median(dim, keepdim))

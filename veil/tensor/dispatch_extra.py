@@ -80,3 +80,6 @@ register_torch([torch.remainder, T.__mod__, T.remainder], _int_div("remainder"))
 register_torch([torch.fmod, T.fmod], _int_div("fmod"))
 register_torch([T.__rfloordiv__], lambda a, b: _int_div("floor_divide")(b, a))
 register_torch([T.__rmod__], lambda a, b: _int_div("remainder")(b, a))
+
+for _n in ["sort", "argsort", "msort", "topk", "kthvalue", "median"]:
+    register_torch([getattr(torch, _n)], _first_secret(_n))

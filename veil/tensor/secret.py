@@ -16,12 +16,13 @@ from .indexing import IndexMixin
 from .inplace import InplaceMixin
 from .linalg import LinalgMixin
 from .rounding import RoundingMixin
+from .sorting import SortMixin
 from .reduce import ReduceMixin
 from .shape import ShapeMixin
 
 
 class SecretTensor(AutogradMixin, InplaceMixin, IndexMixin, LinalgMixin, RoundingMixin,
-                   MoreFunctionsMixin, FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
+                   SortMixin, MoreFunctionsMixin, FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
     """A tensor secret-shared among the parties, with torch-like methods.
 
     Create one with `veil.tensor`; get the value back with `reveal`.
