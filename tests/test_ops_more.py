@@ -237,3 +237,19 @@ def _rounds_of(fn):
     before = veil.stats()["rounds"]
     fn(x, s)._bits
     return veil.stats()["rounds"] - before
+
+
+def test_scatter_gradient_with_a_larger_src_fills_only_the_index_corner():
+    """torch 2.13's own backward fails here (ScatterAddBackward0 shape error); veil's rule
+    gives the mathematically right answer: the gathered gradient in src's index corner."""
+    idx = torch.tensor([[1, 0], [0, 2]])
+
+    def job():
+        x = share_from(X[:3, :4], 0).requires_grad_()
+        s = share_from(Y[:3, :4], 1).requires_grad_()
+        torch.scatter_add(x, 1, idx, s).sum().backward()
+        return x.grad.reveal(), s.grad.reveal()
+    gx, gs = veil.run(job, parties=2, seed=0)[0]
+    want = torch.zeros(3, 4)
+    want[:2, :2] = 1.0
+    assert torch.equal(gx, torch.ones(3, 4)) and torch.equal(gs, want)

@@ -81,7 +81,8 @@ def test_exact_like_torch(case, protocol, parties):
 
 def test_gradients_follow_torch():
     x = torch.tensor([[-2.3, -0.4, 0.6], [1.7, 2.2, -1.1]])
-    errs = compare_grads(lambda a: (a % 0.75) + torch.fmod(a, 1.0) * 2, [x])
+    errs = compare_grads(lambda a: (a % 0.75) + torch.fmod(a, 1.0) * 2 + a.floor() * a +
+                         torch.round(a) + a.ceil() + a.trunc(), [x])
     assert errs["out"] <= 1e-3 and errs["grads"][0] <= 1e-3, errs
 
 

@@ -159,11 +159,22 @@ def scatter(x, dim, index, src, *, reduce=None):
     return x._wrap(share, x.dtype)
 
 
+def _src_grad(g, dim, idx, src):
+    """d/d src of a scatter: g gathered at the index, in the index-shaped corner of src
+    (torch reads only that corner of a larger src)."""
+    picked = g.share.gather(dim, idx)
+    if tuple(src.shape) == tuple(idx.shape):
+        return g._wrap(picked, g.dtype)
+    full = torch.zeros(tuple(src.shape), dtype=torch.int64)
+    full[tuple(slice(0, n) for n in idx.shape)] = picked
+    return g._wrap(full, g.dtype)
+
+
 @register_grad("scatter")
 def _scatter_grad(g, out, x, dim, index, src, *, reduce=None):
     idx = _index(index, "scatter")
     gx = g._wrap(g.share.scatter(dim, idx, 0), g.dtype) if _needs(x) else None
-    gs = g._map(lambda t: t.gather(dim, idx)) if _needs(src) else None
+    gs = _src_grad(g, dim, idx, src) if _needs(src) else None
     return gx, None, None, gs
 
 
@@ -178,7 +189,7 @@ def scatter_add(x, dim, index, src):
 def _scatter_add_grad(g, out, x, dim, index, src):
     idx = _index(index, "scatter_add")
     return (g if _needs(x) else None, None, None,
-            g._map(lambda t: t.gather(dim, idx)) if _needs(src) else None)
+            _src_grad(g, dim, idx, src) if _needs(src) else None)
 
 
 @differentiable("index_add")

@@ -134,6 +134,7 @@ def _floor_int(x):
     return floor_div_ring(x.share, torch.tensor(1 << x.frac))
 
 
+@differentiable("floor")
 def floor(x):
     """torch.floor, exact (see the module docstring for the cost)."""
     if not x.is_floating_point():
@@ -142,11 +143,13 @@ def floor(x):
     return _as_value(x, q, x.dtype, x.frac)
 
 
+@differentiable("ceil")
 def ceil(x):
     """torch.ceil = -floor(-x), exact."""
     return floor(-x).neg() if x.is_floating_point() else x.clone()
 
 
+@differentiable("trunc")
 def trunc(x):
     """torch.trunc (round toward zero), exact: floor for x >= 0, ceil below."""
     if not x.is_floating_point():
@@ -160,6 +163,7 @@ def frac(x):
     return x - trunc(x)
 
 
+@differentiable("round")
 def round_(x, decimals: int = 0):
     """torch.round: to the nearest integer, ties to even (as torch), exact."""
     if decimals:
@@ -177,7 +181,17 @@ def round_(x, decimals: int = 0):
     return _as_value(x, q - fix, x.dtype, x.frac)
 
 
+def _zero_grad(g, out, x, *rest):
+    # piecewise constant: zero almost everywhere, as torch's gradient is
+    return (g._wrap(torch.zeros_like(g.share), g.dtype),) + (None,) * len(rest)
+
+
+for _n in ("floor", "ceil", "trunc", "round", "floor_divide"):
+    register_grad(_n)(_zero_grad)
+
+
 # -- division with rounding, remainders ---------------------------------------------------------
+@differentiable("floor_divide")
 def floor_divide(x, other):
     """torch.floor_divide / ``x // y`` for a public divisor: exact floor(x / y)."""
     q, _, _, dtype, frac = _divide(x, other, "floor_divide")
