@@ -169,3 +169,60 @@ def _median_all(x):
 @register_lowering("aten.median.dim", note="sorting network, lower median")
 def _median_dim(x, dim, keepdim=False):
     return tuple(x.median(dim, keepdim))
+
+
+# -- eager F.conv_transpose1d/2d: the lowering's zero insertion + conv, on SecretTensors ---------
+def _ntuple(v, n):
+    return list(v) if isinstance(v, (tuple, list)) else [v] * n
+
+
+def _conv_transpose(nd):
+    def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                       dilation=1):
+        from .rules_nn import _convolution
+        if isinstance(padding, str):
+            raise ProtocolUsageError(f"conv_transpose{nd}d: string padding is not supported")
+        unbatched = len(x.shape) == nd + 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        out = _convolution(x, weight, bias, _ntuple(stride, nd), _ntuple(padding, nd),
+                           _ntuple(dilation, nd), True, _ntuple(output_padding, nd), groups)
+        return out.squeeze(0) if unbatched else out
+    conv_transpose.__name__ = f"conv_transpose{nd}d"
+    conv_transpose.__doc__ = (f"F.conv_transpose{nd}d on secret input and/or weight: zero "
+                              f"insertion + padding (local) and one conv (one product round).")
+    return conv_transpose
+
+
+def _register_eager():
+    import torch.nn.functional as F
+    from ..tensor.dispatch import register_torch
+    register_torch([F.conv_transpose1d], _conv_transpose(1))
+    register_torch([F.conv_transpose2d], _conv_transpose(2))
+
+
+_register_eager()
+
+
+# -- pooling beyond 2-d (veil.tensor.pooling) ------------------------------------------------------
+@register_lowering("aten.max_pool3d_with_indices.default",
+                   note="max tree over each window (all options); indices ride along")
+def _max_pool3d(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    from ..tensor.pooling import max_pool3d
+    return max_pool3d(x, list(kernel_size), list(stride) or None, padding, dilation, ceil_mode,
+                      return_indices=True)
+
+
+@register_lowering("aten.avg_pool3d.default", note="local window sums + 1 truncation")
+def _avg_pool3d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
+                divisor_override=None):
+    from ..tensor.pooling import avg_pool3d
+    return avg_pool3d(x, list(kernel_size), list(stride) or None, padding, ceil_mode,
+                      count_include_pad, divisor_override)
+
+
+@register_lowering("aten.adaptive_max_pool2d.default", "aten.adaptive_max_pool1d.default",
+                   note="max tree over torch's adaptive windows; indices ride along")
+def _adaptive_max_pool(x, output_size):
+    from ..tensor.pooling import adaptive_max_pool
+    return adaptive_max_pool(x, len(output_size), list(output_size), return_indices=True)

@@ -83,3 +83,18 @@ register_torch([T.__rmod__], lambda a, b: _int_div("remainder")(b, a))
 
 for _n in ["sort", "argsort", "msort", "topk", "kthvalue", "median"]:
     register_torch([getattr(torch, _n)], _first_secret(_n))
+
+# pooling with every option, conv3d (veil.tensor.pooling); F.max_pool2d with return_indices
+# reaches F.max_pool2d_with_indices
+from . import pooling as pl  # noqa: E402
+
+register_torch([F.max_pool1d, F.max_pool1d_with_indices], pl.max_pool1d)
+register_torch([F.max_pool2d_with_indices], pl.max_pool2d)
+register_torch([F.max_pool3d, F.max_pool3d_with_indices], pl.max_pool3d)
+register_torch([F.adaptive_max_pool1d, F.adaptive_max_pool1d_with_indices],
+               pl.adaptive_max_pool1d)
+register_torch([F.adaptive_max_pool2d, F.adaptive_max_pool2d_with_indices],
+               pl.adaptive_max_pool2d)
+register_torch([F.avg_pool1d], pl.avg_pool1d)
+register_torch([F.avg_pool3d], pl.avg_pool3d)
+register_torch([F.conv3d], pl.conv3d)
