@@ -68,6 +68,17 @@ class MoreFunctionsMixin:
     def logaddexp2(self, other):
         return trig.logaddexp2(self, other)
 
+    def batch_norm(self, running_mean, running_var, weight=None, bias=None,
+                   training: bool = False, momentum: float = 0.1, eps: float = 1e-5):
+        """Inference: veil.functions.normalization; training: batch statistics on shares
+        (veil.functions.batchnorm_train)."""
+        if training:
+            from .batchnorm_train import batch_norm_train
+            return batch_norm_train(self, running_mean, running_var, weight, bias, momentum,
+                                    eps)
+        return super().batch_norm(running_mean, running_var, weight, bias, training,
+                                  momentum, eps)
+
     def pow(self, exponent):
         if is_secret(exponent) or (isinstance(exponent, torch.Tensor) and exponent.numel() > 1):
             return trig.pow_tensor(self, exponent)

@@ -24,6 +24,8 @@ from .layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GEL
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .losses import BCELoss, HuberLoss, KLDivLoss, L1Loss, NLLLoss, SmoothL1Loss
 from .layers_more import CosineSimilarity, Hardtanh, LogSoftmax, ReLU6, Softmax
+from .layers_more import (AdaptiveMaxPool2d, BatchNorm1d, BatchNorm2d, BatchNorm3d, Conv1d,
+                          Embedding)
 from . import more_functional
 from .module import Module, Sequential, parameter
 from .plot import save_loss_curve
@@ -34,4 +36,6 @@ __all__ = ["Module", "Sequential", "parameter", "Linear", "Conv2d", "ReLU", "Sig
            "LayerNorm", "Dropout", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
            "functional", "utils", "from_torch", "fit", "evaluate", "History", "save_loss_curve",
            "BCELoss", "HuberLoss", "KLDivLoss", "L1Loss", "NLLLoss", "SmoothL1Loss",
-           "CosineSimilarity", "Hardtanh", "LogSoftmax", "ReLU6", "Softmax", "more_functional"]
+           "CosineSimilarity", "Hardtanh", "LogSoftmax", "ReLU6", "Softmax", "more_functional",
+           "AdaptiveMaxPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv1d",
+           "Embedding"]

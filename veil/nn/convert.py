@@ -1,7 +1,9 @@
 """`from_torch`: a trainable veil.nn model from a torch model one party holds.
 
-Supported: ``torch.nn.Sequential`` (nested too) of Linear, Conv2d, ReLU, Sigmoid, Tanh,
-GELU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, LayerNorm, Identity.
+Supported: ``torch.nn.Sequential`` (nested too) of Linear, Conv1d, Conv2d, ReLU, ReLU6,
+Hardtanh, Sigmoid, Tanh, GELU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+AdaptiveMaxPool2d, Flatten, Dropout, LayerNorm, BatchNorm1d/2d/3d (trainable: batch
+statistics in training mode), Embedding, Identity.
 A model with its own ``forward`` (anything but those layers in sequence) is refused
 with the layer's name: write it with veil.nn layers (same constructors), or use
 `veil.secure` for inference only (its captured graph has fixed input shapes and folded
@@ -57,10 +59,46 @@ def _describe(m, path: str = "model") -> dict:
     if t is torch.nn.LayerNorm:
         return {"type": "LayerNorm", "args": [list(m.normalized_shape), m.eps,
                                               m.elementwise_affine, m.bias is not None]}
+    more = _describe_more(m, t, path)
+    if more is not None:
+        return more
     raise ProtocolUsageError(
         f"{path}: {t.__module__}.{t.__qualname__} is not supported by veil.nn.from_torch "
         f"(Sequential of Linear/Conv2d/activations/pooling/Flatten/Dropout/LayerNorm). "
         f"Write the model with veil.nn layers, or use veil.secure for inference")
+
+
+def _describe_more(m, t, path):
+    """Layers of veil.nn.layers_more (issue 10)."""
+    nn = torch.nn
+    if t is nn.Conv1d:
+        if m.padding_mode != "zeros":
+            raise ProtocolUsageError(f"{path}: Conv1d padding_mode={m.padding_mode!r}; only "
+                                     f"'zeros' is supported")
+        return {"type": "Conv1d", "args": [m.in_channels, m.out_channels, m.kernel_size[0],
+                                           m.stride[0], m.padding if isinstance(m.padding, str)
+                                           else m.padding[0], m.dilation[0], m.groups,
+                                           m.bias is not None]}
+    if t is nn.ReLU6:
+        return {"type": "ReLU6"}
+    if t is nn.Hardtanh:
+        return {"type": "Hardtanh", "args": [m.min_val, m.max_val]}
+    if t in (nn.Softmax, nn.LogSoftmax):
+        return {"type": t.__name__, "args": [m.dim]}
+    if t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        return {"type": t.__name__, "args": [m.num_features, m.eps, m.momentum, m.affine,
+                                             m.track_running_stats]}
+    if t is nn.AdaptiveMaxPool2d:
+        return {"type": "AdaptiveMaxPool2d", "args": [m.output_size, m.return_indices]}
+    if t is nn.Embedding:
+        if m.max_norm is not None or m.sparse:
+            raise ProtocolUsageError(f"{path}: Embedding max_norm/sparse are not supported")
+        return {"type": "Embedding", "args": [m.num_embeddings, m.embedding_dim,
+                                              m.padding_idx]}
+    return None
+
+
+_WITH_WEIGHTS = ("Conv1d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Embedding")
 
 
 def _build(spec: dict, m, owner: int):
@@ -80,6 +118,11 @@ def _build(spec: dict, m, owner: int):
         return L.LayerNorm(shape, eps, affine, bias, owner=owner, init_from=m)
     if kind == "Dropout":
         return L.Dropout(*args)
+    from . import layers_more as LM
+    if kind in _WITH_WEIGHTS:
+        return getattr(LM, kind)(*args, owner=owner, init_from=m)
+    if hasattr(LM, kind):
+        return getattr(LM, kind)(*args)
     return getattr(L, kind)(*args)
 
 

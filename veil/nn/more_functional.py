@@ -213,3 +213,4 @@ register_torch([F.nll_loss], nll_loss)
 
 __all__ = ["hardtanh", "dropout", "l1_loss", "smooth_l1_loss", "huber_loss",
            "binary_cross_entropy", "kl_div", "nll_loss", "BCE_EPS"]
+
