@@ -30,7 +30,6 @@ from ..autograd.graph import differentiable
 from ..context import current
 from ..errors import ProtocolUsageError
 from ..tensor.core import as_public, is_secret, proto
-from ..tensor.dispatch import register_torch
 from . import _kern as K
 from . import cheb
 from .grad_rules import register_grad
