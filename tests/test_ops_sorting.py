@@ -112,6 +112,17 @@ def test_declared_rounds_one_comparison_and_one_select_per_stage():
     assert sort_rounds == stages * (cmp_rounds + 1), (sort_rounds, stages, cmp_rounds)
 
 
+def test_bytes_are_proportional_to_the_comparators():
+    def job(n):
+        x = share_from(torch.randperm(8 * n, generator=torch.Generator().manual_seed(n))
+                       .reshape(8, n).float(), 0)
+        s0 = veil.stats()["bytes_sent"]
+        x.sort(-1)
+        return veil.stats()["bytes_sent"] - s0
+    per = {n: veil.run(job, n, parties=2, seed=0)[0] / (8 * network_size(n)[1]) for n in (7, 16)}
+    assert per[7] == per[16] == 34, per             # see veil.tensor.sorting's docstring
+
+
 class _Top(torch.nn.Module):
     def __init__(self):
         super().__init__()
