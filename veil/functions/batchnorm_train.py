@@ -28,7 +28,8 @@ def batch_norm_train(x, running_mean=None, running_var=None, weight=None, bias=N
     for name, r in (("running_mean", running_mean), ("running_var", running_var)):
         if r is not None and not is_secret(r):
             raise ProtocolUsageError(f"batch_norm(training=True): {name} must be a SecretTensor "
-                                     f"(it is updated with secret batch statistics) or None")
+                                     f"(it is updated with secret batch statistics) or None; "
+                                     f"or call model.eval() to use the running statistics")
     dims = [0] + list(range(2, x.dim()))
     n = x.numel() // x.shape[1]
     if n <= 1:
