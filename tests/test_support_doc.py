@@ -25,7 +25,7 @@ def test_static_tables_are_current():
 def test_eager_table_is_current_and_every_probed_op_runs():
     results = S.probe()
     assert _section("eager") == S.eager_table(results), HINT
-    probed = [r for r in results.values() if r is not None]
+    probed = [r for r in results.values() if r is not None and r[0] != "refused"]
     assert len(probed) >= 0.85 * len(results), "the probe stopped fitting most ops"
     assert all(r[1] >= 0 for r in probed)
 

@@ -56,14 +56,16 @@ _PATTERNS = [
     lambda v: (v["x"], v["x"] > 1, 0.5), lambda v: (v["x"], (3,)),
     lambda v: (v["img"], torch.zeros(2), torch.ones(2)),
     lambda v: (v["img"][:, :, 0], v["ker"][:, :, 0]), lambda v: (v["si"], 3),
-    lambda v: (v["x"], v["row"]),
+    lambda v: (v["x"], v["row"]), lambda v: (v["vol"], v["ker3"]),
     lambda v: (v["xp"], v["x"]),                   # torch.Tensor methods: a public self
 ]
 
 
 def probe() -> dict:
-    """public name -> (pattern index, rounds, backward) measured at 2 parties."""
+    """public name -> (pattern index, rounds, backward) measured at 2 parties, or
+    ("refused", why) when every fitting pattern was refused on secret values."""
     import veil
+    from ..errors import ProtocolUsageError
     from ..tensor.dispatch import TORCH_TABLE
 
     names = {}
@@ -73,7 +75,8 @@ def probe() -> dict:
     pv = {"x": torch.rand(2, 3, generator=g) + 0.5, "y": torch.rand(2, 3, generator=g) + 0.5,
           "img": torch.rand(1, 2, 4, 4, generator=g), "ker": torch.rand(2, 2, 3, 3, generator=g),
           "si": torch.tensor([2, 0, 1]), "idx": torch.tensor([[0, 2], [1, 0]]),
-          "row": torch.tensor([2, 0])}
+          "row": torch.tensor([2, 0]), "vol": torch.rand(1, 2, 3, 4, 4, generator=g),
+          "ker3": torch.rand(2, 2, 2, 2, 2, generator=g)}
     pv["xp"] = pv["x"]
 
     def fits(fn, k) -> bool:
@@ -97,7 +100,8 @@ def probe() -> dict:
             res = None
             for k in todo[name]:
                 v = dict(pv)
-                for key, owner in [("x", 0), ("y", 1), ("img", 0), ("ker", 1), ("si", 1)]:
+                for key, owner in [("x", 0), ("y", 1), ("img", 0), ("ker", 1), ("si", 1),
+                                   ("vol", 0), ("ker3", 1)]:
                     v[key] = veil.tensor(pv[key] if me == owner else None, owner=owner)
                     if v[key].is_floating_point():
                         v[key].requires_grad_()
@@ -105,11 +109,14 @@ def probe() -> dict:
                     s0 = veil.stats()["rounds"]
                     r = fn(*_PATTERNS[k](v))
                     rounds = veil.stats()["rounds"] - s0
-                except Exception:  # noqa: BLE001 - refused on shares; try the next pattern
+                except ProtocolUsageError as exc:  # refused on shares: keep why, try the next
+                    res = ("refused", str(exc).split(";")[0].split(" (")[0][:90])
+                    continue
+                except Exception:  # noqa: BLE001 - this pattern does not fit; try the next
                     continue
                 if r is NotImplemented:
                     continue
-                res = (k, rounds, _backward(r, [v["x"], v["y"], v["img"], v["ker"]]))
+                res = (k, rounds, _backward(r, [v["x"], v["y"], v["img"], v["ker"], v["vol"]]))
                 break
             out[name] = res
         return out
@@ -139,6 +146,9 @@ def eager_table(results: dict) -> str:
         r = results[name]
         if r is None:
             rows.append(f"| `{name}` | not probed | not probed |")
+            continue
+        if r[0] == "refused":
+            rows.append(f"| `{name}` | refused on the probe: {r[1]} | - |")
             continue
         _, rounds, back = r
         cls = "local (0)" if rounds == 0 else str(rounds)
