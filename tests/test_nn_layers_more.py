@@ -127,3 +127,31 @@ def test_embedding_public_and_secret_indices():
     a, b = veil.run(job, parties=2, seed=0)[0]
     assert (a - emb(idx)).abs().max() <= 2e-5
     assert (b - emb(idx)).abs().max() <= 1e-3
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell"])
+def test_recurrent_cells_from_torch_forward_and_gradient(kind):
+    torch.manual_seed(4)
+    cell = getattr(torch.nn, kind)(3, 4)
+    xs = torch.randn(3, 2, 3, generator=G)            # 3 steps, batch 2
+
+    def run_torch():
+        h = None
+        for x in xs:
+            h = cell(x, h)
+        out = h[0] if kind == "LSTMCell" else h
+        return out
+
+    def job():
+        m = veil.nn.from_torch(cell if veil.rank() == 0 else None, owner=0)
+        h = None
+        for x in xs:
+            h = m(share_from(x, 1), h)
+        out = h[0] if kind == "LSTMCell" else h
+        out.sum().backward()
+        return out.reveal(), m.weight_hh.grad.reveal()
+    got, grad = veil.run(job, parties=2, seed=0)[0]
+    want = run_torch()
+    want.sum().backward()
+    assert (got - want.detach()).abs().max() <= 2e-3
+    assert (grad - cell.weight_hh.grad).abs().max() <= 2e-3

@@ -25,7 +25,7 @@ from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .losses import BCELoss, HuberLoss, KLDivLoss, L1Loss, NLLLoss, SmoothL1Loss
 from .layers_more import CosineSimilarity, Hardtanh, LogSoftmax, ReLU6, Softmax
 from .layers_more import (AdaptiveMaxPool2d, BatchNorm1d, BatchNorm2d, BatchNorm3d, Conv1d,
-                          Embedding)
+                          Embedding, GRUCell, LSTMCell)
 from . import more_functional
 from .module import Module, Sequential, parameter
 from .plot import save_loss_curve
@@ -38,4 +38,4 @@ __all__ = ["Module", "Sequential", "parameter", "Linear", "Conv2d", "ReLU", "Sig
            "BCELoss", "HuberLoss", "KLDivLoss", "L1Loss", "NLLLoss", "SmoothL1Loss",
            "CosineSimilarity", "Hardtanh", "LogSoftmax", "ReLU6", "Softmax", "more_functional",
            "AdaptiveMaxPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv1d",
-           "Embedding"]
+           "Embedding", "GRUCell", "LSTMCell"]

@@ -3,7 +3,8 @@
 Supported: ``torch.nn.Sequential`` (nested too) of Linear, Conv1d, Conv2d, ReLU, ReLU6,
 Hardtanh, Sigmoid, Tanh, GELU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
 AdaptiveMaxPool2d, Flatten, Dropout, LayerNorm, BatchNorm1d/2d/3d (trainable: batch
-statistics in training mode), Embedding, Identity.
+statistics in training mode), Embedding, Identity; and a bare LSTMCell or GRUCell (called
+with its state, as in torch).
 A model with its own ``forward`` (anything but those layers in sequence) is refused
 with the layer's name: write it with veil.nn layers (same constructors), or use
 `veil.secure` for inference only (its captured graph has fixed input shapes and folded
@@ -90,6 +91,8 @@ def _describe_more(m, t, path):
                                              m.track_running_stats]}
     if t is nn.AdaptiveMaxPool2d:
         return {"type": "AdaptiveMaxPool2d", "args": [m.output_size, m.return_indices]}
+    if t in (nn.LSTMCell, nn.GRUCell):
+        return {"type": t.__name__, "args": [m.input_size, m.hidden_size, m.bias]}
     if t is nn.Embedding:
         if m.max_norm is not None or m.sparse:
             raise ProtocolUsageError(f"{path}: Embedding max_norm/sparse are not supported")
@@ -98,7 +101,8 @@ def _describe_more(m, t, path):
     return None
 
 
-_WITH_WEIGHTS = ("Conv1d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Embedding")
+_WITH_WEIGHTS = ("Conv1d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Embedding",
+                 "LSTMCell", "GRUCell")
 
 
 def _build(spec: dict, m, owner: int):

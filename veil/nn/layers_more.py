@@ -176,3 +176,61 @@ class AdaptiveMaxPool2d(Module):
 
 __all__ += ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv1d", "Embedding",
             "AdaptiveMaxPool2d"]
+
+
+# -- recurrent cells ----------------------------------------------------------------------------
+class _Cell(Module):
+    _gates = 1
+    _torch = None
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 owner: int = 0, init_from=None):
+        from .layers import _shared_params
+        super().__init__()
+        self.input_size, self.hidden_size, self.bias_ = input_size, hidden_size, bias
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+        params = _shared_params(owner, lambda: type(self)._torch(input_size, hidden_size, bias),
+                                names, init_from)
+        self.weight_ih, self.weight_hh = params[0], params[1]
+        self.bias_ih, self.bias_hh = (params[2], params[3]) if bias else (None, None)
+
+    def _zeros(self, x):
+        return torch.zeros(*x.shape[:-1], self.hidden_size)
+
+    def _proj(self, x, h):
+        F_ = torch.nn.functional
+        return F_.linear(x, self.weight_ih, self.bias_ih), F_.linear(h, self.weight_hh,
+                                                                      self.bias_hh)
+
+
+class LSTMCell(_Cell):
+    """torch.nn.LSTMCell: two linear maps, 3 sigmoids and 2 tanh per step (veil.functions).
+
+    ``forward(x, (h, c))`` returns ``(h', c')``; state defaults to zeros (public)."""
+    _torch = torch.nn.LSTMCell
+
+    def forward(self, x, hx=None):
+        h, c = hx if hx is not None else (self._zeros(x), self._zeros(x))
+        gi, gh = self._proj(x, h)
+        i, f, g, o = (gi + gh).chunk(4, -1)
+        c2 = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        return o.sigmoid() * c2.tanh(), c2
+
+
+class GRUCell(_Cell):
+    """torch.nn.GRUCell: ``forward(x, h)`` returns ``h'`` (h defaults to zeros)."""
+    _torch = torch.nn.GRUCell
+
+    def forward(self, x, hx=None):
+        h = hx if hx is not None else self._zeros(x)
+        F_ = torch.nn.functional
+        gi = F_.linear(x, self.weight_ih, self.bias_ih)
+        gh = F_.linear(h, self.weight_hh, self.bias_hh)
+        ir, iz, inn = gi.chunk(3, -1)
+        hr, hz, hn = gh.chunk(3, -1)
+        r, z = (ir + hr).sigmoid(), (iz + hz).sigmoid()
+        n = (inn + r * hn).tanh()
+        return (1 - z) * n + z * h
+
+
+__all__ += ["LSTMCell", "GRUCell"]
