@@ -7,6 +7,7 @@ inputs, one lowering rule per ATen op (veil.compile.lowering.LOWERINGS).
 """
 
 from . import rules_attention, rules_elementwise, rules_nn, rules_shape  # noqa: F401  (table)
+from . import rules_extra  # noqa: F401,E402  (issue 10 ops)
 from .capture import capture
 from .graph import Graph
 from .interpreter import Interpreter, LoweringError

@@ -156,6 +156,56 @@ OUT_OF_RANGE: list[Case] = [
 ]
 
 
+def pairs(lo_a, hi_a, lo_b, hi_b, log_a=False):
+    """(n/2, 2) inputs: column 0 in [lo_a, hi_a] (log-uniform if log_a), column 1 uniform."""
+    def make(n, frac, seed):
+        r = max(1, n // 2)
+        a = (logspace(lo_a, hi_a) if log_a else linear(lo_a, hi_a))(r, frac, seed)
+        b = linear(lo_b, hi_b)(r, frac, seed + 1)
+        return torch.stack([a, b], -1)
+    return make
+
+
+def _col(fn):
+    return lambda t: fn(t[..., 0], t[..., 1])
+
+
+# Functions of issue 10 (veil.functions.trig): their own table, "More functions".
+MORE_CASES: list[Case] = [
+    Case("sin", lambda x: x.sin(), torch.sin, linear(-100, 100), "[-100, 100]", "abs", 1e-3,
+         n=20_000),
+    Case("sin, large inputs", lambda x: x.sin(), torch.sin, linear(-30000, 30000),
+         "[-30000, 30000]", "abs", 1e-3, n=20_000),
+    Case("cos", lambda x: x.cos(), torch.cos, linear(-100, 100), "[-100, 100]", "abs", 1e-3,
+         n=20_000),
+    Case("tan", lambda x: x.tan(), torch.tan, linear(-1.4, 1.4), "[-1.4, 1.4]", "rel", 1e-2,
+         lambda r: r.abs() >= 0.1, "where |tan x| >= 0.1", n=20_000),
+    Case("atan", lambda x: x.atan(), torch.atan, linear(-1000, 1000), "[-1000, 1000]", "abs",
+         1e-3, n=20_000),
+    Case("atan2", _col(lambda y, x: torch.atan2(y, x)), _col(torch.atan2),
+         pairs(-100, 100, -100, 100), "y, x in [-100, 100]", "abs", 1e-3, n=20_000),
+    Case("sinh", lambda x: x.sinh(), torch.sinh, linear(-10, 10), "[-10, 10]", "rel", 1e-3,
+         lambda r: r.abs() >= 1, "where |sinh x| >= 1", n=20_000),
+    Case("cosh", lambda x: x.cosh(), torch.cosh, linear(-10, 10), "[-10, 10]", "rel", 1e-3,
+         n=20_000),
+    Case("exp2", lambda x: x.exp2(), torch.exp2, linear(-20, 14), "[-20, 14]", "rel", 1e-3,
+         lambda r: r >= 1e-4, "where 2^x >= 1e-4", n=20_000),
+    Case("expm1", lambda x: x.expm1(), torch.expm1, linear(-16, 10), "[-16, 10]", "rel", 1e-3,
+         lambda r: r.abs() >= 0.1, "where |expm1 x| >= 0.1", n=20_000),
+    Case("log2", lambda x: x.log2(), torch.log2, logspace(1e-3, 1e4), "[1e-3, 1e4]", "abs",
+         1e-3, n=20_000),
+    Case("log10", lambda x: x.log10(), torch.log10, logspace(1e-3, 1e4), "[1e-3, 1e4]", "abs",
+         1e-3, n=20_000),
+    Case("log1p", lambda x: x.log1p(), torch.log1p, linear(-0.99, 1000), "[-0.99, 1000]",
+         "abs", 1e-3, n=20_000),
+    Case("logaddexp", _col(torch.logaddexp), _col(torch.logaddexp),
+         pairs(-20, 20, -20, 20), "a, b in [-20, 20]", "abs", 1e-3, n=20_000),
+    Case("pow, tensor exponent", _col(torch.pow), _col(torch.pow),
+         pairs(0.1, 10, -2, 2, log_a=True), "base [0.1, 10], exponent [-2, 2]", "rel", 1e-3,
+         n=20_000),
+]
+
+
 def measure(case: Case, parties: int = 2, config: Config | None = None, n: int | None = None,
             seed: int = 0, protocol: str = "semi2k") -> dict:
     """Run ``case`` once under veil; return errors, rounds, bytes and time."""
@@ -255,9 +305,35 @@ def range_table(rows_: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def more_table(default: list[dict], three: list[dict]) -> str:
+    head = ("| function | inputs | target | error, default (2 parties) | holds? | "
+            "error, 3 parties | rounds (2p) | bytes/elem (2p) | time (s), elements |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for case, d, t in zip(MORE_CASES, default, three):
+        kind = "relative" if case.metric == "rel" else "absolute"
+        tgt = f"{kind} <= {case.target:g} {case.where_text}".strip() if case.target \
+            else f"(none; {kind} error shown)"
+        holds = "" if d["meets"] is None else ("yes" if d["meets"] else "no")
+        if d["meets"] is False and d.get("holds_above"):
+            holds = f"no: only for outputs > {d['holds_above']:.2g}"
+        lines.append(f"| {case.name} | {case.domain} | {tgt} | {_fmt(d['error'])} | {holds} | "
+                     f"{_fmt(t['error'])} | {d['rounds']} | {d['bytes_per_elem']:.0f} | "
+                     f"{d['time_s']:.3f}, {d['numel']:,} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def measure_more(scale: float = 1.0) -> str:
+    for c in MORE_CASES:
+        measure(c, n=64)
+    n = [max(1000, int(c.n * scale)) for c in MORE_CASES]
+    return more_table([measure(c, n=k) for c, k in zip(MORE_CASES, n)],
+                      [measure(c, parties=3, n=k // 5) for c, k in zip(MORE_CASES, n)])
+
+
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "functions.md"
 MARKERS = {name: (f"<!-- functions:{name}:begin -->", f"<!-- functions:{name}:end -->")
-           for name in ("targets", "approx", "range")}
+           for name in ("targets", "approx", "range", "more")}
 
 
 def write_docs(tables: dict[str, str], path: pathlib.Path = DOCS) -> None:
@@ -277,7 +353,14 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", action="store_true", help="rewrite docs/functions.md's tables")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the points to use")
+    ap.add_argument("--only", choices=["more"], help="measure and write only this table")
     args = ap.parse_args(argv)
+    if args.only == "more":
+        table = measure_more(args.scale)
+        print(table)
+        if args.docs:
+            write_docs({"more": table})
+        return 0
 
     def size(c):
         return max(1000, int(c.n * args.scale))
@@ -293,6 +376,7 @@ def main(argv=None) -> int:
         "targets": target_table(default, precise, three),
         "approx": simple_table(APPROX_CASES, [measure(c, n=size(c)) for c in APPROX_CASES]),
         "range": range_table([measure(c, n=size(c) // 5) for c in OUT_OF_RANGE]),
+        "more": measure_more(args.scale),
     }
     for name, table in tables.items():
         print(f"\n## {name}\n\n{table}")

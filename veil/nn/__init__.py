@@ -22,6 +22,11 @@ from .convert import from_torch
 from .layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GELU, Identity,
                      LayerNorm, Linear, MaxPool2d, ReLU, Sigmoid, Tanh)
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .losses import BCELoss, HuberLoss, KLDivLoss, L1Loss, NLLLoss, SmoothL1Loss
+from .layers_more import CosineSimilarity, Hardtanh, LogSoftmax, ReLU6, Softmax
+from .layers_more import (AdaptiveMaxPool2d, BatchNorm1d, BatchNorm2d, BatchNorm3d, Conv1d,
+                          Embedding, GRUCell, LSTMCell)
+from . import more_functional
 from .module import Module, Sequential, parameter
 from .plot import save_loss_curve
 from .train import History, evaluate, fit
@@ -29,4 +34,8 @@ from .train import History, evaluate, fit
 __all__ = ["Module", "Sequential", "parameter", "Linear", "Conv2d", "ReLU", "Sigmoid", "Tanh",
            "GELU", "Identity", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "LayerNorm", "Dropout", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-           "functional", "utils", "from_torch", "fit", "evaluate", "History", "save_loss_curve"]
+           "functional", "utils", "from_torch", "fit", "evaluate", "History", "save_loss_curve",
+           "BCELoss", "HuberLoss", "KLDivLoss", "L1Loss", "NLLLoss", "SmoothL1Loss",
+           "CosineSimilarity", "Hardtanh", "LogSoftmax", "ReLU6", "Softmax", "more_functional",
+           "AdaptiveMaxPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv1d",
+           "Embedding", "GRUCell", "LSTMCell"]

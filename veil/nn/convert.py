@@ -1,7 +1,10 @@
 """`from_torch`: a trainable veil.nn model from a torch model one party holds.
 
-Supported: ``torch.nn.Sequential`` (nested too) of Linear, Conv2d, ReLU, Sigmoid, Tanh,
-GELU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, LayerNorm, Identity.
+Supported: ``torch.nn.Sequential`` (nested too) of Linear, Conv1d, Conv2d, ReLU, ReLU6,
+Hardtanh, Sigmoid, Tanh, GELU, Softmax, LogSoftmax, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+AdaptiveMaxPool2d, Flatten, Dropout, LayerNorm, BatchNorm1d/2d/3d (trainable: batch
+statistics in training mode), Embedding, Identity; and a bare LSTMCell or GRUCell (called
+with its state, as in torch).
 A model with its own ``forward`` (anything but those layers in sequence) is refused
 with the layer's name: write it with veil.nn layers (same constructors), or use
 `veil.secure` for inference only (its captured graph has fixed input shapes and folded
@@ -57,10 +60,45 @@ def _describe(m, path: str = "model") -> dict:
     if t is torch.nn.LayerNorm:
         return {"type": "LayerNorm", "args": [list(m.normalized_shape), m.eps,
                                               m.elementwise_affine, m.bias is not None]}
+    more = _describe_more(m, t, path)
+    if more is not None:
+        return more
     raise ProtocolUsageError(
         f"{path}: {t.__module__}.{t.__qualname__} is not supported by veil.nn.from_torch "
         f"(Sequential of Linear/Conv2d/activations/pooling/Flatten/Dropout/LayerNorm). "
         f"Write the model with veil.nn layers, or use veil.secure for inference")
+
+
+def _describe_more(m, t, path):
+    """Layers of veil.nn.layers_more (issue 10)."""
+    nn = torch.nn
+    if t is nn.Conv1d:
+        if m.padding_mode != "zeros":
+            raise ProtocolUsageError(f"{path}: Conv1d padding_mode={m.padding_mode!r}; only "
+                                     f"'zeros' is supported")
+        return {"type": "Conv1d", "args": [m.in_channels, m.out_channels, m.kernel_size[0],
+                                           m.stride[0], m.padding if isinstance(m.padding, str)
+                                           else m.padding[0], m.dilation[0], m.groups,
+                                           m.bias is not None]}
+    if t is nn.ReLU6:
+        return {"type": "ReLU6"}
+    if t is nn.Hardtanh:
+        return {"type": "Hardtanh", "args": [m.min_val, m.max_val]}
+    if t in (nn.Softmax, nn.LogSoftmax):
+        return {"type": t.__name__, "args": [m.dim]}
+    if t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        return {"type": t.__name__, "args": [m.num_features, m.eps, m.momentum, m.affine,
+                                             m.track_running_stats]}
+    if t is nn.AdaptiveMaxPool2d:
+        return {"type": "AdaptiveMaxPool2d", "args": [m.output_size, m.return_indices]}
+    if t in (nn.LSTMCell, nn.GRUCell):
+        return {"type": t.__name__, "args": [m.input_size, m.hidden_size, m.bias]}
+    if t is nn.Embedding:
+        if m.max_norm is not None or m.sparse:
+            raise ProtocolUsageError(f"{path}: Embedding max_norm/sparse are not supported")
+        return {"type": "Embedding", "args": [m.num_embeddings, m.embedding_dim,
+                                              m.padding_idx]}
+    return None
 
 
 # -- the receiving side: a peer's description is untrusted input --------------------------
@@ -94,6 +132,8 @@ def _float(lo, hi):
     return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
 
 
+_BN = (_int(1), _float(1e-12, 1.0), _opt(_float(0.0, 1.0)), _is_bool, _is_bool)
+
 _ARGS = {
     "ReLU": (), "Sigmoid": (), "Tanh": (), "Identity": (),
     "Linear": (_int(1), _int(1), _is_bool),
@@ -109,6 +149,17 @@ _ARGS = {
     "Dropout": (_float(0.0, 1.0),),
     "LayerNorm": (lambda v: isinstance(v, list) and 0 < len(v) <= 8 and all(map(_int(1), v)),
                   _float(1e-12, 1.0), _is_bool, _is_bool),
+    # veil.nn.layers_more (issue 10)
+    "Conv1d": (_int(1), _int(1), _int(1), _int(1), lambda v: v in ("same", "valid") or
+               _int(0)(v), _int(1), _int(1), _is_bool),
+    "ReLU6": (),
+    "Hardtanh": (_float(-1e4, 1e4), _float(-1e4, 1e4)),
+    "Softmax": (_opt(_int(-16, 16)),), "LogSoftmax": (_opt(_int(-16, 16)),),
+    "BatchNorm1d": _BN, "BatchNorm2d": _BN, "BatchNorm3d": _BN,
+    "AdaptiveMaxPool2d": (lambda v: _int(1)(v) or (isinstance(v, list) and len(v) == 2 and
+                                                     all(_opt(_int(1))(x) for x in v)), _is_bool),
+    "LSTMCell": (_int(1), _int(1), _is_bool), "GRUCell": (_int(1), _int(1), _is_bool),
+    "Embedding": (_int(1), _int(1), _opt(_int(-_MAX_SIZE, _MAX_SIZE))),
 }
 
 
@@ -123,6 +174,14 @@ def _weights(kind: str, args: list) -> int:
         for d in args[0]:
             n *= d
         return 2 * n
+    if kind == "Conv1d":
+        return args[1] * (args[0] // args[6]) * args[2] + args[1]
+    if kind.startswith("BatchNorm"):
+        return 4 * args[0]
+    if kind in ("LSTMCell", "GRUCell"):
+        return (4 if kind == "LSTMCell" else 3) * args[1] * (args[0] + args[1] + 2)
+    if kind == "Embedding":
+        return args[0] * args[1]
     return 0
 
 
@@ -173,10 +232,18 @@ def _build(spec: dict, m, owner: int):
     if kind == "LayerNorm":
         shape, eps, affine, bias = args
         return L.LayerNorm(shape, eps, affine, bias, owner=owner, init_from=m)
+    from . import layers_more as LM
     builders = {"ReLU": L.ReLU, "Sigmoid": L.Sigmoid, "Tanh": L.Tanh, "Identity": L.Identity,
                 "GELU": L.GELU, "MaxPool2d": L.MaxPool2d, "AvgPool2d": L.AvgPool2d,
                 "AdaptiveAvgPool2d": L.AdaptiveAvgPool2d, "Flatten": L.Flatten,
-                "Dropout": L.Dropout}
+                "Dropout": L.Dropout, "ReLU6": LM.ReLU6, "Hardtanh": LM.Hardtanh,
+                "Softmax": LM.Softmax, "LogSoftmax": LM.LogSoftmax,
+                "AdaptiveMaxPool2d": LM.AdaptiveMaxPool2d}
+    with_weights = {"Conv1d": LM.Conv1d, "BatchNorm1d": LM.BatchNorm1d,
+                    "BatchNorm2d": LM.BatchNorm2d, "BatchNorm3d": LM.BatchNorm3d,
+                    "Embedding": LM.Embedding, "LSTMCell": LM.LSTMCell, "GRUCell": LM.GRUCell}
+    if kind in with_weights:
+        return with_weights[kind](*[_pairs(a) for a in args], owner=owner, init_from=m)
     return builders[kind](*[_pairs(a) for a in args])
 
 

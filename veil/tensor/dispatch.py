@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..errors import ProtocolUsageError
 from .arith import where
 from .core import as_public, is_secret
-from . import nn_ops
+from . import nn_ops, pooling
 from .shape import cat, stack
 
 
@@ -118,8 +118,8 @@ _register([torch.minimum], lambda a, b: a.minimum(b) if is_secret(a) else b.mini
 _register([F.conv2d], nn_ops.conv2d)
 _register([F.conv1d], nn_ops.conv1d)
 _register([F.linear], nn_ops.linear)
-_register([F.max_pool2d], nn_ops.max_pool2d)
-_register([F.avg_pool2d], nn_ops.avg_pool2d)
+_register([F.max_pool2d], pooling.max_pool2d)      # every option (ceil_mode, indices, ...)
+_register([F.avg_pool2d], pooling.avg_pool2d)      # ceil_mode too
 _register([F.adaptive_avg_pool2d], nn_ops.adaptive_avg_pool2d)
 _register([F.pad], nn_ops.pad)
 for _name in ["neg", "abs", "sign", "square", "pow", "sum", "mean", "var", "argmax", "argmin",

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from ..autograd.mixin import AutogradMixin
 from ..functions import FunctionsMixin
+from ..functions.more_mixin import MoreFunctionsMixin
 from .arith import ArithMixin
 from .core import SecretBase
+from .indexing import IndexMixin
+from .inplace import InplaceMixin
+from .linalg import LinalgMixin
+from .rounding import RoundingMixin
+from .sorting import SortMixin
 from .reduce import ReduceMixin
 from .shape import ShapeMixin
 
 
-class SecretTensor(AutogradMixin, FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
+class SecretTensor(AutogradMixin, InplaceMixin, IndexMixin, LinalgMixin, RoundingMixin,
+                   SortMixin, MoreFunctionsMixin, FunctionsMixin, ArithMixin, ReduceMixin, ShapeMixin, SecretBase):
     """A tensor secret-shared among the parties, with torch-like methods.
 
     Create one with `veil.tensor`; get the value back with `reveal`.
@@ -61,3 +68,6 @@ class SecretTensor(AutogradMixin, FunctionsMixin, ArithMixin, ReduceMixin, Shape
     def pad(self, pad, mode="constant", value=0.0):
         from .nn_ops import pad as pad_fn
         return pad_fn(self, pad, mode, value)
+
+
+from . import dispatch_extra  # noqa: E402,F401  (registers indexing/linalg torch callables)
