@@ -88,13 +88,24 @@ for _n in ["sort", "argsort", "msort", "topk", "kthvalue", "median"]:
 # reaches F.max_pool2d_with_indices
 from . import pooling as pl  # noqa: E402
 
-register_torch([F.max_pool1d, F.max_pool1d_with_indices], pl.max_pool1d)
-register_torch([F.max_pool2d_with_indices], pl.max_pool2d)
-register_torch([F.max_pool3d, F.max_pool3d_with_indices], pl.max_pool3d)
-register_torch([F.adaptive_max_pool1d, F.adaptive_max_pool1d_with_indices],
-               pl.adaptive_max_pool1d)
-register_torch([F.adaptive_max_pool2d, F.adaptive_max_pool2d_with_indices],
-               pl.adaptive_max_pool2d)
+def _with_indices(fn):
+    """torch's *_with_indices functions always return (values, indices)."""
+    def run(*args, **kwargs):
+        kwargs["return_indices"] = True
+        return fn(*args, **kwargs)
+    return run
+
+
+register_torch([F.max_pool1d], pl.max_pool1d)
+register_torch([F.max_pool3d], pl.max_pool3d)
+register_torch([F.adaptive_max_pool1d], pl.adaptive_max_pool1d)
+register_torch([F.adaptive_max_pool2d], pl.adaptive_max_pool2d)
+for _plain, _fn in [(F.max_pool1d_with_indices, pl.max_pool1d),
+                    (F.max_pool2d_with_indices, pl.max_pool2d),
+                    (F.max_pool3d_with_indices, pl.max_pool3d),
+                    (F.adaptive_max_pool1d_with_indices, pl.adaptive_max_pool1d),
+                    (F.adaptive_max_pool2d_with_indices, pl.adaptive_max_pool2d)]:
+    register_torch([_plain], _with_indices(_fn))
 register_torch([F.avg_pool1d], pl.avg_pool1d)
 register_torch([F.avg_pool3d], pl.avg_pool3d)
 register_torch([F.conv3d], pl.conv3d)

@@ -111,7 +111,7 @@ def trace(x):
 
 
 def _rows(v, shape):
-    return v.reshape(*shape) if is_secret(v) else as_public(v).reshape(*shape)
+    return v.reshape(tuple(shape)) if is_secret(v) else as_public(v).reshape(tuple(shape))
 
 
 def _mm(a, b):
@@ -141,7 +141,7 @@ def kron(a, b):
     ai = _rows(a, [s for d in sa for s in (d, 1)])
     bi = _rows(b, [s for d in sb for s in (1, d)])
     out = ai * bi if is_secret(ai) else bi * ai
-    return out.reshape(*[x * y for x, y in zip(sa, sb)])
+    return out.reshape(tuple(x * y for x, y in zip(sa, sb)))
 
 
 class LinalgMixin:
