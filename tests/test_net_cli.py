@@ -237,7 +237,7 @@ def test_rep3_cluster_runs_without_starting_the_dealer(tmp_path):
                          ("127.0.0.1", "dealer.crt"))
     procs = [subprocess.Popen([sys.executable, "-m", "veil.cli", "run", "--cluster", str(path),
                                "--party", str(r), "--protocol", "rep3",
-                               str(SCRIPTS / "net_basic.py"), "--parties", "3"],
+                               str(SCRIPTS / "net_basic.py"), "--parties", "3", "--no-seed"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True) for r in (2, 1, 0)]
     res = _finish(procs, timeout=90)

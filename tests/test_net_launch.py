@@ -173,7 +173,7 @@ def test_rep3_under_veil_run_starts_no_dealer_and_matches_in_process():
     finally:
         sys.path.remove(str(SCRIPTS))
     local = veil.run(net_basic.job, parties=3, seed=11, protocol="rep3")
-    code, out, err, _ = veil_cmd(["run", "-n", "3", "--protocol", "rep3",
+    code, out, err, _ = veil_cmd(["run", "-n", "3", "--protocol", "rep3", "--insecure-seed",
                                   str(SCRIPTS / "net_basic.py"), "--parties", "3", "--seed", "11"])
     assert code == 0, err
     assert "[dealer]" not in out + err

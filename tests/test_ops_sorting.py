@@ -120,7 +120,8 @@ def test_bytes_are_proportional_to_the_comparators():
         x.sort(-1)
         return veil.stats()["bytes_sent"] - s0
     per = {n: veil.run(job, n, parties=2, seed=0)[0] / (8 * network_size(n)[1]) for n in (7, 16)}
-    assert per[7] == per[16] == 34, per             # see veil.tensor.sorting's docstring
+    # 22.25 B for the 33-bit comparison + 16.25 B for the select (veil.tensor.sorting)
+    assert per[7] == per[16] == 38.5, per
 
 
 class _Top(torch.nn.Module):

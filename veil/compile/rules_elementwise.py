@@ -153,24 +153,24 @@ def _xor(a, b):
 
 
 # Bitwise ops keep torch's meaning: on bool data they are the logical ops; on integers
-# SecretTensor's operators decide (bitwise where veil computes them, refused otherwise)
+# SecretTensor's operators decide (~ is exact on integers; & | ^ on integers are refused)
 # — never a logical result for integer data.
 @register_lowering("aten.bitwise_not.default", note="bool: local; int: -x - 1 (local)")
 def _bitwise_not(x):
     return ~x
 
 
-@register_lowering("aten.bitwise_and.Tensor", note="bool: 1 round; int: see SecretTensor &")
+@register_lowering("aten.bitwise_and.Tensor", note="bool: 1 round; int: refused")
 def _bitwise_and(a, b):
     return a & b if secret(a) else b & a
 
 
-@register_lowering("aten.bitwise_or.Tensor", note="bool: 1 round; int: see SecretTensor |")
+@register_lowering("aten.bitwise_or.Tensor", note="bool: 1 round; int: refused")
 def _bitwise_or(a, b):
     return a | b if secret(a) else b | a
 
 
-@register_lowering("aten.bitwise_xor.Tensor", note="bool: local; int: see SecretTensor ^")
+@register_lowering("aten.bitwise_xor.Tensor", note="bool: local; int: refused")
 def _bitwise_xor(a, b):
     return a ^ b if secret(a) else b ^ a
 

@@ -121,7 +121,8 @@ def _is_bool(v):
 def _ints(n, lo=0):
     """an int, or a list of ``n`` ints (a kernel size, stride, padding ...)"""
     one = _int(lo)
-    return lambda v: one(v) or (isinstance(v, list) and len(v) == n and all(map(one, v)))
+    return lambda v: one(v) or (isinstance(v, (list, tuple)) and len(v) == n and
+                                 all(map(one, v)))
 
 
 def _opt(check):
@@ -130,6 +131,12 @@ def _opt(check):
 
 def _float(lo, hi):
     return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _out_size(v):
+    """an adaptive pool's output size: an int, or two ints (None keeps that side)"""
+    return _int(1)(v) or (isinstance(v, (list, tuple)) and len(v) == 2 and
+                          all(_opt(_int(1))(x) for x in v))
 
 
 _BN = (_int(1), _float(1e-12, 1.0), _opt(_float(0.0, 1.0)), _is_bool, _is_bool)
@@ -143,11 +150,11 @@ _ARGS = {
     "MaxPool2d": (_ints(2, 1), _opt(_ints(2, 1)), _ints(2), _ints(2, 1)),
     "AvgPool2d": (_ints(2, 1), _opt(_ints(2, 1)), _ints(2), _is_bool, _is_bool,
                   _opt(_int(1))),
-    "AdaptiveAvgPool2d": (lambda v: _int(1)(v) or (isinstance(v, list) and len(v) == 2 and
-                                                     all(_opt(_int(1))(x) for x in v)),),
+    "AdaptiveAvgPool2d": (_out_size,),
     "Flatten": (_int(-16, 16), _int(-16, 16)),
     "Dropout": (_float(0.0, 1.0),),
-    "LayerNorm": (lambda v: isinstance(v, list) and 0 < len(v) <= 8 and all(map(_int(1), v)),
+    "LayerNorm": (lambda v: isinstance(v, (list, tuple)) and 0 < len(v) <= 8 and
+                  all(map(_int(1), v)),
                   _float(1e-12, 1.0), _is_bool, _is_bool),
     # veil.nn.layers_more (issue 10)
     "Conv1d": (_int(1), _int(1), _int(1), _int(1), lambda v: v in ("same", "valid") or
@@ -156,8 +163,7 @@ _ARGS = {
     "Hardtanh": (_float(-1e4, 1e4), _float(-1e4, 1e4)),
     "Softmax": (_opt(_int(-16, 16)),), "LogSoftmax": (_opt(_int(-16, 16)),),
     "BatchNorm1d": _BN, "BatchNorm2d": _BN, "BatchNorm3d": _BN,
-    "AdaptiveMaxPool2d": (lambda v: _int(1)(v) or (isinstance(v, list) and len(v) == 2 and
-                                                     all(_opt(_int(1))(x) for x in v)), _is_bool),
+    "AdaptiveMaxPool2d": (_out_size, _is_bool),
     "LSTMCell": (_int(1), _int(1), _is_bool), "GRUCell": (_int(1), _int(1), _is_bool),
     "Embedding": (_int(1), _int(1), _opt(_int(-_MAX_SIZE, _MAX_SIZE))),
 }

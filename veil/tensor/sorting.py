@@ -11,7 +11,7 @@ Cost for a row of n (N = n rounded up to a power of two, m = log2 N):
 m (m + 1) / 2 stages, each 1 comparison round trip (1 + ceil(log2(compare_bits - 1))
 rounds at 2 parties) + 1 select round; comparators: at most (m^2 - m + 4) N / 4 - 1
 (`network_size` gives the exact count). Bytes are proportional to the comparators:
-measured 34 bytes per comparator per party at 2 parties (the comparison, then the select
+measured 38.5 bytes per comparator per party at 2 parties (the comparison, then the select
 moving value and index together), 68 at 3 (semi2k, compare_bits = 32). A row of 64:
 21 stages, 543 comparators, 147 rounds at 2 parties.
 
