@@ -1,0 +1,39 @@
+"""Polynomial stand-ins for activations: least-squares fits over a stated range.
+
+veil's MPC approximation tables (veil/functions) are piecewise and comparison-based, which
+CKKS cannot evaluate; here every activation becomes one polynomial. The fit is a
+Chebyshev least-squares fit of ``f(R u)`` on ``u`` in [-1, 1], where ``R`` is the input
+range: the compiler divides the preceding affine layer by ``R`` so the polynomial's
+input, and every power of it, stays in [-1, 1] (no blow-up of ``x^k``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.polynomial import chebyshev as C
+
+FUNCTIONS = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "gelu": lambda x: 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0))),
+    "tanh": np.tanh,
+    "square": lambda x: x * x,
+}
+# Default degrees: sigmoid/tanh are smooth (error falls geometrically with the degree);
+# ReLU/GELU have a kink (or nearly) and a low degree is the usual trade (CryptoNets-style).
+DEFAULT_DEGREE = {"sigmoid": 15, "tanh": 15, "relu": 4, "gelu": 4, "square": 2}
+
+
+def fit(name: str, r: float, degree: int) -> tuple[np.ndarray, float]:
+    """Power-basis coefficients of the fit of ``f(r u)``, and its max error on [-r, r]."""
+    f = FUNCTIONS[name]
+    u = np.cos(np.pi * (np.arange(4 * degree + 64) + 0.5) / (4 * degree + 64))
+    cheb = C.chebfit(u, f(r * u), degree)
+    coeffs = C.cheb2poly(cheb)
+    # Odd/even functions give exact zeros in exact arithmetic; keep them zero.
+    coeffs[np.abs(coeffs) < 1e-12 * np.abs(coeffs).max()] = 0.0
+    grid = np.linspace(-1, 1, 4001)
+    err = float(np.max(np.abs(np.polynomial.polynomial.polyval(grid, coeffs) - f(r * grid))))
+    return coeffs, err
