@@ -1,0 +1,187 @@
+"""`python -m veil.bench --group he`: CKKS encrypted inference (veil.he), docs/he.md.
+
+Models (trained here, deterministic): logistic regression and a small MLP (x^2 hidden
+activation) on scikit-learn's breast_cancer ("credit scoring" stand-in: 30 features, a
+yes/no decision); the TenSEAL tutorial ConvNet (conv 7x7 stride 3 -> x^2 -> fc 64 -> x^2
+-> fc 10) on scikit-learn's 8x8 digits upscaled to 28x28. Each runs as the real two-party
+flow (veil.run, client party 0, server party 1); the table gives per-query latency (client
+encrypt + server evaluate + client decrypt, keys set up beforehand), accuracy vs plaintext
+torch, bytes each way, levels, and the same model under veil's MPC (veil.secure, semi2k).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+
+import veil
+
+
+def _credit():
+    from sklearn.datasets import load_breast_cancer
+    d = load_breast_cancer()
+    x = torch.tensor(d.data, dtype=torch.float32)
+    y = torch.tensor(d.target, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(x), generator=g)
+    x, y = x[perm], y[perm]
+    mean, std = x[:400].mean(0), x[:400].std(0)
+    return (x - mean) / std, y
+
+
+def _fit(model, x, y, loss_fn, epochs=200, lr=0.05):
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+def credit_models():
+    x, y = _credit()
+    bce = lambda p, t: torch.nn.functional.binary_cross_entropy(p.squeeze(1), t)  # noqa
+    torch.manual_seed(0)
+    logreg = _fit(torch.nn.Sequential(torch.nn.Linear(30, 1), torch.nn.Sigmoid()),
+                  x[:400], y[:400], bce)
+    from veil.he import Square
+    torch.manual_seed(0)
+    mlp = _fit(torch.nn.Sequential(torch.nn.Linear(30, 8), Square(), torch.nn.Linear(8, 1),
+                                   torch.nn.Sigmoid()), x[:400], y[:400], bce, lr=0.01)
+    return x, y, logreg, mlp
+
+
+def digits_cnn():
+    from sklearn.datasets import load_digits
+    from veil.he import Square
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+    x = torch.nn.functional.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
+    y = torch.tensor(d.target)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 7, stride=3), torch.nn.Flatten(),
+                                Square(), torch.nn.Linear(256, 64), Square(),
+                                torch.nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.003)
+    for _ in range(8):
+        for i in range(0, 1500, 64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64]).backward()
+            opt.step()
+    return x, y, model.eval()
+
+
+def _he_run(model, calib, queries, layout):
+    """Two-party veil.he run; returns outputs, per-query seconds, stats, plan."""
+    import veil.he as he
+
+    def job():
+        if veil.rank() == 1:
+            plan = he.compile(model, calib)
+            srv = he.Server(plan, client=0, layout=layout)
+            srv.serve(queries=len(queries) if layout == "vector" else 1)
+            return plan, srv.ev.ops.as_dict()
+        c = he.Client(server=1)
+        setup = dict(veil.stats())
+        t = time.perf_counter()
+        if layout == "vector":
+            out = torch.cat([c.infer(q) for q in queries])
+        else:
+            out = c.infer(queries)
+        dt = time.perf_counter() - t
+        st = veil.stats()
+        return out, dt, setup, st
+
+    (out, dt, setup, st), (plan, ops) = veil.run(job, parties=2)
+    return out, dt, setup, st, plan, ops
+
+
+def _mpc_run(model, x):
+    def job():
+        m = veil.secure(model if veil.rank() == 1 else None, owner=1, example_input=x)
+        xs = veil.tensor(x if veil.rank() == 0 else None, owner=0)
+        t = time.perf_counter()
+        y = m(xs).reveal(to=0)
+        return y, time.perf_counter() - t, veil.stats()
+    (y, dt, st), _ = veil.run(job, parties=2)
+    return y, dt, st
+
+
+def _row(name, ref, out, dt, n, setup, st, plan, ops, decision):
+    err = float((out - ref.double()).abs().max())
+    if decision == "threshold":
+        agree = float(((out > 0.5) == (ref > 0.5)).double().mean())
+    else:
+        agree = float((out.argmax(1) == ref.argmax(1)).double().mean())
+    up = st["bytes_sent"] - setup["bytes_sent"]
+    down = st["bytes_received"] - setup["bytes_received"]
+    return dict(name=name, n=n, s_per_query=dt / (1 if "batch" in name else n),
+                s_per_input=dt / n, max_err=err, agree=agree, up_MB=up / 1e6 / (
+                    1 if "batch" in name else n), down_MB=down / 1e6 / (
+                    1 if "batch" in name else n), keys_MB=setup["bytes_sent"] / 1e6,
+                params=plan.params.name, depth=plan.depth, rotations=ops["rotations"],
+                changes="; ".join(plan.report.changes) or "none")
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    rows = []
+    x, y, logreg, mlp = credit_models()
+    test = x[400:]
+    for name, model in (("credit logreg", logreg), ("credit mlp (x^2)", mlp)):
+        with torch.no_grad():
+            ref = model(test)
+        acc = float(((ref[:, 0] > 0.5).float() == y[400:]).float().mean())
+        out, dt, setup, st, plan, ops = _he_run(model, x[:400], test[:8], "vector")
+        rows.append(_row(f"{name} vector", ref[:8], out, dt, 8, setup, st, plan, ops,
+                         "threshold"))
+        out, dt, setup, st, plan, ops = _he_run(model, x[:400], test, "batch")
+        rows.append(_row(f"{name} batch", ref, out, dt, len(test), setup, st, plan, ops,
+                         "threshold"))
+        rows[-1]["plain_acc"] = acc
+        ym, dtm, stm = _mpc_run(model, test[:1])
+        rows.append(dict(name=f"{name} MPC semi2k (1 input)", s_per_query=dtm,
+                         max_err=float((ym.double() - ref[:1].double()).abs().max()),
+                         up_MB=stm["bytes_sent"] / 1e6, down_MB=stm["bytes_received"] / 1e6,
+                         rounds=stm["rounds"]))
+    xd, yd, cnn = digits_cnn()
+    test = xd[1500:]
+    with torch.no_grad():
+        ref = cnn(test)
+    acc = float((ref.argmax(1) == yd[1500:]).float().mean())
+    n = int(os.environ.get("VEIL_HE_BENCH_IMAGES", "10"))
+    out, dt, setup, st, plan, ops = _he_run(cnn, xd[:1500], test[:n], "vector")
+    rows.append(_row("digits cnn vector", ref[:n], out, dt, n, setup, st, plan, ops, "argmax"))
+    rows[-1]["plain_acc"] = acc
+    if os.environ.get("VEIL_HE_BENCH_CNN_BATCH", "1") == "1":
+        out, dt, setup, st, plan, ops = _he_run(cnn, xd[:1500], test, "batch")
+        rows.append(_row("digits cnn batch", ref, out, dt, len(test), setup, st, plan, ops,
+                         "argmax"))
+    ym, dtm, stm = _mpc_run(cnn, test[:1])
+    rows.append(dict(name="digits cnn MPC semi2k (1 input)", s_per_query=dtm,
+                     max_err=float((ym.double() - ref[:1].double()).abs().max()),
+                     up_MB=stm["bytes_sent"] / 1e6, down_MB=stm["bytes_received"] / 1e6,
+                     rounds=stm["rounds"]))
+    _print(rows)
+    return 0
+
+
+def _print(rows) -> None:
+    cols = ["name", "n", "s_per_query", "s_per_input", "max_err", "agree", "up_MB", "down_MB",
+            "keys_MB", "rounds", "params", "depth", "rotations", "plain_acc"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
+        print("| " + " | ".join(cells) + " |")
+    for r in rows:
+        if r.get("changes") and r["changes"] != "none":
+            print(f"{r['name']}: {r['changes']}")
