@@ -190,3 +190,12 @@ def test_flood_adds_noise_of_the_stated_size():
     y = he.flood(torch.zeros(4000), sigma=1e-2)
     assert 0.8e-2 < float(y.std()) < 1.2e-2
     assert abs(float(y.mean())) < 2e-3
+
+
+@pytest.mark.parametrize("module", ["keys", "tensor", "compile", "release"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+    mod = importlib.import_module(f"veil.he.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
