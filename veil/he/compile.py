@@ -19,7 +19,7 @@ from torch import nn
 from .backend import HEError
 from .evaluator import poly_depth
 from .params import Params, choose_params, get_params
-from .poly import DEFAULT_DEGREE, fit
+from .poly import DEFAULT_DEGREE, fit, fit_auto
 
 LINEAR = (nn.Linear, nn.Conv2d, nn.Conv1d, nn.AvgPool2d, nn.AvgPool1d, nn.BatchNorm1d,
           nn.BatchNorm2d, nn.Flatten, nn.Identity, nn.Dropout)
@@ -132,8 +132,9 @@ def compile(model: nn.Module, example_input: torch.Tensor, *, params: str | Para
 
     ``example_input`` (a batch) is also the calibration data: each activation's input range
     is ``margin`` x the largest magnitude seen there unless ``ranges[layer_name]`` states
-    it; ``degree`` overrides the polynomial degree per activation kind ("sigmoid": 15,
-    "relu": 4, ...). The returned plan's ``report`` says what changed and what it costs.
+    it; ``degree`` overrides the polynomial degree per activation kind ("relu": 4 by
+    default; sigmoid and tanh default to "auto": the lowest of 3, 7, 15, 31 that fits
+    within 1e-4 on the range). The returned plan's ``report`` says what changed and what it costs.
 
     >>> import torch, veil.he as he
     >>> torch.manual_seed(0) and None
@@ -174,11 +175,15 @@ def compile(model: nn.Module, example_input: torch.Tensor, *, params: str | Para
             h = pre * pre
         else:
             r = float(ranges.get(name, margin * max(np.abs(pre).max(), 1e-3)))
-            coeffs, err = fit(kind, r, degree[kind])
+            if degree[kind] == "auto":
+                coeffs, err, deg = fit_auto(kind, r)
+            else:
+                deg = int(degree[kind])
+                coeffs, err = fit(kind, r, deg)
             # u = pre / r: fold 1/r into the affine map so powers of u stay in [-1, 1].
             steps.append(Step("affine", "+".join(names), w_acc / r, b_acc / r))
             steps.append(Step("poly", name, coeffs=[float(c) for c in coeffs]))
-            report.changes.append(f"{name} ({type(layer).__name__}) -> degree-{degree[kind]} "
+            report.changes.append(f"{name} ({type(layer).__name__}) -> degree-{deg} "
                                   f"least-squares polynomial on [-{r:.3g}, {r:.3g}] "
                                   f"(max error {err:.2g} there)")
             h = np.polynomial.polynomial.polyval(pre / r, coeffs)

@@ -21,9 +21,12 @@ FUNCTIONS = {
     "tanh": np.tanh,
     "square": lambda x: x * x,
 }
-# Default degrees: sigmoid/tanh are smooth (error falls geometrically with the degree);
+# Default degrees: sigmoid/tanh are smooth (error falls geometrically with the degree), so
+# theirs is chosen per range: the lowest of AUTO_DEGREES whose fit error is <= AUTO_TOL.
 # ReLU/GELU have a kink (or nearly) and a low degree is the usual trade (CryptoNets-style).
-DEFAULT_DEGREE = {"sigmoid": 15, "tanh": 15, "relu": 4, "gelu": 4, "square": 2}
+DEFAULT_DEGREE = {"sigmoid": "auto", "tanh": "auto", "relu": 4, "gelu": 4, "square": 2}
+AUTO_DEGREES = (3, 7, 15, 31)         # 2^k - 1: the most terms per level (ceil(log2(d+1)))
+AUTO_TOL = 1e-4
 
 
 def fit(name: str, r: float, degree: int) -> tuple[np.ndarray, float]:
@@ -37,3 +40,12 @@ def fit(name: str, r: float, degree: int) -> tuple[np.ndarray, float]:
     grid = np.linspace(-1, 1, 4001)
     err = float(np.max(np.abs(np.polynomial.polynomial.polyval(grid, coeffs) - f(r * grid))))
     return coeffs, err
+
+
+def fit_auto(name: str, r: float, tol: float = AUTO_TOL) -> tuple[np.ndarray, float, int]:
+    """The lowest degree of AUTO_DEGREES meeting ``tol`` on [-r, r] (else the highest)."""
+    for d in AUTO_DEGREES:
+        coeffs, err = fit(name, r, d)
+        if err <= tol:
+            break
+    return coeffs, err, d
