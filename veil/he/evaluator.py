@@ -211,9 +211,11 @@ class Evaluator:
         """``sum_k coeffs[k] * x**k`` slot-wise in ``ceil(log2(d + 1))`` levels for degree
         ``d`` (1 for the plain square ``[0, 0, 1]``).
 
-        Each term ``c x^k`` is ``(c x^lo) * x^hi`` with ``hi`` the largest power of two
-        below ``k``; ``c`` is encoded at the scale that makes the term land on the target
-        scale exactly, so terms at different levels add without any scale error.
+        Split ``p = p_lo + x^h p_hi`` (``h`` a power of two) recursively, so a degree-d
+        polynomial costs about d/2 + log2 d ciphertext products. Every plaintext
+        coefficient is encoded at the scale that makes its branch land on the target scale
+        exactly, from the primes each rescale will divide by; branches at different levels
+        then add with no scale error.
         """
         # A coefficient below one unit at the target scale encodes to zero: drop it.
         coeffs = [float(c) if abs(c) * self.params.scale >= 1 else 0.0 for c in coeffs]
@@ -227,62 +229,59 @@ class Evaluator:
         self.need(ct, poly_depth(d), where)
         powers = {1: ct}
 
-        def power(k):
+        def power(k):                                    # k a power of two
             if k not in powers:
-                hi = 1 << (k.bit_length() - 1)
-                powers[k] = (self.square(power(hi // 2), where) if k == hi
-                             else self.mul(power(hi), power(k - hi), where))
+                powers[k] = self.square(power(k // 2), where)
             return powers[k]
 
-        target = self.params.scale
-        terms = [self._coeff_term(k, c, power, target, where)
-                 for k, c in enumerate(coeffs) if k and c]
-        lowest = min(self.be.level(t) for t in terms)
-        total = None
-        for term in terms:
-            while self.be.level(term) > lowest:
-                self.be.ev.mod_switch_to_next_inplace(term)
-            if total is None:
-                total = term
-            else:
-                self.be.add_inplace(total, term)
+        out = self._poly(coeffs, power, self.params.scale, where)
         if coeffs[0]:
-            self.be.add_plain_inplace(total, self.be.encode(coeffs[0], target, total))
-        return total
+            self.be.add_plain_inplace(out, self.be.encode(coeffs[0], self.be.scale(out), out))
+        return out
 
-    def _coeff_term(self, k: int, c: float, power, target: float, where: str):
-        """``c x^k`` as ``((c x) x^h1) x^h2 ...`` (h = powers of two): ceil(log2(k+1))
-        levels. ``c`` is encoded at the scale that makes the product land on ``target``
-        exactly, computed from the primes each rescale along the chain will divide by."""
-        hs = _chain(k)
-        x = power(1)
-        mults = [power(h) for h in hs]
-        level = self.be.level(x)
-        self.need(x, 1 + len(hs), where)
-        factor = self.be.scale(x) / float(self.be.prime_at_level(level))
-        level -= 1
-        for m in mults:
-            level = min(level, self.be.level(m))
-            if level < 1:
-                self.need(m, 2, where)
-            factor *= self.be.scale(m) / float(self.be.prime_at_level(level))
-            level -= 1
-        term = self._rescale(self.be.mul_plain(x, self.be.encode(c, target / factor, x)), where)
-        self.ops.pt_mults += 1
-        for m in mults:
-            term = self.mul(term, m, where)
-        self.be.set_scale(term, target)            # equal to target up to float rounding
-        return term
-
-
-def _chain(k: int) -> list[int]:
-    """Powers of two h1 <= h2 <= ... with 1 + sum = k, the deepest last."""
-    if k <= 1:
-        return []
-    hi = 1 << (k.bit_length() - 1)
-    if hi == k:
-        hi = k // 2
-    return _chain(k - hi) + [hi]
+    def _poly(self, coeffs: list, power, target: float, where: str):
+        """Ciphertext of the polynomial less its constant term, at scale ``target`` exactly
+        (None if that is zero); the caller adds the constant."""
+        d = len(coeffs) - 1
+        while d > 0 and coeffs[d] == 0:
+            d -= 1
+        coeffs = coeffs[: d + 1]
+        if d == 0:
+            return None                                  # constant: the caller adds it
+        if d == 1:
+            x = power(1)
+            self.need(x, 1, where)
+            q = float(self.be.prime_at(x))
+            out = self._rescale(self.be.mul_plain(x, self.be.encode(
+                coeffs[1], target * q / self.be.scale(x), x)), where)
+            self.ops.pt_mults += 1
+        else:
+            h = 1 << (d.bit_length() - 1)
+            xh = power(h)
+            hi, lo = coeffs[h:], coeffs[:h]
+            l_hi = self.be.level(power(1)) - poly_depth(len(hi) - 1)
+            l_mul = min(l_hi, self.be.level(xh)) if len(hi) > 1 else self.be.level(xh)
+            if l_mul < 1:
+                self.need(xh, 2, where)
+            q = float(self.be.prime_at_level(l_mul))
+            s_hi = target * q / self.be.scale(xh)
+            top = self._poly(hi, power, s_hi, where)
+            if top is None:                              # p_hi constant: c * x^h
+                out = self._rescale(self.be.mul_plain(xh, self.be.encode(hi[0], s_hi, xh)),
+                                    where)
+                self.ops.pt_mults += 1
+            else:
+                if hi[0]:
+                    self.be.add_plain_inplace(top, self.be.encode(hi[0], self.be.scale(top),
+                                                                  top))
+                out = self.mul(top, xh, where)
+            rest = self._poly(lo, power, target, where)
+            if rest is not None:
+                self.align(out, rest)
+                self.be.set_scale(rest, self.be.scale(out))   # both == target (float rounding)
+                self.be.add_inplace(out, rest)
+        self.be.set_scale(out, target)                   # equal to target up to float rounding
+        return out
 
 
 def poly_depth(d: int) -> int:
