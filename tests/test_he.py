@@ -86,7 +86,7 @@ def test_compile_folds_batchnorm_and_conv_exactly():
     plan = he.compile(model, x)
     assert any("BatchNorm2d" in c for c in plan.report.changes)
     assert (plan.simulate(x) - model.eval()(x).double()).abs().max() < 1e-6   # float32 model
-    assert [s.kind for s in plan.steps] == ["affine", "poly", "affine"]
+    assert [s.kind for s in plan.steps] == ["affine", "square", "affine"]
 
 
 def test_compile_rejects_unsupported_module():

@@ -38,7 +38,7 @@ ACTIVATIONS = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.Tanh:
 
 @dataclass
 class Step:
-    kind: str                       # "affine" | "poly"
+    kind: str                       # "affine" | "square" | "poly" (Chebyshev coefficients)
     name: str                       # the layers it stands for, for errors and the report
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
@@ -108,8 +108,7 @@ class Plan:
 
     @property
     def depth(self) -> int:
-        return sum(1 if s.kind == "affine" else poly_depth(len(s.coeffs) - 1)
-                   if s.coeffs != [0.0, 0.0, 1.0] else 1 for s in self.steps)
+        return sum(step_depth(s) for s in self.steps)
 
     def simulate(self, x: torch.Tensor) -> torch.Tensor:
         """The polynomial model in plaintext float64 (what HE computes, minus noise)."""
@@ -117,8 +116,10 @@ class Plan:
         for s in self.steps:
             if s.kind == "affine":
                 h = h @ s.weight.T + s.bias
+            elif s.kind == "square":
+                h = h * h
             else:
-                h = np.polynomial.polynomial.polyval(h, s.coeffs)
+                h = np.polynomial.chebyshev.chebval(h, s.coeffs)
         return torch.from_numpy(h)
 
     def __repr__(self) -> str:
@@ -141,7 +142,7 @@ def compile(model: nn.Module, example_input: torch.Tensor, *, params: str | Para
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid())
     >>> plan = he.compile(model, torch.randn(64, 4))
     >>> plan
-    Plan(affine[0] -> poly[1]; depth 5, n8192)
+    Plan(affine[0] -> poly[1]; depth 4, n8192)
     """
     model = model.eval()
     degree = {**DEFAULT_DEGREE, **(degree or {})}
@@ -171,7 +172,7 @@ def compile(model: nn.Module, example_input: torch.Tensor, *, params: str | Para
         pre = h @ w_acc.T + b_acc
         if kind == "square":
             steps.append(Step("affine", "+".join(names), w_acc, b_acc))
-            steps.append(Step("poly", name, coeffs=[0.0, 0.0, 1.0]))
+            steps.append(Step("square", name))
             h = pre * pre
         else:
             r = float(ranges.get(name, margin * max(np.abs(pre).max(), 1e-3)))
@@ -186,9 +187,8 @@ def compile(model: nn.Module, example_input: torch.Tensor, *, params: str | Para
             report.changes.append(f"{name} ({type(layer).__name__}) -> degree-{deg} "
                                   f"least-squares polynomial on [-{r:.3g}, {r:.3g}] "
                                   f"(max error {err:.2g} there)")
-            h = np.polynomial.polynomial.polyval(pre / r, coeffs)
-            # Partial sums inside the polynomial evaluation reach up to sum |c_k| on [-1, 1]
-            # (power-basis coefficients of a high-degree fit are large): budget for them.
+            h = np.polynomial.chebyshev.chebval(pre / r, coeffs)
+            # Partial sums inside the evaluation stay below sum |c_k| on [-1, 1].
             max_abs = max(max_abs, 1.0, float(np.abs(coeffs).sum()))
         max_abs = max(max_abs, float(np.abs(pre).max()), float(np.abs(h).max()))
         w_acc, b_acc, names = None, None, []
@@ -219,6 +219,9 @@ def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.argmax(1) == b.argmax(1)).double().mean())
 
 
+def step_depth(s: Step) -> int:
+    return poly_depth(len(s.coeffs) - 1) if s.kind == "poly" else 1
+
+
 def _depth_table(steps: list[Step]) -> str:
-    return ", ".join(f"{s.name}: {1 if s.kind == 'affine' else poly_depth(len(s.coeffs) - 1)}"
-                     for s in steps)
+    return ", ".join(f"{s.name}: {step_depth(s)}" for s in steps)

@@ -13,6 +13,7 @@ polynomial terms get coefficient plaintexts chosen so every term lands on the sa
 from __future__ import annotations
 
 import numpy as np
+from numpy.polynomial import chebyshev as C
 
 from .backend import Backend, HEError
 from .pack import DiagonalPlan
@@ -226,12 +227,26 @@ class Evaluator:
             return self.square(ct, where)
         if d == 0:
             return self.add_plain(self.mul_plain(ct, 0.0, where), coeffs[0], where)
+        return self.chebval(ct, C.poly2cheb(coeffs).tolist(), where)
+
+    def chebval(self, ct, cheb, where: str = "polynomial"):
+        """``sum_k cheb[k] * T_k(x)`` (Chebyshev basis: coefficients and every partial
+        sum stay small for fits on [-1, 1]); ``ceil(log2(d + 1))`` levels."""
+        coeffs = [float(c) if abs(c) * self.params.scale >= 1 else 0.0 for c in cheb]
+        while len(coeffs) > 1 and coeffs[-1] == 0:
+            coeffs.pop()
+        d = len(coeffs) - 1
+        if d == 0:
+            return self.add_plain(self.mul_plain(ct, 0.0, where), coeffs[0], where)
         self.need(ct, poly_depth(d), where)
         powers = {1: ct}
 
-        def power(k):                                    # k a power of two
+        def power(k):                                    # T_k for k a power of two
             if k not in powers:
-                powers[k] = self.square(power(k // 2), where)
+                sq = self.square(power(k // 2), where)   # T_2k = 2 T_k^2 - 1
+                self.be.add_inplace(sq, self.be.copy(sq))
+                self.be.add_plain_inplace(sq, self.be.encode(-1.0, self.be.scale(sq), sq))
+                powers[k] = sq
             return powers[k]
 
         out = self._poly(coeffs, power, self.params.scale, where)
@@ -239,7 +254,7 @@ class Evaluator:
             self.be.add_plain_inplace(out, self.be.encode(coeffs[0], self.be.scale(out), out))
         return out
 
-    def _poly(self, coeffs: list, power, target: float, where: str):
+    def _poly(self, coeffs: list, power, target: float, where: str):  # Chebyshev basis
         """Ciphertext of the polynomial less its constant term, at scale ``target`` exactly
         (None if that is zero); the caller adds the constant."""
         d = len(coeffs) - 1
@@ -258,7 +273,12 @@ class Evaluator:
         else:
             h = 1 << (d.bit_length() - 1)
             xh = power(h)
-            hi, lo = coeffs[h:], coeffs[:h]
+            # p = hi * T_h + lo (Chebyshev division: exact, no growth of coefficients)
+            hi, lo = (list(map(float, v)) for v in C.chebdiv(coeffs, [0.0] * h + [1.0]))
+            hi = [c if abs(c) * self.params.scale >= 1 else 0.0 for c in hi]
+            lo = [c if abs(c) * self.params.scale >= 1 else 0.0 for c in lo]
+            while len(hi) > 1 and hi[-1] == 0:
+                hi.pop()
             l_hi = self.be.level(power(1)) - poly_depth(len(hi) - 1)
             l_mul = min(l_hi, self.be.level(xh)) if len(hi) > 1 else self.be.level(xh)
             if l_mul < 1:

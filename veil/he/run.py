@@ -9,7 +9,7 @@ reach, so an inference is rotations, plaintext products and additions only.
 from __future__ import annotations
 
 from .backend import HEError
-from .compile import Plan
+from .compile import Plan, step_depth
 from .evaluator import Evaluator
 from .pack import DiagonalPlan, periodic
 
@@ -44,7 +44,7 @@ class Prepared:
                 level -= 1
             else:
                 self.encoded.append(None)
-                level -= 1 if s.coeffs == [0.0, 0.0, 1.0] else _pd(s.coeffs)
+                level -= step_depth(s)
 
     def run(self, cts):
         """Vector layout: one ciphertext in, one out. Batch: a list of ``n_in`` in, of
@@ -57,7 +57,7 @@ class Prepared:
                     dp, diags, bias = enc
                     ct = ev.linear(ct, dp, bias, diags, where=f"layer {s.name}")
                 else:
-                    ct = ev.polyval(ct, s.coeffs, where=f"layer {s.name}")
+                    ct = self._act(ct, s)
             return ct
         if len(cts) != plan.n_in:
             raise HEError(f"batch layout: {len(cts)} ciphertexts, the model takes "
@@ -66,13 +66,10 @@ class Prepared:
             if s.kind == "affine":
                 cts = ev.linear_batch(cts, s.weight, s.bias, where=f"layer {s.name}")
             else:
-                cts = [ev.polyval(c, s.coeffs, where=f"layer {s.name}") for c in cts]
+                cts = [self._act(c, s) for c in cts]
         return cts
 
-
-def _pd(coeffs) -> int:
-    from .evaluator import poly_depth
-    c = list(coeffs)
-    while len(c) > 1 and c[-1] == 0:
-        c.pop()
-    return poly_depth(len(c) - 1)
+    def _act(self, ct, s):
+        if s.kind == "square":
+            return self.ev.square(ct, where=f"layer {s.name}")
+        return self.ev.chebval(ct, s.coeffs, where=f"layer {s.name}")
