@@ -16,6 +16,7 @@ pytest.importorskip("tenseal")
 import veil  # noqa: E402
 from veil.he import party as he_party  # noqa: E402
 from veil.he.backend import HEError  # noqa: E402
+from veil.he.run import rotation_steps  # noqa: E402
 from veil.he.wire import pack, unpack  # noqa: E402
 
 TOL = 2e-3
@@ -141,9 +142,10 @@ def test_two_party_logreg_matches_torch(layout):
     n_q = len(queries) if layout == "vector" else 1
     assert len(sent[0]) == 1 + n_q and len(sent[1]) == 1 + n_q
     relin, galois = unpack(sent[0][0], 2, 1 << 30, "keys")
-    params = he.get_params("n8192")
+    params = he.get_params(report.params.split(":")[0])
     be = he.keys.backend_for(params)
-    be.load_eval_keys(relin, galois, 1 << 30)       # parses as public evaluation keys
+    steps = rotation_steps(he.compile(model, x), params.slots) if layout == "vector" else []
+    be.load_eval_keys(relin, galois, he.keys._n_keys(steps, params))  # public keys only
     for msg in sent[0][1:]:
         for blob in unpack(msg, 1 if layout == "vector" else 12, be.max_ct_bytes, "q"):
             ct = be.ct_from_bytes(blob)

@@ -153,13 +153,27 @@ class Backend:
         galois = _save(kg.create_galois_keys(elts)) if elts else b""
         return relin, galois
 
-    def load_eval_keys(self, relin: bytes, galois: bytes, max_bytes: int):
-        check_header(relin, max_bytes, "relinearisation keys")
-        rk = self._load(seal.RelinKeys(), relin)
-        gk = None
-        if galois:
-            check_header(galois, max_bytes, "Galois keys")
-            gk = self._load(seal.GaloisKeys(), galois)
+    def max_key_bytes(self, n_keys: int) -> int:
+        """Upper bound on ``n_keys`` serialised key-switching keys (uncompressed: one
+        2-polynomial ciphertext over all primes per data prime)."""
+        k = len(self.primes)
+        return n_keys * (k - 1) * (2 * self.n * k * 8 + 1024) + 4096
+
+    def load_eval_keys(self, relin: bytes, galois: bytes, n_galois: int):
+        """Parse untrusted evaluation keys: sizes bounded by the parameters first."""
+        check_header(relin, self.max_key_bytes(1), "relinearisation keys")
+        try:
+            rk = self._load(seal.RelinKeys(), relin)
+            gk = None
+            if galois:
+                check_header(galois, self.max_key_bytes(n_galois), "Galois keys")
+                gk = self._load(seal.GaloisKeys(), galois)
+                if gk.size() != n_galois:
+                    raise HEError(f"Galois keys: {gk.size()} keys, {n_galois} agreed")
+        except HEError:
+            raise
+        except Exception as exc:              # SEAL's own validity checks
+            raise HEError(f"evaluation keys rejected: {exc}") from None
         return rk, gk
 
     # -- encode / encrypt / decrypt ----------------------------------------------------

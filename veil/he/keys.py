@@ -57,11 +57,11 @@ class SecretKeys:
         """An evaluator in this process (notebooks, tests): Galois keys made on demand."""
         if self._local is None:
             relin, _ = self.evaluation_keys([])
-            rk, _ = self.backend.load_eval_keys(relin, b"", len(relin))
+            rk, _ = self.backend.load_eval_keys(relin, b"", 0)
 
             def more(steps):
                 _, g = self.evaluation_keys(steps)
-                return self.backend.load_eval_keys(relin, g, len(g) + len(relin))[1]
+                return self.backend.load_eval_keys(relin, g, _n_keys(steps, self.params))[1]
             self._local = Evaluator(self.params, self.backend, rk, None, set(), keygen=more)
         return self._local
 
@@ -83,6 +83,11 @@ class SecretKeys:
         """Encrypt a 1-D tensor for local use (vector layout); see `EncryptedTensor`."""
         from .tensor import EncryptedTensor
         return EncryptedTensor.encrypt(self, x)
+
+
+def _n_keys(steps, params: Params) -> int:
+    from .backend import galois_elt
+    return len({galois_elt(int(s), params.poly_degree) for s in steps if int(s) % params.slots})
 
 
 def keygen(params: str | Params = "n8192") -> SecretKeys:

@@ -21,7 +21,7 @@ from ..context import recv_bytes, send_bytes
 from .backend import HEError
 from .compile import Plan
 from .evaluator import Evaluator
-from .keys import SecretKeys, backend_for
+from .keys import SecretKeys, _n_keys, backend_for
 from .pack import periodic, pow2
 from .params import get_params
 from .run import Prepared, rotation_steps
@@ -41,8 +41,10 @@ class Server:
         steps = sorted(rotation_steps(plan, p.slots)) if layout == "vector" else []
         send_bytes(hello(p.name, steps, plan.n_in, plan.n_out, layout), to=client)
         be = backend_for(p)
-        relin, galois = unpack(recv_bytes(client), 2, 512 << 20, "evaluation keys")
-        rk, gk = be.load_eval_keys(relin, galois, 512 << 20)
+        n_keys = _n_keys(steps, p)
+        relin, galois = unpack(recv_bytes(client), 2, be.max_key_bytes(max(n_keys, 1)),
+                               "evaluation keys")
+        rk, gk = be.load_eval_keys(relin, galois, n_keys)
         self.ev = Evaluator(p, be, rk, gk, steps)
         self.prepared = Prepared(plan, self.ev, layout)
 
