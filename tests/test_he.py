@@ -201,3 +201,17 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"veil.he.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_credit_score_example_runs_and_matches_plaintext():
+    import pathlib
+    import re
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "examples" / "encrypted_credit_score.py")],
+                         capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    m = re.search(r"plaintext model: ([0-9.]+); encrypted: ([0-9.]+)", out.stdout)
+    assert m, out.stdout
+    assert abs(float(m.group(1)) - float(m.group(2))) <= 1e-3
