@@ -99,7 +99,9 @@ def _he_run(model, calib, queries, layout):
         st = veil.stats()
         return out, dt, setup, st
 
-    (out, dt, setup, st), (plan, ops) = veil.run(job, parties=2)
+    # A batched CNN query keeps the server busy for minutes on a loaded machine.
+    (out, dt, setup, st), (plan, ops) = veil.run(job, parties=2,
+                                                 config=veil.Config(timeout=900.0))
     return out, dt, setup, st, plan, ops
 
 
@@ -114,26 +116,34 @@ def _mpc_run(model, x):
     return y, dt, st
 
 
-def _row(name, ref, out, dt, n, setup, st, plan, ops, decision):
+def _row(name, ref, out, dt, n, setup, st, plan, ops, decision, **extra):
     err = float((out - ref.double()).abs().max())
     if decision == "threshold":
         agree = float(((out > 0.5) == (ref > 0.5)).double().mean())
     else:
         agree = float((out.argmax(1) == ref.argmax(1)).double().mean())
+    per = 1 if "batch" in name else n                # bytes per query
     up = st["bytes_sent"] - setup["bytes_sent"]
     down = st["bytes_received"] - setup["bytes_received"]
-    return dict(name=name, n=n, s_per_query=dt / (1 if "batch" in name else n),
-                s_per_input=dt / n, max_err=err, agree=agree, up_MB=up / 1e6 / (
-                    1 if "batch" in name else n), down_MB=down / 1e6 / (
-                    1 if "batch" in name else n), keys_MB=setup["bytes_sent"] / 1e6,
-                params=plan.params.name, depth=plan.depth, rotations=ops["rotations"],
-                changes="; ".join(plan.report.changes) or "none")
+    return dict(name=name, n=n, s_per_query=dt / per, s_per_input=dt / n, max_err=err,
+                agree=agree, up_MB=up / 1e6 / per, down_MB=down / 1e6 / per,
+                keys_MB=setup["bytes_sent"] / 1e6, params=plan.params.name,
+                depth=plan.depth, rotations=ops["rotations"] // per,
+                changes="; ".join(plan.report.changes) or "none", **extra)
+
+
+def _mpc_row(name, model, x, ref):
+    y, dt, st = _mpc_run(model, x)
+    return dict(name=f"{name} MPC semi2k (1 input)", n=1, s_per_query=dt, s_per_input=dt,
+                max_err=float((y.double() - ref.double()).abs().max()),
+                up_MB=st["bytes_sent"] / 1e6, down_MB=st["bytes_received"] / 1e6,
+                rounds=st["rounds"])
 
 
 def main(argv=None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
-    rows = []
+    rows = _Rows()
     x, y, logreg, mlp = credit_models()
     test = x[400:]
     for name, model in (("credit logreg", logreg), ("credit mlp (x^2)", mlp)):
@@ -142,16 +152,11 @@ def main(argv=None) -> int:
         acc = float(((ref[:, 0] > 0.5).float() == y[400:]).float().mean())
         out, dt, setup, st, plan, ops = _he_run(model, x[:400], test[:8], "vector")
         rows.append(_row(f"{name} vector", ref[:8], out, dt, 8, setup, st, plan, ops,
-                         "threshold"))
+                         "threshold", plain_acc=acc))
         out, dt, setup, st, plan, ops = _he_run(model, x[:400], test, "batch")
         rows.append(_row(f"{name} batch", ref, out, dt, len(test), setup, st, plan, ops,
-                         "threshold"))
-        rows[-1]["plain_acc"] = acc
-        ym, dtm, stm = _mpc_run(model, test[:1])
-        rows.append(dict(name=f"{name} MPC semi2k (1 input)", s_per_query=dtm,
-                         max_err=float((ym.double() - ref[:1].double()).abs().max()),
-                         up_MB=stm["bytes_sent"] / 1e6, down_MB=stm["bytes_received"] / 1e6,
-                         rounds=stm["rounds"]))
+                         "threshold", plain_acc=acc))
+        rows.append(_mpc_row(name, model, test[:1], ref[:1]))
     xd, yd, cnn = digits_cnn()
     test = xd[1500:]
     with torch.no_grad():
@@ -159,32 +164,37 @@ def main(argv=None) -> int:
     acc = float((ref.argmax(1) == yd[1500:]).float().mean())
     n = int(os.environ.get("VEIL_HE_BENCH_IMAGES", "10"))
     out, dt, setup, st, plan, ops = _he_run(cnn, xd[:1500], test[:n], "vector")
-    rows.append(_row("digits cnn vector", ref[:n], out, dt, n, setup, st, plan, ops, "argmax"))
-    rows[-1]["plain_acc"] = acc
+    rows.append(_row("digits cnn vector", ref[:n], out, dt, n, setup, st, plan, ops, "argmax",
+                     plain_acc=acc))
     if os.environ.get("VEIL_HE_BENCH_CNN_BATCH", "1") == "1":
         out, dt, setup, st, plan, ops = _he_run(cnn, xd[:1500], test, "batch")
         rows.append(_row("digits cnn batch", ref, out, dt, len(test), setup, st, plan, ops,
-                         "argmax"))
-    ym, dtm, stm = _mpc_run(cnn, test[:1])
-    rows.append(dict(name="digits cnn MPC semi2k (1 input)", s_per_query=dtm,
-                     max_err=float((ym.double() - ref[:1].double()).abs().max()),
-                     up_MB=stm["bytes_sent"] / 1e6, down_MB=stm["bytes_received"] / 1e6,
-                     rounds=stm["rounds"]))
-    _print(rows)
-    return 0
-
-
-def _print(rows) -> None:
-    cols = ["name", "n", "s_per_query", "s_per_input", "max_err", "agree", "up_MB", "down_MB",
-            "keys_MB", "rounds", "params", "depth", "rotations", "plain_acc"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
-        print("| " + " | ".join(cells) + " |")
+                         "argmax", plain_acc=acc))
+    rows.append(_mpc_row("digits cnn", cnn, test[:1], ref[:1]))
     for r in rows:
         if r.get("changes") and r["changes"] != "none":
             print(f"{r['name']}: {r['changes']}")
+    return 0
+
+
+class _Rows(list):
+    """Prints each row as it is added (a long run still shows what it measured)."""
+
+    def append(self, row) -> None:
+        if not self:
+            print("| " + " | ".join(COLS) + " |")
+            print("|" + "---|" * len(COLS), flush=True)
+        super().append(row)
+        print(_line(row), flush=True)
+
+
+COLS = ["name", "n", "s_per_query", "s_per_input", "max_err", "agree", "up_MB", "down_MB",
+        "keys_MB", "rounds", "params", "depth", "rotations", "plain_acc"]
+
+
+def _line(r) -> str:
+    cells = []
+    for c in COLS:
+        v = r.get(c, "")
+        cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
+    return "| " + " | ".join(cells) + " |"
