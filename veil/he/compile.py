@@ -135,7 +135,8 @@ def compile(model: nn.Module, example_input: torch.Tensor, *, params: str | Para
     is ``margin`` x the largest magnitude seen there unless ``ranges[layer_name]`` states
     it; ``degree`` overrides the polynomial degree per activation kind ("relu": 4 by
     default; sigmoid and tanh default to "auto": the lowest of 3, 7, 15, 31 that fits
-    within 3e-4 on the range). The returned plan's ``report`` says what changed and what it costs.
+    within 3e-4 on the range). The returned plan's ``report`` says what changed and what
+    it costs.
 
     >>> import torch, veil.he as he
     >>> torch.manual_seed(0) and None

@@ -1,10 +1,10 @@
 """Polynomial stand-ins for activations: least-squares fits over a stated range.
 
 veil's MPC approximation tables (veil/functions) are piecewise and comparison-based, which
-CKKS cannot evaluate; here every activation becomes one polynomial. The fit is a
-Chebyshev least-squares fit, kept in the Chebyshev basis, of ``f(R u)`` on ``u`` in [-1, 1], where ``R`` is the input
-range: the compiler divides the preceding affine layer by ``R`` so the polynomial's
-input, and every power of it, stays in [-1, 1] (no blow-up of ``x^k``).
+CKKS cannot evaluate; here every activation becomes one polynomial: a Chebyshev
+least-squares fit of ``f(R u)`` on ``u`` in [-1, 1], kept in the Chebyshev basis, where
+``R`` is the input range. The compiler divides the preceding affine layer by ``R`` so the
+polynomial's input, and every T_k of it, stays in [-1, 1].
 """
 
 from __future__ import annotations
