@@ -215,3 +215,14 @@ def test_credit_score_example_runs_and_matches_plaintext():
     m = re.search(r"plaintext model: ([0-9.]+); encrypted: ([0-9.]+)", out.stdout)
     assert m, out.stdout
     assert abs(float(m.group(1)) - float(m.group(2))) <= 1e-3
+
+
+def test_conv2d_matches_torch(keys):
+    g = torch.Generator().manual_seed(2)
+    img = torch.rand(2, 6, 6, generator=g)
+    w = torch.randn(3, 2, 3, 3, generator=g) * 0.3
+    b = torch.randn(3, generator=g) * 0.1
+    got = keys.encrypt(img.reshape(-1)).conv2d(w, b, input_shape=(2, 6, 6), stride=1,
+                                               padding=1).decrypt()
+    want = torch.nn.functional.conv2d(img[None].double(), w.double(), b.double(), padding=1)
+    assert (got - want.reshape(-1)).abs().max() < TOL

@@ -138,6 +138,35 @@ class EncryptedTensor:
         b = None if bias is None else periodic(_np(bias), plan.p_out, self.ev.params.slots)
         return self._new(self.ev.linear(self.ct, plan, b), w.shape[0])
 
+    def conv2d(self, weight, bias=None, *, input_shape, stride=1, padding=0
+               ) -> "EncryptedTensor":
+        """``torch.nn.functional.conv2d`` on this vector read as ``input_shape`` (C, H, W);
+        the result is the flattened output (C_out * H_out * W_out). The convolution is
+        packed as its im2col-equivalent matrix (one `linear`, one level).
+
+        >>> import torch, veil.he as he
+        >>> keys = he.keygen()
+        >>> img = torch.arange(16.0).reshape(1, 4, 4) / 16
+        >>> k = torch.ones(1, 1, 2, 2)
+        >>> y = keys.encrypt(img.reshape(-1)).conv2d(k, input_shape=(1, 4, 4), stride=2)
+        >>> [round(v, 1) for v in y.decrypt().tolist()]      # 2x2 window sums
+        [0.6, 1.1, 2.6, 3.1]
+        """
+        import torch.nn.functional as F
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) != 3 or int(np.prod(shape)) != self.length:
+            raise HEError(f"conv2d: input_shape {shape} does not hold {self.length} values")
+        w = torch.as_tensor(_np(weight))
+        n = self.length
+        with torch.no_grad():
+            cols = F.conv2d(torch.eye(n, dtype=torch.float64).reshape((n,) + shape), w,
+                            stride=stride, padding=padding)
+        mat = cols.reshape(n, -1).numpy().T
+        b = None
+        if bias is not None:
+            b = np.repeat(_np(bias), cols.shape[2] * cols.shape[3])
+        return self.linear(mat, b)
+
     def __matmul__(self, weight) -> "EncryptedTensor":
         """``x @ W`` for a plaintext (length, m) matrix."""
         return self.linear(_np(weight).T)
