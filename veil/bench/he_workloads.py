@@ -86,7 +86,7 @@ def _he_run(model, calib, queries, layout):
             plan = he.compile(model, calib)
             srv = he.Server(plan, client=0, layout=layout)
             srv.serve(queries=len(queries) if layout == "vector" else 1)
-            return plan, srv.ev.ops.as_dict()
+            return plan, dict(srv.ev.ops.as_dict(), server_cpu=min(srv.cpu_s))
         c = he.Client(server=1)
         setup = dict(veil.stats())
         t = time.perf_counter()
@@ -95,7 +95,7 @@ def _he_run(model, calib, queries, layout):
         else:
             out = c.infer(queries)
         dt = time.perf_counter() - t
-        st = veil.stats()
+        st = dict(veil.stats(), client_cpu=min(c.cpu_s))
         return out, dt, setup, st
 
     # A batched CNN query keeps the server busy for minutes on a loaded machine.
@@ -127,6 +127,7 @@ def _row(name, ref, out, dt, n, setup, st, plan, ops, decision, **extra):
     return dict(name=name, n=n, s_per_query=dt / per, s_per_input=dt / n, max_err=err,
                 agree=agree, up_MB=up / 1e6 / per, down_MB=down / 1e6 / per,
                 keys_MB=setup["bytes_sent"] / 1e6, params=plan.params.name,
+                server_cpu_s=ops["server_cpu"], client_cpu_s=st["client_cpu"],
                 depth=plan.depth, rotations=ops["rotations"] // per,
                 changes="; ".join(plan.report.changes) or "none", **extra)
 
@@ -187,7 +188,8 @@ class _Rows(list):
         print(_line(row), flush=True)
 
 
-COLS = ["name", "n", "s_per_query", "s_per_input", "max_err", "agree", "up_MB", "down_MB",
+COLS = ["name", "n", "s_per_query", "s_per_input", "server_cpu_s", "client_cpu_s", "max_err",
+        "agree", "up_MB", "down_MB",
         "keys_MB", "rounds", "params", "depth", "rotations", "plain_acc"]
 
 

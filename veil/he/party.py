@@ -14,6 +14,8 @@ ciphertexts. Every received object is validated before it is parsed.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -47,6 +49,7 @@ class Server:
         rk, gk = be.load_eval_keys(relin, galois, n_keys)
         self.ev = Evaluator(p, be, rk, gk, steps)
         self.prepared = Prepared(plan, self.ev, layout)
+        self.cpu_s: list[float] = []          # CPU seconds per query (load-independent)
 
     def serve(self, queries: int = 1) -> None:
         """Answer ``queries`` inferences, one message in and one out each."""
@@ -54,6 +57,7 @@ class Server:
         n = 1 if self.layout == "vector" else self.plan.n_in
         for _ in range(queries):
             blobs = unpack(recv_bytes(self.client), n, be.max_ct_bytes, "query")
+            t0 = time.thread_time()
             cts = [be.ct_from_bytes(b) for b in blobs]
             for ct in cts:
                 if be.level(ct) != p.levels or abs(be.scale(ct) / p.scale - 1) > 1e-9:
@@ -61,7 +65,9 @@ class Server:
                                   "level and scale")
             out = self.prepared.run(cts[0] if self.layout == "vector" else cts)
             outs = [out] if self.layout == "vector" else out
-            send_bytes(pack([be.ct_to_bytes(c) for c in outs]), to=self.client)
+            reply = pack([be.ct_to_bytes(c) for c in outs])
+            self.cpu_s.append(time.thread_time() - t0)
+            send_bytes(reply, to=self.client)
 
 
 class Client:
@@ -73,6 +79,7 @@ class Client:
         self.params = get_params(h["params"])
         self.n_in, self.n_out, self.layout = h["n_in"], h["n_out"], h["layout"]
         self.keys = SecretKeys(self.params)
+        self.cpu_s: list[float] = []          # CPU seconds per query (encrypt + decrypt)
         send_bytes(pack(list(self.keys.evaluation_keys(h["steps"]))), to=server)
 
     @property
@@ -86,15 +93,22 @@ class Client:
         if x.shape[0] > self.batch_size:
             raise HEError(f"{x.shape[0]} inputs do not fit one query of {self.batch_size}")
         be, slots = self.keys.backend, self.params.slots
+        t0 = time.thread_time()
         if self.layout == "vector":
             blobs = [self.keys.encrypt_slots(periodic(x[0].numpy(), pow2(self.n_in), slots))]
         else:
             blobs = [self.keys.encrypt_slots(x[:, f].numpy()) for f in range(self.n_in)]
-        send_bytes(pack(blobs), to=self.server)
+        query = pack(blobs)
+        cpu = time.thread_time() - t0
+        send_bytes(query, to=self.server)
         n = 1 if self.layout == "vector" else self.n_out
-        outs = [be.ct_from_bytes(b) for b in unpack(recv_bytes(self.server), n,
-                                                     be.max_ct_bytes, "reply")]
+        reply = recv_bytes(self.server)
+        t0 = time.thread_time()
+        outs = [be.ct_from_bytes(b) for b in unpack(reply, n, be.max_ct_bytes, "reply")]
         if self.layout == "vector":
-            return torch.from_numpy(self.keys.decrypt_slots(outs[0])[: self.n_out].copy())[None]
-        cols = [self.keys.decrypt_slots(c)[: x.shape[0]] for c in outs]
-        return torch.from_numpy(np.stack(cols, 1).copy())
+            y = torch.from_numpy(self.keys.decrypt_slots(outs[0])[: self.n_out].copy())[None]
+        else:
+            cols = [self.keys.decrypt_slots(c)[: x.shape[0]] for c in outs]
+            y = torch.from_numpy(np.stack(cols, 1).copy())
+        self.cpu_s.append(cpu + time.thread_time() - t0)
+        return y
