@@ -14,7 +14,9 @@ ciphertexts and evaluation keys; the secret key has no save path in this module.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import struct
 import tempfile
 import threading
@@ -54,8 +56,8 @@ class _Files:
     """Private scratch directory for SEAL's path-only save/load."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="veil-he-")
-        os.chmod(self.dir, 0o700)
+        self.dir = tempfile.mkdtemp(prefix="veil-he-")       # mode 0700
+        atexit.register(shutil.rmtree, self.dir, True)
         self.lock = threading.Lock()
         self.n = 0
 
