@@ -226,3 +226,15 @@ def test_conv2d_matches_torch(keys):
                                                padding=1).decrypt()
     want = torch.nn.functional.conv2d(img[None].double(), w.double(), b.double(), padding=1)
     assert (got - want.reshape(-1)).abs().max() < TOL
+
+
+def test_send_bytes_is_metered_and_checks_the_peer():
+    def job():
+        if veil.rank() == 0:
+            veil.send_bytes(b"abc", to=1)
+            with pytest.raises(veil.VeilError, match="no party 0"):
+                veil.send_bytes(b"x", to=0)
+            return veil.stats()["bytes_sent"]
+        return veil.recv_bytes(0)
+    sent, got = veil.run(job, parties=2)
+    assert sent == 3 and got == b"abc"
