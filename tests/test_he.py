@@ -238,3 +238,11 @@ def test_send_bytes_is_metered_and_checks_the_peer():
         return veil.recv_bytes(0)
     sent, got = veil.run(job, parties=2)
     assert sent == 3 and got == b"abc"
+
+
+def test_products_by_zero_are_refused_not_transparent(keys):
+    x = keys.encrypt(torch.tensor([1.0, 2.0]))
+    with pytest.raises(HEError, match="transparent"):
+        x * 0.0
+    with pytest.raises(HEError, match="constant polynomial"):
+        x.polyval([0.3])

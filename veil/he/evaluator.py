@@ -111,6 +111,9 @@ class Evaluator:
     def mul_plain(self, ct, values, where: str = "mul"):
         """``ct * values`` (a scalar or a full slot vector): one level, scale unchanged."""
         self.need(ct, 1, where)
+        if not np.any(np.asarray(values, dtype=np.float64)):
+            raise HEError(f"{where}: multiplying by all zeros gives a transparent ciphertext "
+                          f"(no encryption left); SEAL refuses it: compute the zero in plaintext")
         pt = self.be.encode(values, float(self.be.prime_at(ct)), ct)
         self.ops.pt_mults += 1
         return self._rescale(self.be.mul_plain(ct, pt), where)
@@ -198,8 +201,11 @@ class Evaluator:
                     acc = term
                 else:
                     self.be.add_inplace(acc, term)
-            if acc is None:                          # a zero row: W x = 0 at this scale
-                acc = self.be.mul_plain(cts[0], self.be.encode(0.0, q, cts[0]))
+            if acc is None:
+                # An all-zero row (a pruned unit): a product by exact zero would be a
+                # transparent ciphertext, which SEAL refuses. Use the smallest weight that
+                # encodes (2 / q): it adds at most 2 |x_0| / q (~1e-8 |x_0|) to this output.
+                acc = self.be.mul_plain(cts[0], self.be.encode(2.0 / q, q, cts[0]))
             acc = self._rescale(acc, where)
             if b is not None and b[k] != 0:
                 self.be.add_plain_inplace(acc, self.be.encode(float(b[k]),
@@ -225,8 +231,6 @@ class Evaluator:
         d = len(coeffs) - 1
         if d == 2 and coeffs[:2] == [0.0, 0.0] and coeffs[2] == 1.0:
             return self.square(ct, where)
-        if d == 0:
-            return self.add_plain(self.mul_plain(ct, 0.0, where), coeffs[0], where)
         return self.chebval(ct, C.poly2cheb(coeffs).tolist(), where)
 
     def chebval(self, ct, cheb, where: str = "polynomial"):
@@ -237,7 +241,8 @@ class Evaluator:
             coeffs.pop()
         d = len(coeffs) - 1
         if d == 0:
-            return self.add_plain(self.mul_plain(ct, 0.0, where), coeffs[0], where)
+            raise HEError(f"{where}: a constant polynomial needs no ciphertext (and would be "
+                          f"a transparent one): apply the constant in plaintext")
         self.need(ct, poly_depth(d), where)
         powers = {1: ct}
 
