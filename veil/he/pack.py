@@ -73,6 +73,3 @@ class DiagonalPlan:
         used_g = {g for (g, _) in self.diags}
         return ({j for j in used_j if j} | {g * self.b for g in used_g if g}
                 | set(self.folds))
-
-    def rotations(self) -> int:
-        return len(self.steps() - set(self.folds)) + len(self.folds)
