@@ -70,3 +70,22 @@ def stats() -> dict:
     framing is not counted. A round is one collective step (see veil.comm).
     """
     return current().comm.stats.as_dict()
+
+
+def send_bytes(data: bytes, to: int) -> None:
+    """Send opaque bytes to party ``to`` (one metered message; the receiver must call
+    `recv_bytes`). For protocols built above veil's tensors, e.g. veil.he's ciphertexts."""
+    ctx = current()
+    if not 0 <= to < ctx.world_size or to == ctx.rank:
+        raise VeilError(f"send_bytes: no party {to} to send to (this is party {ctx.rank})")
+    ctx.comm.count_round()
+    ctx.comm.send_bytes(to, bytes(data))
+
+
+def recv_bytes(src: int) -> bytes:
+    """Receive one `send_bytes` message from party ``src`` (the content is untrusted)."""
+    ctx = current()
+    if not 0 <= src < ctx.world_size or src == ctx.rank:
+        raise VeilError(f"recv_bytes: no party {src} to receive from (this is party {ctx.rank})")
+    ctx.comm.count_round()
+    return bytes(ctx.comm.recv_bytes(src))

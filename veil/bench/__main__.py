@@ -35,6 +35,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per workload; the fastest is reported (default 3)")
     args = ap.parse_args(argv)
+    if args.group == "he":                    # CKKS inference: its own table (he_workloads)
+        from .he_workloads import main as he_main
+        return he_main()
     torch.set_num_threads(args.threads)
     rows = []
     for w in WORKLOADS.values():
