@@ -76,7 +76,7 @@ class LocalEngine:
         return [(r[0], r[1]) for r in self.con.execute(f"DESCRIBE {sql}").fetchall()]
 
     def scalar(self, sql: str):
-        return self.con.execute(sql).fetchone()[0]
+        return self.con.execute(sql).fetchall()[0][0]
 
     def arrow(self, sql: str):
         return self.con.sql(sql).to_arrow_table()

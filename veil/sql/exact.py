@@ -225,7 +225,8 @@ class SBool:
         """v where the bit is 1, 0 elsewhere (one round)."""
         if self.xor is not None:
             return SInt(_proto().select(self.xor, v.sh), v.bound, v.scale)
-        return SInt((self.arith * v).sh, v.bound, v.scale)
+        # A 0/1 factor keeps v's bound: multiply the shares directly.
+        return SInt(_proto().mul(self.arith.sh, v.sh), v.bound, v.scale)
 
     def where(self, x: SInt, y: SInt) -> SInt:
         """CASE WHEN self THEN x ELSE y: y + bit·(x − y)."""

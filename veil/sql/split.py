@@ -287,7 +287,7 @@ class Splitter:
             return node
         out = h.copy().transform(fn)
         for node in out.walk():
-            if not isinstance(node, SECRET_NODES + (exp.Null,)):
+            if not isinstance(node, SECRET_NODES + (exp.Null, exp.Identifier)):
                 raise UnsupportedSQL(f"{type(node).__name__.upper()} in HAVING is not "
                                      f"supported")
         return out
