@@ -59,10 +59,40 @@ class Splitter:
                 item.enc = encoding_of(t)
 
     def _declared_bound(self, item: Item):
-        for alias, info in self.aliases.items():
-            for col, b in info.bounds.items():
-                if item.sql in (f"{alias}.{col}", f"{alias}.\"{col}\""):
-                    return b
+        """|value| bound of a local item, in its own units, from the columns' bounds.
+
+        Propagated through + - * NEG, COALESCE and CASE over bounded columns and
+        literals; anything else falls back to the type's range (``None``).
+        """
+        import sqlglot
+        return self._bound_of(sqlglot.parse_one(item.sql, read="duckdb"))
+
+    def _bound_of(self, e):
+        if isinstance(e, exp.Paren):
+            return self._bound_of(e.this)
+        if isinstance(e, exp.Column):
+            info = self.aliases.get(e.table)
+            return None if info is None else info.bounds.get(e.name)
+        if isinstance(e, exp.Literal) and not e.is_string:
+            try:
+                return abs(float(e.this))
+            except ValueError:
+                return None
+        if isinstance(e, exp.Neg):
+            return self._bound_of(e.this)
+        parts = None
+        if isinstance(e, (exp.Add, exp.Sub, exp.Mul)):
+            a, b = self._bound_of(e.this), self._bound_of(e.expression)
+            if a is None or b is None:
+                return None
+            return a * b if isinstance(e, exp.Mul) else a + b
+        if isinstance(e, exp.Coalesce):
+            parts = [e.this, *e.expressions]
+        elif isinstance(e, exp.Case) and e.args.get("default") is not None:
+            parts = [e.args["default"], *[i.args["true"] for i in e.args["ifs"]]]
+        if parts:
+            bs = [self._bound_of(p) for p in parts]
+            return None if any(b is None for b in bs) else max(bs)
         return None
 
     # -- lowering: maximal single-owner sub-trees become item references ---------------------
