@@ -43,7 +43,8 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 0.0,
         w = w.sort_values(list(w.columns), kind="stable").reset_index(drop=True)
     for c in w.columns:
         a, b = g[c].to_numpy(), w[c].to_numpy()
-        if np.issubdtype(np.asarray(b).dtype, np.floating) or rtol:
+        numeric = pd.api.types.is_numeric_dtype(w[c]) and not pd.api.types.is_bool_dtype(w[c])
+        if numeric and (np.issubdtype(np.asarray(b).dtype, np.floating) or rtol):
             np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=rtol or 1e-12,
                                        atol=0)
         else:
