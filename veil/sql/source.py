@@ -139,10 +139,17 @@ class Rows:
             raise ProtocolUsageError("a table changed while the query ran (row count differs)")
 
     def _hash_keys(self, t: pa.Table) -> None:
-        if self.plan.prealigned:
-            cols = t.select(self.plan.join_keys[self.rank]).to_pylist()
-            for k in canonical_keys([tuple(r.values()) for r in cols]):
-                self.key_hash.update(len(k).to_bytes(4, "little") + k)
+        if not self.plan.prealigned:
+            return
+        for name in self.plan.join_keys[self.rank]:
+            col = t.column(name)
+            if pa.types.is_integer(col.type):
+                # Integers hash as int64 bytes (vectorised; same at both sides for any
+                # integer width); other types row by row in canonical form.
+                self.key_hash.update(b"i" + col.cast(pa.int64()).to_numpy().tobytes())
+            else:
+                for k in canonical_keys(col.to_pylist()):
+                    self.key_hash.update(len(k).to_bytes(4, "little") + k)
 
     def check_alignment(self) -> None:
         """Prealigned tables: both owners confirm equal keys row by row, before any reveal.
