@@ -4,7 +4,6 @@ import pytest
 
 pytest.importorskip("duckdb")
 
-import numpy as np
 import pandas as pd
 
 import veil

@@ -7,7 +7,6 @@ pytest.importorskip("duckdb")
 import numpy as np
 import pandas as pd
 
-import veil
 import veil.comm.communicator as cm
 from sql_helpers import run_query
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from ..errors import PartyError

@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 

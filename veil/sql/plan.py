@@ -27,7 +27,7 @@ from sqlglot.optimizer.qualify import qualify
 from ..errors import ProtocolUsageError
 from .catalog import TableInfo
 from .policy import PolicyError, require
-from .types import Encoding, encoding_of
+from .types import Encoding
 
 AGGS = {exp.Sum: "sum", exp.Count: "count", exp.Avg: "avg", exp.Min: "min", exp.Max: "max"}
 COMPARE = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.NEQ)

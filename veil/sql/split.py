@@ -10,7 +10,7 @@ from sqlglot import exp
 
 from ..errors import ProtocolUsageError
 from .catalog import LocalEngine, TableInfo
-from .plan import (AGGS, COMPARE, SECRET_NODES, Agg, Item, Plan, UnsupportedSQL, conjuncts,
+from .plan import (AGGS, SECRET_NODES, Agg, Item, Plan, UnsupportedSQL, conjuncts,
                    owners_of, policy_uses)
 from .policy import PolicyError
 from .types import encode_sql, encoding_of, literal_encoding
@@ -235,10 +235,8 @@ class Splitter:
         if group:
             (plan.group_owner,) = gowners
             plan.group_keys = [self._item(plan.group_owner, g, "__g") for g in group]
-            owner_tables = [i for i in self.aliases.values() if i.owner == plan.group_owner]
             plan.threshold = max(i.policy.group_threshold for i in self.aliases.values())
         plan.aggs.append(Agg("count", None, "__n"))        # masked row count: NULLs, threshold
-        repl: dict[int, exp.Expression] = {}
 
         def atom(agg_node: exp.Expression) -> exp.Expression:
             kind = AGGS[type(agg_node)]
