@@ -136,3 +136,24 @@ def test_empty_join_gives_sql_nulls_and_zero_count():
     sql = "SELECT COUNT(*) AS n, SUM(x.a * y.b) AS s FROM ta x JOIN tb y ON x.id = y.id"
     got = run_query(tables, sql)
     assert got[1]["n"].tolist() == [0] and pd.isna(got[1]["s"][0])
+
+
+def test_grouped_result_revealed_to_every_party_at_three_parties():
+    tables = random_tables(10, 80, 80)
+    sql = ("SELECT d.campaign, SUM(o.a) AS s, COUNT(*) AS n FROM orders o JOIN ads d "
+           "ON o.id = d.id WHERE o.a < d.b GROUP BY d.campaign")
+    got = run_query(tables, sql, parties=3, reveal_to=None)
+    want = pooled(tables, sql + " HAVING COUNT(*) >= 4")
+    for out in got:
+        assert_same(out, want)
+
+
+def test_inputs_from_pyarrow_and_duckdb_relation():
+    import duckdb
+    import pyarrow as pa
+    t = random_tables(11)
+    rel = duckdb.connect().from_df(t["ads"][1])
+    tables = {"orders": (0, pa.Table.from_pandas(t["orders"][1])), "ads": (1, rel)}
+    sql = "SELECT SUM(o.a * d.b) AS s FROM orders o JOIN ads d ON o.id = d.id"
+    got = run_query(tables, sql)
+    assert_same(got[1], pooled(random_tables(11), sql))
