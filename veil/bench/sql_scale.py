@@ -1,6 +1,7 @@
 """The SDH tail at scale, one OS process per party: ``veil run -n 2 -m veil.bench.sql_scale``.
 
     veil run -n 2 -m veil.bench.sql_scale --rows 1e7 [--chunk 262144] [--parquet DIR]
+    veil run -n 2 -m veil.bench.sql_scale --rows 1e5 --psi     # PSI alone, N x N keys
 
 Each party builds only its own column (seeded, chunk by chunk), registers it prealigned,
 runs the query, and prints one JSON line: rows, seconds, bytes sent per row, rounds,
@@ -65,8 +66,12 @@ def main() -> None:
     ap.add_argument("--rows", type=float, default=1e6)
     ap.add_argument("--chunk", type=int, default=1 << 18)
     ap.add_argument("--parquet", help="write each party's column here and stream it")
+    ap.add_argument("--psi", action="store_true", help="time veil.psi alone on N x N keys "
+                    "(half of them common) instead of the SDH query")
     args = ap.parse_args()
     n = int(args.rows)
+    if args.psi:
+        return _psi(n)
 
     def job():
         r = veil.rank()
@@ -90,6 +95,21 @@ def main() -> None:
                "exact": ok, "source": "parquet" if args.parquet else "dataframe"}
         print(json.dumps(rec), flush=True)
         return rec
+    veil.run(job, parties=2)
+
+
+def _psi(n: int) -> None:
+    def job():
+        r = veil.rank()
+        keys = np.arange(n) + (n // 2 if r == 1 else 0)          # n/2 common keys
+        s0, t0 = veil.stats(), time.perf_counter()
+        out = veil.psi(keys.tolist(), parties=(0, 1))
+        dt, s1 = time.perf_counter() - t0, veil.stats()
+        rec = {"party": r, "psi_keys": n, "seconds": round(dt, 2), "common": len(out),
+               "bytes_per_key": round((s1["bytes_sent"] - s0["bytes_sent"]) / n, 2),
+               "rounds": s1["rounds"] - s0["rounds"],
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        print(json.dumps(rec), flush=True)
     veil.run(job, parties=2)
 
 
