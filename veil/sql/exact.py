@@ -51,7 +51,8 @@ def compare_width(proto, width: int):
     a ``width=`` argument on the kernels (protocols/ is owned by another change).
     """
     old = proto.config
-    proto.config = replace(old, compare_bits=width)
+    # A wider width is still exact; Config requires compare_bits >= frac_bits + 2.
+    proto.config = replace(old, compare_bits=max(width, old.frac_bits + 2))
     try:
         yield
     finally:
