@@ -157,3 +157,19 @@ def test_inputs_from_pyarrow_and_duckdb_relation():
     sql = "SELECT SUM(o.a * d.b) AS s FROM orders o JOIN ads d ON o.id = d.id"
     got = run_query(tables, sql)
     assert_same(got[1], pooled(random_tables(11), sql))
+
+
+def test_row_level_strings_and_dates_without_a_secret_filter():
+    tables = random_tables(12)
+    sql = ("SELECT o.cat, o.day, d.campaign, o.a + d.b AS t FROM orders o JOIN ads d "
+           "ON o.id = d.id WHERE o.a > 0 ORDER BY o.id")
+    got = run_query(tables, sql)
+    want = pooled(tables, sql)
+    got[1]["day"], want["day"] = got[1]["day"].astype(str), want["day"].astype(str)
+    assert_same(got[1], want, ordered=True)
+
+
+def test_row_level_string_under_a_secret_filter_is_refused():
+    with pytest.raises(veil.PartyError, match="string in a row-level result"):
+        run_query(random_tables(12), "SELECT o.cat FROM orders o JOIN ads d ON o.id = d.id "
+                  "WHERE o.a > d.b")

@@ -327,7 +327,7 @@ class Splitter:
         for i, s in enumerate(self.ast.expressions):
             name = f"__v{i}"
             inner = s.this if isinstance(s, exp.Alias) else s
-            plan.rows_out.append((name, self.lower(inner.copy())))
+            plan.rows_out.append((name, self._row_value(inner)))
             selects.append(exp.alias_(exp.column(name), s.alias_or_name))
 
         def rewrite(e):
@@ -336,9 +336,28 @@ class Splitter:
                 if e == inner:
                     return exp.column(name)
             name = f"__v{len(plan.rows_out)}"
-            plan.rows_out.append((name, self.lower(e.copy())))
+            plan.rows_out.append((name, self._row_value(e)))
             return exp.column(name)
         plan.final_sql = self._final(selects, rewrite)
+
+    def _row_value(self, e: exp.Expression) -> exp.Expression:
+        """One output column of a row-level query.
+
+        Without a secret filter every joined row is in the result, so a single party's
+        value goes to the receiver as it is (``__r``: any type, strings included).
+        With one, values pass through the secret part and rows failing the filter open
+        as 0 — which strings cannot do.
+        """
+        owners = owners_of(e, self.aliases)
+        if len(owners) == 1 and not e.find(exp.AggFunc):
+            (owner,) = owners
+            if self.plan.mask is None:
+                return exp.column(self._item(owner, e, "__r"))
+            if encoding_of(self._owner_sql_type(owner, e.sql("duckdb"))).kind == "text":
+                raise UnsupportedSQL(
+                    f"{e.sql()} is a string in a row-level result filtered by a cross-party "
+                    f"condition; aggregate it (GROUP BY {e.sql()}) or filter on one party")
+        return self.lower(e.copy())
 
     def _final(self, selects, rewrite) -> str:
         out = exp.select(*selects).from_("__result")
