@@ -173,3 +173,15 @@ def test_row_level_string_under_a_secret_filter_is_refused():
     with pytest.raises(veil.PartyError, match="string in a row-level result"):
         run_query(random_tables(12), "SELECT o.cat FROM orders o JOIN ads d ON o.id = d.id "
                   "WHERE o.a > d.b")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT o.cat, SUM(d.b) AS s FROM orders o JOIN ads d ON o.id = d.id WHERE o.a > 5000 "
+    "GROUP BY o.cat",
+    "SELECT o.cat, SUM(d.b) AS s FROM orders o JOIN ads d ON o.id = d.id "
+    "WHERE o.a > d.b + 5000 GROUP BY o.cat",
+    "SELECT o.cat, d.b FROM orders o JOIN ads d ON o.id = d.id WHERE o.a > 5000",
+])
+def test_empty_results_keep_their_columns(sql):
+    got = run_query(random_tables(1), sql)[1]
+    assert len(got) == 0 and list(got.columns) == list(pooled(random_tables(1), sql).columns)

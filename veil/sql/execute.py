@@ -55,6 +55,11 @@ class Executor:
         labels, groups = None, 1
         if plan.grouped:
             labels, groups = group_labels(plan, self.engine, self.rows)
+            if groups == 0:
+                # No group at all (public: G = 0): nothing to compute. Also keeps empty
+                # tensors away from the transport, which cannot send them.
+                self.rows.check_alignment()
+                return _final(plan, _empty_frame(plan)) if self.receives() else None
         acc: dict[str, SInt] = {}
         rows_out: dict[str, list] = {name: [] for name, _ in plan.rows_out}
         mask_parts, raw_parts = [], {}
@@ -276,12 +281,19 @@ def _send_raw(plan, raw_parts, n, to) -> dict:
     return out
 
 
+def _empty_frame(plan: Plan) -> dict:
+    frame = {agg.name: [] for agg in plan.aggs}
+    frame.update({f"__key{i}": [] for i in range(len(plan.group_keys))})
+    return frame
+
+
 def _final(plan: Plan, frame: dict):
     import duckdb
-    n = max((len(v) for v in frame.values()), default=0)
-    df = pd.DataFrame({k: (list(v) if len(v) else [None] * 0) for k, v in frame.items()}) \
-        if n else pd.DataFrame({k: pd.Series([], dtype="object" if k.startswith(("__key", "__v"))
-                                             else "int64") for k in frame})
+    # An empty result still needs typed columns: labels and raw values as objects (cast
+    # below), revealed integers as int64.
+    df = pd.DataFrame({k: pd.Series(list(v), dtype=None if len(v) else
+                                    "object" if k.startswith(("__key", "__v")) else "int64")
+                       for k, v in frame.items()})
     con = duckdb.connect()
     con.register("__frame", df)
     casts = []
