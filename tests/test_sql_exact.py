@@ -4,6 +4,8 @@ import pytest
 import torch
 
 import veil
+
+pytest.importorskip("sqlglot")
 from veil.errors import RangeError
 from veil.sql.exact import SInt, _width
 
@@ -54,6 +56,7 @@ def test_values_beyond_the_bound_are_refused_at_the_owner():
 @pytest.mark.parametrize("parties", [2, 3])
 def test_sdh_traffic_matches_the_kernels_declared_costs(parties):
     """SDH row: msb at 18 bits + mul + select; bytes counted == kernels' declared costs."""
+    pytest.importorskip("duckdb")
     import pandas as pd
     n = 1000
     rng = torch.Generator().manual_seed(0)
