@@ -8,7 +8,7 @@ import pandas as pd
 
 import veil
 from veil.sql import Policy
-from sql_helpers import random_tables, run_query
+from sql_helpers import pooled, random_tables, run_query
 
 JOIN = "FROM orders o JOIN ads d ON o.id = d.id"
 
@@ -150,3 +150,25 @@ def test_only_the_receiver_gets_the_result_and_results_are_not_in_other_traffic(
     (r0, recv0), (r1, _) = veil.run(job, parties=2)
     assert r0 is None and r1 is not None
     assert recv0 > 0
+
+
+def test_dates_and_timestamps_are_not_compared_across_units():
+    t = random_tables(2)
+    t["ads"][1]["seen"] = pd.Timestamp("2024-01-20")
+    t["ads"][1]["shown"] = pd.Timestamp("2024-01-20").date()
+    # orders.day is a TIMESTAMP: comparing it with the other party's DATE is refused...
+    with pytest.raises(veil.PartyError, match="cannot combine a timestamp with a date"):
+        run_query(t, f"SELECT COUNT(*) {JOIN} WHERE o.day > d.shown")
+    with pytest.raises(veil.PartyError, match="cannot combine a timestamp with a number"):
+        run_query(t, f"SELECT COUNT(*) {JOIN} WHERE o.day > d.clicks")
+    # ... and works when both sides have the same unit.
+    sql = f"SELECT COUNT(*) AS n {JOIN} WHERE o.day > d.seen"
+    assert run_query(t, sql)[1]["n"].tolist() == pooled(t, sql)["n"].tolist()
+
+
+def test_int64_minimum_does_not_slip_past_the_bound_check():
+    a = pd.DataFrame({"id": [1, 2], "v": [1, -(1 << 63)]})
+    b = pd.DataFrame({"id": [1, 2], "w": [3, 4]})
+    with pytest.raises(veil.PartyError, match="outside its declared bound"):
+        run_query({"a": (0, a), "b": (1, b)}, "SELECT SUM(x.v + y.w) FROM a x JOIN b y "
+                  "ON x.id = y.id", bounds={"a": "type"})

@@ -93,7 +93,8 @@ class SInt:
         """The owner's int64 values (checked |v| < bound there) become shares everywhere."""
         p = _proto()
         if p.rank == owner:
-            if values.numel() and values.abs().max().item() >= bound:
+            # Two-sided, since abs(-2^63) overflows back to -2^63 in int64.
+            if values.numel() and bool(((values >= bound) | (values <= -bound)).any()):
                 raise RangeError(f"a value is outside its declared bound {bound:.3g}")
             values = values.to(torch.int64).reshape(shape)
         return SInt(p.share(values, owner, tuple(shape)), check_bound(bound, "a column"), scale)

@@ -10,7 +10,7 @@ from sqlglot import exp
 
 from ..errors import ProtocolUsageError
 from .catalog import LocalEngine, TableInfo
-from .plan import (AGGS, SECRET_NODES, Agg, Item, Plan, UnsupportedSQL, conjuncts,
+from .plan import (AGGS, COMPARE, SECRET_NODES, Agg, Item, Plan, UnsupportedSQL, conjuncts,
                    owners_of, policy_uses)
 from .policy import PolicyError
 from .types import encode_sql, encoding_of, literal_encoding
@@ -184,7 +184,50 @@ class Splitter:
         else:
             self._rows()
         self._encode_items()
+        for tree in self._secret_trees():
+            self._check_units(tree)
         return plan
+
+    def _secret_trees(self):
+        plan = self.plan
+        trees = [plan.mask, plan.having] + [a.arg for a in plan.aggs] + \
+            [t for _, t in plan.rows_out]
+        return [t for t in trees if t is not None]
+
+    def _unit(self, e) -> str:
+        """'date' (days), 'timestamp' (µs) or 'number': ring integers of different units."""
+        if isinstance(e, exp.Paren):
+            return self._unit(e.this)
+        if isinstance(e, exp.Column):
+            enc = self.plan.constants[e.name][1] if e.name in self.plan.constants else \
+                self.plan.items[e.name].enc if e.name in self.plan.items else None
+            if enc is not None and enc.kind in ("date", "timestamp"):
+                return enc.kind
+        if isinstance(e, (exp.Add, exp.Sub)):
+            units = {self._unit(e.this), self._unit(e.expression)} - {"number"}
+            return units.pop() if len(units) == 1 else "number"
+        return "number"
+
+    def _check_units(self, tree) -> None:
+        """Refuse mixing days, microseconds and plain numbers, which would compare wrongly."""
+        for node in tree.walk():
+            pairs = []
+            if isinstance(node, COMPARE):
+                pairs.append((node.this, node.expression))
+            elif isinstance(node, exp.Between):
+                pairs += [(node.this, node.args["low"]), (node.this, node.args["high"])]
+            elif isinstance(node, exp.Sub):
+                pairs.append((node.this, node.expression))
+            for a, b in pairs:
+                ua, ub = self._unit(a), self._unit(b)
+                if ua != ub and not (isinstance(node, exp.Sub) and ub == "number"):
+                    raise ProtocolUsageError(
+                        f"cannot combine a {ua} with a {ub} across parties "
+                        f"({node.sql()}); CAST both sides to the same type")
+            if isinstance(node, exp.Add):
+                units = {self._unit(node.this), self._unit(node.expression)}
+                if {"date", "timestamp"} <= units:
+                    raise ProtocolUsageError(f"cannot add a date and a timestamp ({node.sql()})")
 
     def _prealigned(self) -> bool:
         return len(self.plan.owners) == 2 and all(i.prealigned for i in self.aliases.values())
