@@ -131,6 +131,12 @@ def parse(sql: str, tables: dict[str, TableInfo]) -> exp.Select:
             raise ProtocolUsageError(f"unknown table {t.name!r} (registered: {known})")
         if t.args.get("db") or t.args.get("catalog"):
             raise UnsupportedSQL("qualified table names (db.table) are not supported")
+    # Name unaliased results by their text, as DuckDB does ("SUM(o.a)"), not "_col_0".
+    for i, s in enumerate(ast.expressions):
+        if not isinstance(s, (exp.Alias, exp.Column, exp.Star)):
+            name = "count_star()" if isinstance(s, exp.Count) and isinstance(s.this, exp.Star) \
+                else s.sql("duckdb")
+            ast.expressions[i] = exp.alias_(s, name, quoted=True)
     schema = {name: dict(info.columns) for name, info in tables.items()}
     try:
         return qualify(ast, schema=schema, dialect="duckdb", identify=False,
