@@ -29,14 +29,14 @@ class Evaluator:
     def __init__(self, env: dict, constants: dict, n: int) -> None:
         self.env, self.constants, self.n = env, constants, n
 
-    def _as_int(self, v) -> SInt:
+    def as_int(self, v) -> SInt:
         if isinstance(v, Const):
             return v.sint(self.n)
         if isinstance(v, SBool):
             return v.to_int()
         return v
 
-    def _as_bool(self, v, e) -> SBool:
+    def as_bool(self, v, e) -> SBool:
         if isinstance(v, SBool):
             return v
         if isinstance(v, Const) and v.enc.kind == "bool":
@@ -60,43 +60,43 @@ class Evaluator:
                                  "(CASE WHEN needs an ELSE)")
         if isinstance(e, exp.Neg):
             v = self.value(e.this)
-            return Const(-v.v, v.enc) if isinstance(v, Const) else -self._as_int(v)
+            return Const(-v.v, v.enc) if isinstance(v, Const) else -self.as_int(v)
         if isinstance(e, (exp.Add, exp.Sub)):
-            a, b = self._as_int(self.value(e.this)), self._as_int(self.value(e.expression))
+            a, b = self.as_int(self.value(e.this)), self.as_int(self.value(e.expression))
             return a + b if isinstance(e, exp.Add) else a - b
         if isinstance(e, exp.Mul):
             a, b = self.value(e.this), self.value(e.expression)
             if isinstance(b, Const) and not isinstance(a, Const):
                 a, b = b, a
             if isinstance(a, Const):
-                out = self._as_int(b).mul_public(a.v)
+                out = self.as_int(b).mul_public(a.v)
                 return SInt(out.sh, out.bound, out.scale + a.enc.scale)
-            return self._as_int(a) * self._as_int(b)
+            return self.as_int(a) * self.as_int(b)
         if isinstance(e, (exp.GT, exp.GTE, exp.LT, exp.LTE)):
-            a, b = self._as_int(self.value(e.this)), self._as_int(self.value(e.expression))
+            a, b = self.as_int(self.value(e.this)), self.as_int(self.value(e.expression))
             return {exp.GT: a.__gt__, exp.GTE: a.__ge__, exp.LT: a.__lt__,
                     exp.LTE: a.__le__}[type(e)](b)
         if isinstance(e, (exp.EQ, exp.NEQ)):
-            a, b = self._as_int(self.value(e.this)), self._as_int(self.value(e.expression))
+            a, b = self.as_int(self.value(e.this)), self.as_int(self.value(e.expression))
             r = a.eq(b)
             return r if isinstance(e, exp.EQ) else r.not_()
         if isinstance(e, (exp.And, exp.Or)):
-            a = self._as_bool(self.value(e.this), e.this)
-            b = self._as_bool(self.value(e.expression), e.expression)
+            a = self.as_bool(self.value(e.this), e.this)
+            b = self.as_bool(self.value(e.expression), e.expression)
             return a.and_(b) if isinstance(e, exp.And) else a.or_(b)
         if isinstance(e, exp.Not):
-            return self._as_bool(self.value(e.this), e.this).not_()
+            return self.as_bool(self.value(e.this), e.this).not_()
         if isinstance(e, exp.Between):
-            x = self._as_int(self.value(e.this))
-            return (x >= self._as_int(self.value(e.args["low"]))).and_(
-                x <= self._as_int(self.value(e.args["high"])))
+            x = self.as_int(self.value(e.this))
+            return (x >= self.as_int(self.value(e.args["low"]))).and_(
+                x <= self.as_int(self.value(e.args["high"])))
         if isinstance(e, exp.In):
             if e.args.get("query") or not e.expressions:
                 raise UnsupportedSQL("IN needs a list of values (no subqueries)")
-            x = self._as_int(self.value(e.this))
+            x = self.as_int(self.value(e.this))
             out = None
             for opt in e.expressions:
-                hit = x.eq(self._as_int(self.value(opt)))
+                hit = x.eq(self.as_int(self.value(opt)))
                 out = hit if out is None else out.or_(hit)
             return out
         if isinstance(e, exp.Case):
@@ -105,10 +105,10 @@ class Evaluator:
             if e.args.get("default") is None:
                 raise UnsupportedSQL("CASE WHEN without ELSE gives NULL, which secret "
                                      "values cannot hold; add an ELSE")
-            out = self._as_int(self.value(e.args["default"]))
+            out = self.as_int(self.value(e.args["default"]))
             for branch in reversed(e.args["ifs"]):
-                cond = self._as_bool(self.value(branch.this), branch.this)
-                out = cond.where(self._as_int(self.value(branch.args["true"])), out)
+                cond = self.as_bool(self.value(branch.this), branch.this)
+                out = cond.where(self.as_int(self.value(branch.args["true"])), out)
             return out
         raise UnsupportedSQL(f"{type(e).__name__.upper()} is not supported in the secret part")
 

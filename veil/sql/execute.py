@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from sqlglot import exp
 
 from ..context import current
 from ..errors import ProtocolUsageError
@@ -26,6 +27,7 @@ from .exact import SBool, SInt, check_bound
 from .labels import group_codes, group_labels, send_labels
 from .plan import Plan
 from .source import Rows, check_nulls, column
+from .types import literal_encoding
 
 
 def _share_chunk(plan: Plan, m: int, batch, rank: int) -> dict:
@@ -69,18 +71,18 @@ class Executor:
                 check_nulls(batch, plan)
             env = _share_chunk(plan, m, batch, self.rank)
             ev = Evaluator(env, plan.constants, m)
-            mask = ev._as_bool(ev.value(plan.mask), plan.mask) if plan.mask is not None else None
+            mask = ev.as_bool(ev.value(plan.mask), plan.mask) if plan.mask is not None else None
             if plan.aggregate:
                 codes = group_codes(plan, batch, labels) if plan.grouped and batch is not None \
                     and self.rank == plan.group_owner else None
                 self._aggregate_chunk(ev, mask, m, groups, codes, acc)
             else:
                 for name, tree in plan.rows_out:
-                    if tree.name.startswith("__r") if hasattr(tree, "name") else False:
+                    if _is_raw(tree):
                         if batch is not None and self.rank == plan.items[tree.name].owner:
                             raw_parts.setdefault(name, []).append(batch.column(tree.name))
                         continue
-                    v = ev._as_int(ev.value(tree))
+                    v = ev.as_int(ev.value(tree))
                     rows_out[name].append((mask.apply(v) if mask is not None else v))
                 if mask is not None:
                     mask_parts.append(mask)
@@ -102,7 +104,7 @@ class Executor:
                 v = mask.to_int() if mask is not None else SInt.public(1, (m,))
                 v = SInt(v.sh, 2)
             else:
-                v = ev._as_int(ev.value(agg.arg))
+                v = ev.as_int(ev.value(agg.arg))
             if agg.kind in ("sum", "count"):
                 sums.append(masked(v, mask, "sum"))
                 sum_names.append(agg.name)
@@ -156,7 +158,7 @@ class Executor:
         if plan.grouped:
             keep = count >= SInt.public(max(1, plan.threshold), (groups,))
         if plan.having is not None:
-            h = ev._as_bool(ev.value(plan.having), plan.having)
+            h = ev.as_bool(ev.value(plan.having), plan.having)
             keep = h if keep is None else keep.and_(h)
         to = self.to
         opened = {}
@@ -210,6 +212,11 @@ class Executor:
         return _final(plan, frame)
 
 
+def _is_raw(tree) -> bool:
+    """An owner's plaintext result column (row-level, no secret filter)."""
+    return isinstance(tree, exp.Column) and tree.name.startswith("__r")
+
+
 def _tree_kind(tree, plan) -> str:
     name = getattr(tree, "name", "")
     item = plan.items.get(name)
@@ -229,8 +236,6 @@ def _agg_scale(agg, plan) -> int:
 
 def _scale_of(tree, plan) -> int:
     """Decimal scale of a lowered tree (same rules as SInt: + aligns, * adds)."""
-    from sqlglot import exp
-    from .types import literal_encoding
     if isinstance(tree, exp.Paren):
         return _scale_of(tree.this, plan)
     if isinstance(tree, exp.Column):
@@ -268,9 +273,9 @@ def _send_raw(plan, raw_parts, n, to) -> dict:
     from .labels import send_json
     out = {}
     for name, tree in plan.rows_out:
-        tname = getattr(tree, "name", "")
-        if not tname.startswith("__r"):
+        if not _is_raw(tree):
             continue
+        tname = tree.name
         owner = plan.items[tname].owner
         vals = None
         if owner == current().rank:
