@@ -170,5 +170,5 @@ def test_int64_minimum_does_not_slip_past_the_bound_check():
     a = pd.DataFrame({"id": [1, 2], "v": [1, -(1 << 63)]})
     b = pd.DataFrame({"id": [1, 2], "w": [3, 4]})
     with pytest.raises(veil.PartyError, match="outside its declared bound"):
-        run_query({"a": (0, a), "b": (1, b)}, "SELECT SUM(x.v + y.w) FROM a x JOIN b y "
-                  "ON x.id = y.id", bounds={"a": "type"})
+        run_query({"a": (0, a), "b": (1, b)}, "SELECT COUNT(*) FROM a x JOIN b y "
+                  "ON x.id = y.id WHERE x.v > y.w", bounds={"a": "type"})

@@ -144,3 +144,12 @@ def onehot_share(codes, groups: int, owner: int, n: int) -> SInt:
         if n:
             m[torch.as_tensor(codes, dtype=torch.int64), torch.arange(n)] = 1
     return SInt(p.share(m, owner, (groups, n)), 2)
+
+
+def onehot_public(codes, groups: int, n: int) -> SInt:
+    """A (G, n) 0/1 membership matrix every party knows, as (trivial) shares."""
+    p = current().protocol
+    m = torch.zeros((groups, n), dtype=torch.int64)
+    if n:
+        m[torch.as_tensor(codes, dtype=torch.int64), torch.arange(n)] = 1
+    return SInt(p.add_public(p.zeros((groups, n)), m), 2)

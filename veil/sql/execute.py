@@ -22,9 +22,9 @@ from sqlglot import exp
 
 from ..context import current
 from ..errors import ProtocolUsageError
-from .evaluate import Evaluator, extreme, masked, onehot_share
+from .evaluate import Evaluator, extreme, masked, onehot_public, onehot_share
 from .exact import SBool, SInt, check_bound
-from .labels import group_codes, group_labels, send_labels
+from .labels import group_codes, group_labels, public_groups, send_labels
 from .plan import Plan
 from .source import Rows, check_nulls, column
 from .types import literal_encoding
@@ -73,8 +73,8 @@ class Executor:
             ev = Evaluator(env, plan.constants, m)
             mask = ev.as_bool(ev.value(plan.mask), plan.mask) if plan.mask is not None else None
             if plan.aggregate:
-                codes = group_codes(plan, batch, labels) if plan.grouped and batch is not None \
-                    and self.rank == plan.group_owner else None
+                codes = group_codes(plan, batch, labels) if plan.grouped and labels is not None \
+                    and batch is not None else None
                 self._aggregate_chunk(ev, mask, m, groups, codes, acc)
             else:
                 for name, tree in plan.rows_out:
@@ -112,11 +112,18 @@ class Executor:
             else:
                 extremes.append((agg, v))
         if plan.grouped:
-            oh = onehot_share(codes, groups, plan.group_owner, m)
+            public = public_groups(plan)
+            oh = onehot_public(codes, groups, m) if public else \
+                onehot_share(codes, groups, plan.group_owner, m)
             if sums:
                 stacked = SInt(torch.stack([s.sh for s in sums], 1),
                                max(s.bound for s in sums))
-                out = stacked.matmul_onehot(oh)                       # (G, K)
+                if public:
+                    # Both parties know each row's group: per-group sums are local adds.
+                    out = SInt(torch.zeros((groups, len(sums)), dtype=torch.int64)
+                               .index_add_(0, torch.as_tensor(codes), stacked.sh), 0)
+                else:
+                    out = stacked.matmul_onehot(oh)                   # (G, K), one round
                 for k, (name, s) in enumerate(zip(sum_names, sums)):
                     self._add(acc, name, SInt(out.sh[:, k], s.bound * n_total, s.scale))
             for agg, v in extremes:

@@ -18,7 +18,7 @@ import torch
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..context import current
-from ..errors import PartyError
+from ..errors import PartyError, ProtocolUsageError
 from .exact import SBool, SInt
 from .plan import Plan
 from .source import _run
@@ -27,35 +27,55 @@ NONCE = bytes(12)                  # each key encrypts exactly one message
 _SCALARS = (str, int, float, bool, type(None))
 
 
+def key_columns(plan: Plan, rank: int) -> list[str] | None:
+    """The columns that hold the group keys at this party, if it holds them."""
+    if rank == plan.group_owner:
+        return plan.group_keys
+    if plan.group_peer_keys and rank in plan.owners:
+        return plan.group_peer_keys
+    return None
+
+
+def public_groups(plan: Plan) -> bool:
+    """Grouped by the join key with two parties: both know every row's group already."""
+    return bool(plan.group_peer_keys) and current().world_size == 2
+
+
 def group_labels(plan: Plan, engine, rows):
-    """(sorted distinct group keys at the group owner, else None; G everywhere)."""
+    """(sorted distinct group keys where this party holds them, else None; G everywhere)."""
     ctx = current()
     owner = plan.group_owner
+    cols = key_columns(plan, ctx.rank) if public_groups(plan) or ctx.rank == owner else None
     labels = None
-    if ctx.rank == owner:
-        cols = ", ".join(plan.group_keys)
+    if cols is not None:
+        names = ", ".join(cols)
         if rows.table is not None:
-            engine.con.register("__joined", rows.table.select(plan.group_keys))
-            sql = f"SELECT DISTINCT {cols} FROM __joined ORDER BY ALL"
+            engine.con.register("__joined", rows.table.select(cols))
+            sql = f"SELECT DISTINCT {names} FROM __joined ORDER BY ALL"
         else:
-            sql = f"SELECT DISTINCT {cols} FROM ({rows.sql}) ORDER BY ALL"
+            sql = f"SELECT DISTINCT {names} FROM ({rows.sql}) ORDER BY ALL"
         labels = [tuple(r) for r in _run(engine, sql, lambda s: engine.con.execute(s).fetchall())]
     # Discloses the number of distinct group keys in the owner's rows to every party.
-    g = ctx.comm.broadcast_obj(None if labels is None else len(labels), owner)
+    g = ctx.comm.broadcast_obj(None if ctx.rank != owner else len(labels), owner)
     if not isinstance(g, int) or isinstance(g, bool) or g < 0:
         raise PartyError(ctx.comm.peer_name(owner), "sent a malformed group count")
+    if labels is not None and len(labels) != g:
+        raise ProtocolUsageError("the join keys group differently at the two parties "
+                                 "(CAST both join keys to the same type)")
     return labels, g
 
 
 def group_codes(plan: Plan, batch, labels) -> np.ndarray:
-    """Each row's group number (position in the sorted labels), at the group owner."""
-    cols = [batch.column(k).to_pylist() for k in plan.group_keys]
+    """Each row's group number (position in the sorted labels), where the keys are held."""
+    keys = key_columns(plan, current().rank)
+    cols = [batch.column(k).to_pylist() for k in keys]
     index = pd.MultiIndex.from_tuples(labels) if len(cols) > 1 else \
         pd.Index([lab[0] for lab in labels], dtype=object)
     keys = pd.MultiIndex.from_arrays(cols) if len(cols) > 1 else pd.Index(cols[0], dtype=object)
     codes = index.get_indexer(keys)
     if (codes < 0).any():
-        raise RuntimeError("a group key is missing from the group list")   # cannot happen
+        raise ProtocolUsageError("the join keys group differently at the two parties "
+                                 "(CAST both join keys to the same type)")
     return codes
 
 
@@ -67,8 +87,9 @@ def send_labels(plan: Plan, labels, keep: SBool, groups: int, to: int | None):
     ctx = current()
     owner, rank = plan.group_owner, ctx.rank
     receivers = list(range(ctx.world_size)) if to is None else [to]
-    if receivers == [owner]:
-        return labels if rank == owner else None
+    if receivers == [owner] or public_groups(plan):
+        # The receiver holds the labels itself (its own group or join key values).
+        return labels if rank in receivers else None
     keys_ring, blobs = None, None
     if rank == owner:
         texts = [json.dumps([_text(v) for v in lab]).encode() for lab in labels]

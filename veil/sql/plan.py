@@ -68,6 +68,9 @@ class Plan:
     grouped: bool = False
     group_owner: int | None = None
     group_keys: list[str] = field(default_factory=list)             # __g names
+    # When every group key is a join key, the other key owner holds the same values
+    # (its __j names here): with two parties the group of each row is known to both.
+    group_peer_keys: list[str] = field(default_factory=list)
     group_types: list[str] = field(default_factory=list)
     aggs: list[Agg] = field(default_factory=list)
     having: exp.Expression | None = None

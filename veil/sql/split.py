@@ -278,6 +278,12 @@ class Splitter:
         if group:
             (plan.group_owner,) = gowners
             plan.group_keys = [self._item(plan.group_owner, g, "__g") for g in group]
+            mine = {plan.items[n].sql: i for i, n in
+                    enumerate(plan.join_keys.get(plan.group_owner, []))}
+            if len(plan.owners) == 2 and all(plan.items[g].sql in mine for g in plan.group_keys):
+                peer = next(p for p in plan.owners if p != plan.group_owner)
+                plan.group_peer_keys = [plan.join_keys[peer][mine[plan.items[g].sql]]
+                                        for g in plan.group_keys]
             plan.threshold = max(i.policy.group_threshold for i in self.aliases.values())
         plan.aggs.append(Agg("count", None, "__n"))        # masked row count: NULLs, threshold
 
