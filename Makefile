@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/veil run -n 2 examples/private_inference.py
 	$(BIN)/veil run -n 2 examples/credit_scoring.py
 	$(BIN)/veil run -n 2 examples/encrypted_credit_score.py
+	$(BIN)/veil run -n 2 examples/ad_attribution.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

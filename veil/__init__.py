@@ -17,6 +17,7 @@ from .errors import AbortedError, PartyError, ProtocolUsageError, RangeError, Ve
 from .runtime import run
 from .tensor import SecretTensor, cat, share_public, stack, tensor, where
 from . import autograd, data, nn, optim  # training (issue 6)
+from .psi import psi  # private set intersection (issue 11)
 
 __version__ = "0.1.0"
 
@@ -24,3 +25,13 @@ __all__ = ["Config", "run", "rank", "world_size", "stats", "tensor", "share_publ
            "SecretTensor", "where", "cat", "stack", "VeilError", "PartyError", "AbortedError",
            "ProtocolUsageError", "RangeError", "secure", "autograd", "nn", "optim", "data"]
 __all__ += ["send_bytes", "recv_bytes"]
+__all__ += ["psi", "sql"]
+
+
+def __getattr__(name):
+    # veil.sql needs the optional `veil[sql]` extra (DuckDB, sqlglot, pandas, pyarrow):
+    # imported on first use so `import veil` works without it.
+    if name == "sql":
+        import importlib
+        return importlib.import_module(".sql", __name__)
+    raise AttributeError(f"module 'veil' has no attribute {name!r}")

@@ -9,6 +9,7 @@
                                                        # cluster.toml pinning those certs
     veil certs --parties 2 --out certs/                # all keys at once (one trusted maker)
     veil bench --group core                            # python -m veil.bench
+    veil sql --table t=0:t.parquet --table u=1:u.csv "SELECT …"   # SQL (veil[sql])
 
 A script written for `veil.run(fn, parties=N)` runs unchanged: under `veil run` each
 process runs ``fn`` for its own party only (see docs/real-machines.md).
@@ -259,7 +260,13 @@ def cmd_bench(argv: list[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_sql(argv: list[str]) -> int:
+    from .sql.cli import main as sql_main
+    return sql_main(argv)
+
+
 COMMANDS = {"run": cmd_run, "certs": cmd_certs, "bench": cmd_bench}
+COMMANDS["sql"] = cmd_sql
 
 
 def main(argv: list[str] | None = None) -> int:

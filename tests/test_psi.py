@@ -1,0 +1,98 @@
+"""veil.psi: the join layout of the intersection, duplicates, empty and multi-column keys."""
+
+import numpy as np
+import pytest
+
+import veil
+from veil.psi.ecdh import hash_to_u
+
+
+def _psi(keys0, keys1, parties=2, pair=(0, 1)):
+    def job():
+        keys = {pair[0]: keys0, pair[1]: keys1}.get(veil.rank())
+        return veil.psi(keys, parties=pair)
+    return veil.run(job, parties=parties)
+
+
+def _pairs(out, k0, k1, pair=(0, 1)):
+    a, b = out[pair[0]], out[pair[1]]
+    assert len(a) == len(b)
+    return sorted((k0[i], k1[j]) for i, j in zip(a, b))
+
+
+def test_intersection_matches_plaintext_and_order_is_common():
+    rng = np.random.default_rng(0)
+    k0 = [int(x) for x in rng.choice(500, 120, replace=False)]
+    k1 = [int(x) for x in rng.choice(500, 150, replace=False)]
+    out = _psi(k0, k1)
+    want = sorted((k, k) for k in set(k0) & set(k1))
+    assert _pairs(out, k0, k1) == want
+    assert all(k0[i] == k1[j] for i, j in zip(out[0], out[1]))   # row i pairs equal keys
+
+
+def test_duplicates_give_the_many_to_many_join():
+    pd = pytest.importorskip("pandas")
+    k0 = ["x", "y", "x", "z"]
+    k1 = ["x", "x", "x", "y", "w"]
+    out = _psi(k0, k1)
+    want = pd.DataFrame({"k": k0}).merge(pd.DataFrame({"k": k1}), on="k")
+    assert len(out[0]) == len(want) == 7
+    assert _pairs(out, k0, k1) == sorted(zip(want["k"], want["k"]))
+
+
+def test_empty_intersection_and_empty_side():
+    out = _psi([1, 2, 3], [4, 5])
+    assert out[0].tolist() == [] and out[1].tolist() == []
+    out = _psi([], [4, 5])
+    assert out[0].tolist() == [] and out[1].tolist() == []
+
+
+def test_multi_column_keys_and_mixed_numeric_types():
+    pd = pytest.importorskip("pandas")
+    k0 = pd.DataFrame({"a": [1, 1, 2], "b": ["u", "v", "u"]})
+    k1 = [(1.0, "v"), (2, "u"), (2, "v")]
+    out = _psi(k0, k1)
+    assert sorted(zip(out[0].tolist(), out[1].tolist())) == [(1, 0), (2, 1)]
+
+
+def test_length_prefix_keeps_tuples_apart():
+    out = _psi([("a", "bc")], [("ab", "c")])
+    assert out[0].tolist() == []
+
+
+def test_third_party_gets_none_and_sees_no_traffic():
+    def job():
+        keys = {1: [1, 2, 3], 2: [2, 3, 4]}.get(veil.rank())
+        res = veil.psi(keys, parties=(1, 2))
+        return res, veil.stats()["bytes_received"]
+    out = veil.run(job, parties=3)
+    assert out[0][0] is None and out[0][1] == 0
+    assert sorted(out[1][0].tolist()) == [1, 2]
+
+
+def test_keys_never_cross_in_plaintext():
+    """The wire carries 32-byte curve points, none equal to a key's hash or the key."""
+    import veil.comm.communicator as cm
+    seen = []
+    orig = cm.Communicator.send_bytes
+
+    def spy(self, peer, payload):
+        seen.append(bytes(payload))
+        return orig(self, peer, payload)
+    cm.Communicator.send_bytes = spy
+    try:
+        keys = [f"secret-email-{i}@example.com" for i in range(20)]
+        _psi(keys, keys[10:])
+    finally:
+        cm.Communicator.send_bytes = orig
+    wire = b"".join(seen)
+    from veil.psi import canonical_keys
+    for k in canonical_keys(keys):
+        assert k not in wire and hash_to_u(k) not in wire
+
+
+def test_null_keys_and_bad_arguments_are_refused():
+    with pytest.raises(veil.PartyError, match="NULL"):
+        _psi([1, None], [1])
+    with pytest.raises(veil.PartyError, match="two distinct parties"):
+        veil.run(lambda: veil.psi([1], parties=(0, 0)), parties=2)
