@@ -123,11 +123,43 @@ class SecAggClient:
         if not survivors <= self._u2 or self.node_id not in survivors:
             raise ValueError("survivor list names clients outside this round, or omits "
                              "this client: refusing to reveal shares")
-        if len(survivors) < self._t:
-            raise InsufficientClientsError("unmask", len(survivors), self._t)
+        need = self.config.need_inputs(self._t)
+        if len(survivors) < need:
+            raise InsufficientClientsError("unmask", len(survivors), need)
         n = shamir.SHARE_BYTES
         return {"b": {u: self._shares[u][:n] for u in survivors},
                 "s": {u: self._shares[u][n:] for u in self._u2 - survivors}}
+
+    # -- persistence between messages (Flower keeps a node's state in its Context) ------
+    def to_state(self) -> dict:
+        """This client's state as plain values (int, bytes, lists) — secret material
+        included, so it must stay on this node (Flower's Context.state does)."""
+        st = {"node_id": self.node_id, "round_id": self.round_id, "stage": self._stage,
+              "c_sk": self._c.private_bytes(), "s_sk": self._s.private_bytes()}
+        if hasattr(self, "_roster"):
+            ids = sorted(self._roster)
+            st.update(ids=ids, c_pks=[self._roster[v][0] for v in ids],
+                      s_pks=[self._roster[v][1] for v in ids], t=self._t, b=self._b,
+                      own_share=self._own_share)
+        if hasattr(self, "_shares"):
+            sh = sorted(self._shares)
+            st.update(share_ids=sh, shares=[self._shares[u] for u in sh])
+        return st
+
+    @classmethod
+    def from_state(cls, st: dict, config: SecAggConfig) -> "SecAggClient":
+        self = cls.__new__(cls)
+        self.node_id, self.config, self.round_id = int(st["node_id"]), config, st["round_id"]
+        self._c, self._s = keys.KeyPair(st["c_sk"]), keys.KeyPair(st["s_sk"])
+        self._stage = st["stage"]
+        if "ids" in st:
+            self._roster = {int(v): (c, s) for v, c, s in zip(st["ids"], st["c_pks"], st["s_pks"])}
+            self._ids = sorted(self._roster)
+            self._t, self._b, self._own_share = int(st["t"]), st["b"], st["own_share"]
+        if "share_ids" in st:
+            self._shares = {int(u): p for u, p in zip(st["share_ids"], st["shares"])}
+            self._u2 = set(self._shares)
+        return self
 
 
 def _validate_roster(roster) -> dict[int, tuple[bytes, bytes]]:

@@ -34,6 +34,7 @@ class SecAggConfig:
     vector_len: int
     threshold: int | float = 2 / 3
     fixed_point: FixedPoint = field(default_factory=FixedPoint)
+    min_survivors: int = 0        # also refuse to unmask a sum of fewer inputs (DP noise)
 
     def __post_init__(self):
         if not (isinstance(self.vector_len, int) and self.vector_len > 0):
@@ -52,3 +53,7 @@ class SecAggConfig:
         if isinstance(self.threshold, int):
             return self.threshold
         return max(2, math.ceil(self.threshold * n_clients))
+
+    def need_inputs(self, t: int) -> int:
+        """How many masked inputs the sum must contain before anyone unmasks it."""
+        return max(t, self.min_survivors)

@@ -97,8 +97,9 @@ class SecAggServer:
                 raise ValueError(f"client {u} sent a masked vector that is not {n} int64 "
                                  "ring elements: the round cannot include it")
             self._count(self.bytes_up, u, 8 * n)
-        if len(u3) < self.t:
-            raise InsufficientClientsError("masked_input", len(u3), self.t)
+        need = self.config.need_inputs(self.t)
+        if len(u3) < need:
+            raise InsufficientClientsError("masked_input", len(u3), need)
         self.u3 = sorted(u3)
         self._ysum = torch.zeros(n, dtype=torch.int64)
         for u in self.u3:
@@ -109,18 +110,18 @@ class SecAggServer:
 
     # stage 4: shares -> the unmasked sum
     def unmask(self, responses: dict[int, dict[str, dict[int, bytes]]]) -> AggregateResult:
-        u5 = sorted({int(v) for v in responses} & set(self.u3))
+        dropped = sorted(self.u2 - set(self.u3))
+        # A response with the wrong set of shares counts as that client dropping out.
+        u5 = sorted(v for v in {int(v) for v in responses} & set(self.u3)
+                    if _shape_ok(responses[v], self.u3, dropped))
         if len(u5) < self.t:
             raise InsufficientClientsError("unmask", len(u5), self.t)
-        dropped = sorted(self.u2 - set(self.u3))
         n = self.config.vector_len
         b_sh = {u: [] for u in self.u3}
         s_sh = {u: [] for u in dropped}
         for v in u5:
             r = responses[v]
             x = self.ids.index(v) + 1                  # the share's x is v's roster position
-            if set(r.get("b", {})) != set(self.u3) or set(r.get("s", {})) != set(dropped):
-                raise ValueError(f"client {v} answered unmask with the wrong set of shares")
             for u, y in r["b"].items():
                 b_sh[u].append((x, y))
             for u, y in r["s"].items():
@@ -146,3 +147,12 @@ class SecAggServer:
             dropped_before_input=dropped,
             dropped_after_input=sorted(set(self.u3) - set(u5)),
             bytes_up=dict(self.bytes_up), bytes_down=dict(self.bytes_down))
+
+
+def _shape_ok(r, u3, dropped) -> bool:
+    try:
+        return (set(r["b"]) == set(u3) and set(r["s"]) == set(dropped)
+                and all(isinstance(y, bytes) and len(y) == shamir.SHARE_BYTES
+                        for part in (r["b"], r["s"]) for y in part.values()))
+    except (KeyError, TypeError):
+        return False
