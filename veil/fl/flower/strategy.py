@@ -150,7 +150,12 @@ class SecureFedAvg(FedAvg):
         return Accountant(z, d.sample_rate, d.delta, budget=d.budget, method=d.accounting)
 
     def _sample(self, grid) -> list[int]:
+        # Like Flower's sample_nodes: wait (up to stage_timeout) for enough nodes to join.
+        deadline = time.monotonic() + self.stage_timeout
         nodes = sorted(grid.get_node_ids())
+        while len(nodes) < self.min_available_nodes and time.monotonic() < deadline:
+            time.sleep(0.5)
+            nodes = sorted(grid.get_node_ids())
         rng = secrets.SystemRandom()
         if self.dp is not None:
             # Poisson sampling: the amplification the accountant assumes.
