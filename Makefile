@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 	$(BIN)/veil run -n 2 examples/private_inference.py
 	$(BIN)/veil run -n 2 examples/credit_scoring.py
+	$(BIN)/python examples/federated_hospitals.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -35,6 +35,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per workload; the fastest is reported (default 3)")
     args = ap.parse_args(argv)
+    if args.group == "fl":  # federated learning has its own runner (Flower apps, not veil.run)
+        from ..fl.bench import main as fl_main
+        return fl_main(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     rows = []
     for w in WORKLOADS.values():

@@ -18,7 +18,7 @@ class InsufficientClientsError(VeilError, RuntimeError):
 
     def __init__(self, stage: str, have: int, need: int):
         self.stage, self.have, self.need = stage, have, need
-        super().__init__(f"secure aggregation stage '{stage}': {have} client(s) answered, "
+        super().__init__(f"secure aggregation stage '{stage}': {have} client(s) took part, "
                          f"the threshold needs {need}. The round is skipped; lower the "
                          "threshold, sample more clients or reduce dropouts.")
 
