@@ -95,10 +95,15 @@ def local_train(net, data, epochs: int, lr: float, batch: int, seed: int) -> int
 
 
 def client_app(parts, num_features: int, num_classes: int, *, epochs: int = 1,
-               lr: float = 0.1, batch: int = 16, mods=(), fail=None) -> ClientApp:
+               lr: float = 0.1, batch: int = 16, mods=(), fail=None,
+               dp_sgd: dict | None = None) -> ClientApp:
     """A ClientApp whose node ``k`` (1-based ``node_id``, or ``partition-id`` in its node
     config under Flower's simulation) trains on ``parts[k]``. ``fail(node, round)``
-    True makes that node's training raise (a client crashing mid-round)."""
+    True makes that node's training raise (a client crashing mid-round).
+
+    ``dp_sgd=dict(noise_multiplier=..., max_grad_norm=..., delta=...)`` trains with
+    Opacus DP-SGD (sample-level DP, :mod:`veil.dp.dpsgd`); the node keeps its step count
+    in its Context across rounds and reports its cumulative ε as ``dp-sgd-epsilon``."""
     app = ClientApp(mods=list(mods))
 
     @app.train()
@@ -109,9 +114,20 @@ def client_app(parts, num_features: int, num_classes: int, *, epochs: int = 1,
             raise RuntimeError("simulated client failure")
         net = model(num_features, num_classes)
         net.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-        n = local_train(net, parts[k], epochs, lr, batch, seed=1000 * rnd + k)
+        metrics = {}
+        if dp_sgd is None:
+            n = local_train(net, parts[k], epochs, lr, batch, seed=1000 * rnd + k)
+        else:
+            from flwr.app import ConfigRecord
+            from ..dp.dpsgd import train_dp_sgd
+            st = context.state.config_records.get("veil.dpsgd", {})
+            prior = int(st.get("steps", 0))
+            r = train_dp_sgd(net, parts[k], epochs=epochs, lr=lr, batch=batch,
+                             seed=1000 * rnd + k, prior_steps=prior, **dp_sgd)
+            context.state.config_records["veil.dpsgd"] = ConfigRecord({"steps": prior + r.steps})
+            n, metrics["dp-sgd-epsilon"] = r.examples, r.epsilon
         return Message(RecordDict({"arrays": ArrayRecord(net.state_dict()),
-                                   "metrics": MetricRecord({"num-examples": n})}),
+                                   "metrics": MetricRecord({"num-examples": n, **metrics})}),
                        reply_to=msg)
 
     return app
