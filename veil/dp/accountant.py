@@ -51,13 +51,13 @@ def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: floa
     if steps == 0:
         return 0.0
     acc = _accountant(method)
-    acc.compose(_event(noise_multiplier, sample_rate, steps))
     # dp-accounting drops an RDP order whose series does not converge, with a warning per
     # call; dropping an order only loosens the bound (still valid), so keep it quiet.
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)
     try:
+        acc.compose(_event(noise_multiplier, sample_rate, steps))
         return float(acc.get_epsilon(delta))
     finally:
         absl.setLevel(level)
