@@ -170,3 +170,21 @@ def test_dp_budget_stops_training(data):
     s, r = _secure(data, rounds=20, dp=dp)
     eps = [h["epsilon"] for h in s.history]
     assert 1 <= len(eps) < 20 and eps[-1] <= 3.0 and eps == sorted(eps)
+
+
+def test_federated_evaluation_is_flowers_own(data):
+    parts, test = data
+    app = tasks.client_app(parts, 64, 10, mods=[secagg_mod])
+
+    @app.evaluate()
+    def evaluate(msg, context):
+        from flwr.app import MetricRecord
+        net = tasks.model(64, 10)
+        net.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        return Message(RecordDict({"metrics": MetricRecord(
+            {"accuracy": tasks.accuracy(net, test), "num-examples": 1})}), reply_to=msg)
+
+    s = SecureFedAvg(threshold=3, fraction_evaluate=0.5)
+    r = s.start(grid=LocalGrid(app, N_CLIENTS), initial_arrays=_init(), num_rounds=1)
+    assert r.evaluate_metrics_clientapp[1]["accuracy"] == pytest.approx(
+        tasks.accuracy(_net(r), test))

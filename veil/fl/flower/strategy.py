@@ -77,9 +77,13 @@ class SecureFedAvg(FedAvg):
     def __init__(self, *, fraction_train: float = 1.0, min_train_nodes: int = 2,
                  min_available_nodes: int = 2, threshold: int | float = 2 / 3,
                  fixed_point: FixedPoint | None = None, dp: DPConfig | None = None,
-                 stage_timeout: float = 600.0, **fedavg_kwargs):
+                 stage_timeout: float = 600.0, fraction_evaluate: float = 0.0,
+                 **fedavg_kwargs):
+        # Federated evaluation (FedAvg's configure/aggregate_evaluate) is off by default:
+        # its per-client metrics are sent in the clear, outside secure aggregation.
         super().__init__(fraction_train=fraction_train, min_train_nodes=min_train_nodes,
-                         min_available_nodes=min_available_nodes, **fedavg_kwargs)
+                         min_available_nodes=min_available_nodes,
+                         fraction_evaluate=fraction_evaluate, **fedavg_kwargs)
         self.threshold, self.dp, self.stage_timeout = threshold, dp, stage_timeout
         self.fixed_point = fixed_point or FixedPoint(frac_bits=24, bound=float(2 ** 20),
                                                      max_clients=4096)
@@ -128,6 +132,13 @@ class SecureFedAvg(FedAvg):
             result.train_metrics_clientapp[rnd] = MetricRecord(
                 {k: float(v) for k, v in info.items()
                  if isinstance(v, (int, float)) and k != "round"})
+            if self.fraction_evaluate > 0:
+                replies = grid.send_and_receive(self.configure_evaluate(
+                    rnd, result.arrays, ConfigRecord(dict(evaluate_config or {})), grid),
+                    timeout=timeout)
+                agg = self.aggregate_evaluate(rnd, replies)
+                if agg is not None:
+                    result.evaluate_metrics_clientapp[rnd] = agg
             if evaluate_fn:
                 res = evaluate_fn(rnd, result.arrays)
                 if res is not None:
