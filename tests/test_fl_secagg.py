@@ -155,3 +155,13 @@ def test_threshold_fraction_rounds_up():
     assert cfg.t_for(2) == 2
     with pytest.raises(ValueError, match=">= 2"):
         SecAggConfig(vector_len=1, threshold=1)
+
+
+@pytest.mark.parametrize("t, n", [(4, 5), (2, 4), (6, 6)])
+def test_even_and_full_thresholds_work(t, n):
+    # Flower 1.42's SecAgg+ crashes every round with an even num_shares (issue 13).
+    cfg = SecAggConfig(vector_len=16, threshold=t)
+    xs = _updates(range(1, n + 1))
+    xs = {u: x[:16] for u, x in xs.items()}
+    r = simulate_round(cfg, xs)
+    assert float((r.sum - sum(xs.values())).abs().max()) <= cfg.fixed_point.precision(n)
