@@ -8,7 +8,8 @@ non-IID), softmax regression, 1 local epoch of SGD per round:
 * the same two with 30 % of the sampled clients failing mid-round (crash in training,
   i.e. after the key exchange, before the masked input) every round;
 * veil secure aggregation + client-level DP-FedAvg at ε ∈ {1, 3, 8}, δ = 1e-5 over the
-  run's rounds (Poisson sampling, RDP accounting, noise calibrated to the target).
+  run's rounds (Poisson sampling, RDP accounting, noise calibrated to the target);
+* ``mpc2``: aggregator-MPC mode with 2 veil (semi2k) aggregators, no DP.
 
 All runs use ``LocalGrid`` (Flower's message path in one process, protobuf round trip per
 message) so the numbers measure the protocol, not Ray's scheduling on a shared 2-core
@@ -30,7 +31,7 @@ from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 
 from . import tasks
-from .flower import DPConfig, LocalGrid, SecureFedAvg, secagg_mod
+from .flower import DPConfig, LocalAggregators, LocalGrid, SecureFedAvg, secagg_mod
 from .flower.strategy import _nbytes
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -92,6 +93,8 @@ def run_one(task: str, kind: str, eps: float | None = None, seed: int = 0) -> di
 
     if not secure:
         strat = FedAvg(fraction_evaluate=0.0, min_available_nodes=n)
+    elif kind.startswith("mpc"):
+        strat = SecureFedAvg(min_available_nodes=n, aggregators=LocalAggregators(2))
     elif eps is None:
         strat = SecureFedAvg(threshold=0.5, min_available_nodes=n)
     else:
@@ -119,7 +122,8 @@ def run_task(task: str, dp: bool = True) -> list[dict]:
     rows = [run_one(task, k) for k in ("plain", "secure", "plain-drop", "secure-drop")]
     if dp:
         rows += [run_one(task, "secure+dp", eps) for eps in EPSILONS]
-    for a, b in ((0, 1), (2, 3)):
+    rows.append(run_one(task, "mpc2"))
+    for a, b in ((0, 1), (2, 3), (0, len(rows) - 1)):
         wa, wb = torch.tensor(rows[a]["weights"]), torch.tensor(rows[b]["weights"])
         rows[b]["max_weight_diff_vs_plain"] = float((wa - wb).abs().max())
     for r in rows[1:]:

@@ -10,8 +10,9 @@ Client::
     app = ClientApp(mods=[secagg_mod])                   # the train handler is unchanged
 """
 
+from .aggregator_mode import LocalAggregators
 from .client_mod import secagg_mod
 from .local_grid import LocalGrid
 from .strategy import DPConfig, SecureFedAvg
 
-__all__ = ["DPConfig", "LocalGrid", "SecureFedAvg", "secagg_mod"]
+__all__ = ["DPConfig", "LocalAggregators", "LocalGrid", "SecureFedAvg", "secagg_mod"]

@@ -42,6 +42,8 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
     if stage not in R.STAGES:
         raise ValueError(f"unknown secure aggregation stage {stage!r}")
     node = msg.metadata.dst_node_id
+    if stage == "aggregators":
+        return _to_aggregators(msg, context, call_next, rec, node)
     if stage == "advertise":
         cfg, extra = R.record_to_config(rec)
         client = SecAggClient(node, cfg, extra["round_id"])
@@ -99,6 +101,16 @@ def _train_vector(msg, context, call_next, vector_len, extra) -> torch.Tensor:
         raise ValueError(f"update vector has {vec.numel()} values, the server expects "
                          f"{vector_len}: client and server models differ")
     return vec
+
+
+def _to_aggregators(msg, context, call_next, rec, node) -> Message:
+    """Aggregator-MPC mode: train, form the vector, seal additive shares to each server."""
+    from ..aggregator import ClientSharer
+    cfg, extra = R.record_to_config(rec)
+    publics = R.bytes_list(rec, "aggregators", len(rec.get("aggregators", [])))
+    vec = _train_vector(msg, context, call_next, cfg.vector_len, {**extra, "noise_std": 0.0})
+    sealed = ClientSharer(publics, extra["round_id"], bound=cfg.fixed_point.bound).seal(vec, node)
+    return _reply(msg, {"ephemeral": sealed["ephemeral"], "shares": sealed["shares"]})
 
 
 def _reply(msg: Message, values: dict) -> Message:

@@ -16,7 +16,7 @@ from ..secagg import FixedPoint, SecAggConfig
 SECAGG = "veil.secagg"          # ConfigRecord: stage and the stage's payload
 MASKED = "veil.masked"          # ArrayRecord: the masked vector (stage 'masked_input')
 STATE = "veil.secagg.state"     # ConfigRecord in the client's Context.state
-STAGES = ("advertise", "share_keys", "masked_input", "unmask")
+STAGES = ("advertise", "share_keys", "masked_input", "unmask", "aggregators")
 MODES = ("weighted", "dp")
 
 

@@ -78,13 +78,15 @@ class SecureFedAvg(FedAvg):
                  min_available_nodes: int = 2, threshold: int | float = 2 / 3,
                  fixed_point: FixedPoint | None = None, dp: DPConfig | None = None,
                  stage_timeout: float = 600.0, fraction_evaluate: float = 0.0,
-                 **fedavg_kwargs):
+                 aggregators=None, **fedavg_kwargs):
         # Federated evaluation (FedAvg's configure/aggregate_evaluate) is off by default:
         # its per-client metrics are sent in the clear, outside secure aggregation.
         super().__init__(fraction_train=fraction_train, min_train_nodes=min_train_nodes,
                          min_available_nodes=min_available_nodes,
                          fraction_evaluate=fraction_evaluate, **fedavg_kwargs)
         self.threshold, self.dp, self.stage_timeout = threshold, dp, stage_timeout
+        # Aggregator-MPC mode (e.g. LocalAggregators(2)) instead of pairwise masking.
+        self.aggregators = aggregators
         self.fixed_point = fixed_point or FixedPoint(frac_bits=24, bound=float(2 ** 20),
                                                      max_clients=4096)
         self.history: list[dict] = []
@@ -115,7 +117,9 @@ class SecureFedAvg(FedAvg):
             t0 = time.perf_counter()
             info = {"round": rnd}
             try:
-                new = self._secure_round(grid, rnd, flat, layout, train_config, info)
+                one_round = (self._aggregator_round if self.aggregators is not None
+                             else self._secure_round)
+                new = one_round(grid, rnd, flat, layout, train_config, info)
             except InsufficientClientsError as e:
                 log.warning("round %d skipped: %s", rnd, e)
                 info["skipped"] = str(e)
@@ -278,6 +282,52 @@ class SecureFedAvg(FedAvg):
         expected = self.dp.sample_rate * self.num_nodes
         # Reveals: the noisy sum of clipped updates (DP-protected), nothing per client.
         return flat + s / expected
+
+
+    def _aggregator_round(self, grid, rnd, flat, layout, train_config, info):
+        """One message exchange: sealed shares to the aggregators, noisy sum back."""
+        from .aggregator_mode import new_round_id, parse_sealed
+        sampled = self._sample(grid)
+        info["sampled"] = len(sampled)
+        weighted = self.dp is None
+        vlen = flat.numel() + (1 if weighted else 0)
+        need = 2 if weighted else max(2, self.dp.min_clients)
+        if len(sampled) < need:
+            raise InsufficientClientsError("sample", len(sampled), need)
+        cfg = SecAggConfig(vector_len=vlen, threshold=2, fixed_point=self.fixed_point)
+        rid = new_round_id()
+        params = R.config_to_record(cfg, rid, "weighted" if weighted else "dp",
+                                    self.dp.clip_norm if self.dp else 0.0, 0.0)
+        publics = self.aggregators.publics
+        arrays = R.unflatten(flat, layout)
+        payloads = {}
+        for v in sampled:
+            c = RecordDict({"arrays": arrays, "config": ConfigRecord(
+                {**dict(train_config), "server-round": rnd})})
+            c.config_records[R.SECAGG] = ConfigRecord(
+                {"stage": "aggregators", **params, "aggregators": publics})
+            payloads[v] = c
+        replies = self._exchange(grid, rnd, "aggregators", payloads, info)
+        sealed = []
+        for v, r in replies.items():
+            try:
+                sealed.append(parse_sealed(r.config_records.get(R.SECAGG, {}), v,
+                                           len(publics), vlen))
+            except ValueError as e:
+                log.warning("round %d: %s; dropped", rnd, e)
+        if len(sealed) < need:
+            raise InsufficientClientsError("aggregators", len(sealed), need)
+        # Each aggregator adds std z*C: one honest aggregator suffices for the guarantee.
+        noise = self.noise_multiplier * self.dp.clip_norm if self.dp else 0.0
+        s = self.aggregators.aggregate(sealed, noise, rid)
+        info.update(clients=len(sealed), dropped=len(sampled) - len(sealed))
+        info.pop("failed", None)
+        if weighted:
+            total = float(s[-1])
+            if not total > 0:
+                raise ValueError("aggregate has no examples (sum of num-examples <= 0)")
+            return flat + s[:-1] / total            # reveals: the weighted mean update
+        return flat + s / (self.dp.sample_rate * self.num_nodes)   # the noisy sum only
 
 
 def _nbytes(content: RecordDict) -> int:
