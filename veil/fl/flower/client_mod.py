@@ -53,6 +53,8 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
     client, cfg, extra = _load(context, rec)
     if stage == "share_keys":
         ids = R.int_list(rec, "ids")
+        if len(set(ids)) != len(ids):
+            raise ValueError("the roster repeats a node id")
         roster = dict(zip(ids, zip(R.bytes_list(rec, "c_pks", len(ids)),
                                    R.bytes_list(rec, "s_pks", len(ids)))))
         out = R.pack_map(client.share_keys(roster))
