@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/veil run -n 2 examples/credit_scoring.py
 	$(BIN)/veil run -n 2 examples/encrypted_credit_score.py
 	$(BIN)/veil run -n 2 examples/ad_attribution.py
+	$(BIN)/python examples/federated_hospitals.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

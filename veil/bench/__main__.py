@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     if args.group == "he":                    # CKKS inference: its own table (he_workloads)
         from .he_workloads import main as he_main
         return he_main()
+    if args.group == "fl":  # federated learning has its own runner (Flower apps, not veil.run)
+        from ..fl.bench import main as fl_main
+        return fl_main(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     rows = []
     for w in WORKLOADS.values():
