@@ -58,3 +58,17 @@ def test_secure_matches_torch(name, parties):
     x = torch.empty(3, 4).uniform_(-2, 2, generator=torch.Generator().manual_seed(7))
     r = compare(_Fn(MODELS[name]), (x,), parties=parties)
     assert r.max_abs_error <= 2e-3, f"{name}: max abs error {r.max_abs_error:.3g}"
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (torch.nn.MaxPool2d(3, 2, ceil_mode=True), (1, 2, 8, 8)),
+    (torch.nn.MaxPool2d(2, padding=1, dilation=2), (1, 2, 7, 7)),
+    (torch.nn.AvgPool2d(3, 2, ceil_mode=True), (1, 2, 8, 8)),
+    (torch.nn.Conv3d(2, 3, 2, stride=(1, 2, 2)), (1, 2, 4, 6, 6)),
+])
+def test_secure_runs_pool_options_and_conv3d(layer, shape):
+    from veil.compile.evaluate import compare
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    r = compare(torch.nn.Sequential(layer, torch.nn.Flatten()), (x,))
+    assert r.max_abs_error < 2e-3, r.max_abs_error

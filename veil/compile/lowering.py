@@ -10,7 +10,7 @@ the helpers they share. The table also generates the support matrix (docs/infere
 
 >>> from veil.compile.lowering import LOWERINGS
 >>> LOWERINGS["aten.convolution.default"].note
-'conv1d / conv2d (groups, dilation) and transposed conv as zero insertion + conv'
+'conv1d / conv2d / conv3d (groups, dilation) and transposed conv as zero insertion + conv'
 """
 
 from __future__ import annotations

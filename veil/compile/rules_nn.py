@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..tensor import nn_ops
+from ..tensor import nn_ops, pooling
 from .lowering import local, register_lowering, secret
 
 
@@ -24,8 +24,10 @@ def _map(x, fn):
 def _conv_check(node, shape_of):
     stride = node.args[3]
     rank = shape_of(node.args[0])
-    if len(stride) not in (1, 2):
-        return f"{len(stride)}-d convolution is not supported (1-d and 2-d are)"
+    if len(stride) not in (1, 2, 3):
+        return f"{len(stride)}-d convolution is not supported (1-d, 2-d and 3-d are)"
+    if len(stride) == 3 and node.args[6]:
+        return "transposed 3-d convolution is not supported"
     if rank is not None and len(rank) != len(stride) + 2:
         return "unbatched convolution input (add a batch dimension)"
     return None
@@ -56,9 +58,11 @@ def _transposed_as_conv(x, w, stride, padding, dilation, output_padding, groups)
 
 
 @register_lowering("aten.convolution.default", check=_conv_check,
-                   note="conv1d / conv2d (groups, dilation) and transposed conv as zero "
-                        "insertion + conv")
+                   note="conv1d / conv2d / conv3d (groups, dilation) and transposed conv "
+                        "as zero insertion + conv")
 def _convolution(x, w, bias, stride, padding, dilation, transposed, output_padding, groups):
+    if len(stride) == 3:        # one conv2d over the depth windows (veil.tensor.pooling)
+        return pooling.conv3d(x, w, bias, list(stride), list(padding), list(dilation), groups)
     one_d = len(stride) == 1
     if one_d:   # as 2-d with height 1
         x, w = _map(x, lambda t: t.unsqueeze(-2)), _map(w, lambda t: t.unsqueeze(-2))
@@ -77,26 +81,19 @@ def _convolution(x, w, bias, stride, padding, dilation, transposed, output_paddi
 
 
 # -- pooling ----------------------------------------------------------------------------------
-def _pool_check(node, shape_of):
-    if len(node.args) > 5 and node.args[5]:
-        return "ceil_mode=True is not supported"
-    return None
-
-
-@register_lowering("aten.max_pool2d_with_indices.default", check=_pool_check,
-                   note="max tree over each window; indices are not computed")
+@register_lowering("aten.max_pool2d_with_indices.default",
+                   note="max tree over each window (ceil_mode, padding, dilation); indices "
+                        "come with the values")
 def _max_pool2d(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
-    out = nn_ops.max_pool2d(x, list(kernel_size), list(stride) or list(kernel_size),
-                            padding, dilation)
-    return out, None
+    return pooling.max_pool2d(x, list(kernel_size), list(stride) or None, padding, dilation,
+                              ceil_mode, return_indices=True)
 
 
-@register_lowering("aten.avg_pool2d.default", check=_pool_check,
-                   note="local sums + 1 truncation")
+@register_lowering("aten.avg_pool2d.default", note="local sums + 1 truncation (ceil_mode too)")
 def _avg_pool2d(x, kernel_size, stride=(), padding=0, ceil_mode=False,
                 count_include_pad=True, divisor_override=None):
-    return nn_ops.avg_pool2d(x, list(kernel_size), list(stride) or list(kernel_size), padding,
-                             ceil_mode, count_include_pad, divisor_override)
+    return pooling.avg_pool2d(x, list(kernel_size), list(stride) or None, padding, ceil_mode,
+                              count_include_pad, divisor_override)
 
 
 @register_lowering("aten._adaptive_avg_pool2d.default", note="one public linear map")
