@@ -53,8 +53,8 @@ def test_each_share_of_a_constant_looks_uniform(parties):
         assert _chi2_uniform_bytes(s) < 400, f"party {r}'s share is not uniform-looking"
 
 
-@pytest.mark.parametrize("parties", [2, 3])
-def test_plaintext_never_crosses_a_channel(monkeypatch, parties):
+@pytest.mark.parametrize("protocol, parties", [("semi2k", 2), ("semi2k", 3), ("rep3", 3)])
+def test_plaintext_never_crosses_a_channel(monkeypatch, protocol, parties):
     secret = 1234.5678
     sent: list[bytes] = []
     real_send = MemoryChannel.send
@@ -72,7 +72,7 @@ def test_plaintext_never_crosses_a_channel(monkeypatch, parties):
         _ = (x > y)
         return z.reveal(to=0)                  # only the owner of x sees the result
 
-    veil.run(job, parties=parties)
+    veil.run(job, parties=parties, protocol=protocol)
     fixed = int(round(secret * 2 ** 16)).to_bytes(8, "little", signed=True)
     as_f32 = np.float32(secret).tobytes()
     as_f64 = np.float64(secret).tobytes()

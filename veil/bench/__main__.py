@@ -16,6 +16,7 @@ import sys
 import torch
 
 from . import workloads  # noqa: F401  (registers every workload)
+from .docs_section import write_section
 from .registry import WORKLOADS
 from .runner import format_table, host_line, run_workload
 
@@ -68,12 +69,7 @@ def main(argv=None) -> int:
 def _write_docs(table: str, group: str | None) -> None:
     begin = BEGIN if group is None else f"<!-- bench:{group}:begin -->"
     end = END if group is None else f"<!-- bench:{group}:end -->"
-    text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
-    if begin not in text:
-        text += f"\n{begin}\n{end}\n"
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    DOCS.write_text(f"{head}{begin}\n{table}\nhost: {host_line()}\n{end}{tail}")
+    write_section(f"{table}\nhost: {host_line()}\n", begin, end, docs=DOCS)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 import veil
 
 from . import workloads  # noqa: F401  (registers every workload)
+from .docs_section import write_section
 from .registry import WORKLOADS
 from .runner import _party, host_line, run_workload
 
@@ -147,12 +148,7 @@ quoted in the issue.
 
 
 def _write_docs(body: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if BEGIN not in text:
-        text += SECTION
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    DOCS.write_text(f"{head}{BEGIN}\n{body}{END}{tail}")
+    write_section(body, BEGIN, END, SECTION.split(BEGIN)[0])
 
 
 if __name__ == "__main__":
