@@ -7,7 +7,7 @@ import veil
 
 pytest.importorskip("sqlglot")
 from veil.errors import RangeError
-from veil.sql.exact import SInt, _width
+from veil.sql.exact import MIN_WIDTH, SInt, _width
 
 
 def _cmp(xs, ys, bound):
@@ -31,7 +31,7 @@ def test_comparison_exact_over_the_full_64_bit_range():
 
 
 def test_width_follows_the_bound():
-    assert _width(2) == 18 and _width(1 << 32) == 33 and _width(1 << 40) == 41
+    assert _width(2) == MIN_WIDTH == 19 and _width(1 << 32) == 33 and _width(1 << 40) == 41
     with pytest.raises(RangeError):
         _width((1 << 63) + 1)
 
@@ -55,7 +55,7 @@ def test_values_beyond_the_bound_are_refused_at_the_owner():
 
 @pytest.mark.parametrize("parties", [2, 3])
 def test_sdh_traffic_matches_the_kernels_declared_costs(parties):
-    """SDH row: msb at 18 bits + mul + select; bytes counted == kernels' declared costs."""
+    """SDH row: msb at 19 bits + mul + select; bytes counted == kernels' declared costs."""
     pytest.importorskip("duckdb")
     import pandas as pd
     n = 1000
@@ -71,7 +71,7 @@ def test_sdh_traffic_matches_the_kernels_declared_costs(parties):
                     if veil.rank() == 1 else None, owner=1, prealigned=True)
         proto = veil.context.current().protocol
         from dataclasses import replace
-        cfg = replace(proto.config, compare_bits=18)
+        cfg = replace(proto.config, compare_bits=MIN_WIDTH)
         declared = sum(k.cost(n=parties, rank=veil.rank(), cfg=cfg, **sz).bytes_sent
                        for k, sz in [(proto.kernels["msb"], {"numel": n}),
                                      (proto.kernels["mul"], {"numel_x": n, "numel_y": n}),

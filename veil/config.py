@@ -38,6 +38,11 @@ from .errors import ProtocolUsageError
 TRUNCATIONS = ("auto", "local", "exact")
 
 
+def min_compare_bits(frac_bits: int) -> int:
+    """Narrowest comparison width a run may use: the safe range must hold at least +-1."""
+    return frac_bits + 3
+
+
 @dataclass(frozen=True)
 class Config:
     frac_bits: int = 16
@@ -50,9 +55,10 @@ class Config:
     def __post_init__(self) -> None:
         if not 0 < self.frac_bits < 31:
             raise ProtocolUsageError(f"frac_bits must be in 1..30, got {self.frac_bits}")
-        if not self.frac_bits + 3 <= self.compare_bits <= 64:
+        if not min_compare_bits(self.frac_bits) <= self.compare_bits <= 64:
             raise ProtocolUsageError(
-                f"compare_bits must be in {self.frac_bits + 3}..64, got {self.compare_bits}")
+                f"compare_bits must be in {min_compare_bits(self.frac_bits)}..64, got "
+                f"{self.compare_bits}")
         if self.truncation not in TRUNCATIONS:
             raise ProtocolUsageError(
                 f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")

@@ -29,11 +29,12 @@ from dataclasses import replace
 
 import torch
 
+from ..config import min_compare_bits
 from ..context import current
 from ..errors import RangeError
 
 RING_MAX = 1 << 63            # shares live in Z_2^64; signed values need |v| < 2^63
-MIN_WIDTH = 18                # Config requires compare_bits >= frac_bits + 2
+MIN_WIDTH = min_compare_bits(16)   # the narrowest width Config accepts at 16 frac bits
 
 
 def _proto():
@@ -51,8 +52,8 @@ def compare_width(proto, width: int):
     a ``width=`` argument on the kernels (protocols/ is owned by another change).
     """
     old = proto.config
-    # A wider width is still exact; Config requires compare_bits >= frac_bits + 2.
-    proto.config = replace(old, compare_bits=max(width, old.frac_bits + 2))
+    # A wider width is still exact; Config has a floor (min_compare_bits).
+    proto.config = replace(old, compare_bits=max(width, min_compare_bits(old.frac_bits)))
     try:
         yield
     finally:
