@@ -25,6 +25,7 @@ import decimal
 
 import numpy as np
 
+from ..comm.limits import check_count
 from ..context import current
 from ..errors import PartyError, ProtocolUsageError
 from .ecdh import ecdh_intersect
@@ -108,6 +109,9 @@ def psi(keys, parties: tuple[int, int] = (0, 1)) -> np.ndarray | None:
         if not (isinstance(theirs, list) and len(theirs) == len(common) and
                 all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in theirs)):
             raise PartyError(comm.peer_name(peer), "sent malformed PSI multiplicities")
+        # the joined layout has sum(mine[k] * theirs[k]) rows: bound it before building it
+        check_count(sum(m * t for m, t in zip(mine, theirs)), ctx.config.max_elements,
+                    "a join size (rows)", comm.peer_name(peer))
     out = []
     first = ctx.rank == a
     for j, m_other in zip(common, theirs):

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..comm.limits import check_count
 from ..context import current
 from ..errors import PartyError, ProtocolUsageError
 from .exact import SBool, SInt
@@ -57,8 +58,8 @@ def group_labels(plan: Plan, engine, rows):
         labels = [tuple(r) for r in _run(engine, sql, lambda s: engine.con.execute(s).fetchall())]
     # Discloses the number of distinct group keys in the owner's rows to every party.
     g = ctx.comm.broadcast_obj(None if ctx.rank != owner else len(labels), owner)
-    if not isinstance(g, int) or isinstance(g, bool) or g < 0:
-        raise PartyError(ctx.comm.peer_name(owner), "sent a malformed group count")
+    # bounded like any announced size: the others allocate shares per group
+    check_count(g, ctx.config.max_elements, "a group count", ctx.comm.peer_name(owner))
     if labels is not None and len(labels) != g:
         raise ProtocolUsageError("the join keys group differently at the two parties "
                                  "(CAST both join keys to the same type)")
