@@ -32,8 +32,9 @@ NETWORKS = ("lan", "wan")
 DEFAULT = ("relu 100k", "x > y 100k", "matmul 256x256", "mlp 784-512-512-10 b64")
 
 
-def measure(name: str, parties: int = 2, repeat: int = 1) -> dict:
-    """Loopback and emulated times of workload ``name``, with the model's predictions."""
+def measure(name: str, parties: int = 2, repeat: int = 3) -> dict:
+    """Loopback (fastest of ``repeat``) and emulated times of workload ``name``, with the
+    model's predictions."""
     w = WORKLOADS[name]
     base = run_workload(w, parties, repeat=repeat)
     row = {"workload": name, "parties": parties, "loopback_s": base["time_s"],
