@@ -305,3 +305,14 @@ def test_bitwise_ops_in_a_captured_model_keep_torch_semantics():
     for got in veil.run(job, parties=2, seed=0):
         for g, w in zip(got, want):
             assert torch.equal(g.bool(), w)
+
+
+def test_uninitialised_memory_never_enters_a_graph_value():
+    g = Graph(inputs=[], nodes=[
+        Node("e", "aten.empty_like.default", [Ref("c")], {}, [64], "float32")],
+        constants={"c": torch.ones(64)}, outputs=[Ref("e")])
+    assert torch.equal(Interpreter(g).run({})[0], torch.zeros(64))   # run as zeros_like
+    g = Graph(nodes=[Node("e", "aten.empty.memory_format", [[64]], {}, [64], "float32")],
+              outputs=[Ref("e")])
+    with pytest.raises(GraphRefusedError, match="empty"):
+        validate_graph(g)

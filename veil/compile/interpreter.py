@@ -14,8 +14,12 @@ from .lowering import LOWERINGS, any_secret
 from .validate import GraphRefusedError, allowed_op
 
 
-_AS_RESHAPE = {"aten.view.default": "aten.reshape.default",
-               "aten._unsafe_view.default": "aten.reshape.default"}
+# Ops run as another op: views as reshapes (capture drops the clones that made tensors
+# contiguous); empty_like as zeros_like, so this host's uninitialised memory can never
+# flow into a value a peer sees.
+_RUN_AS = {"aten.view.default": "aten.reshape.default",
+               "aten._unsafe_view.default": "aten.reshape.default",
+               "aten.empty_like.default": "aten.zeros_like.default"}
 
 
 class LoweringError(VeilError):
@@ -42,9 +46,8 @@ class Interpreter:
             if not allowed_op(n.op):
                 raise GraphRefusedError(f"graph node {n.name!r} uses {n.op[:80]}, which veil "
                                         f"does not run")
-        # views as reshapes: capture drops the clones that made tensors contiguous
         self._ops = [None if n.op == "getitem" else
-                     resolve_op(_AS_RESHAPE.get(n.op, n.op)) for n in graph.nodes]
+                     resolve_op(_RUN_AS.get(n.op, n.op)) for n in graph.nodes]
         # free each value after its last use: activations of a deep net add up
         last: dict[str, int] = {}
         for i, node in enumerate(graph.nodes):

@@ -64,9 +64,10 @@ DEFAULT_LIMITS = GraphLimits()
 
 # Pure ops that may run on public values (inputs declared public, constants): tensor
 # creation and plain math, each with every overload that passes `_pure`. Nothing outside
-# this list and the lowering table runs, whatever its arguments.
+# this list and the lowering table runs, whatever its arguments. No `empty`: its
+# uninitialised memory (this host's) could flow into a value revealed to a peer.
 _PUBLIC_BASES = (
-    "arange full zeros ones scalar_tensor empty "
+    "arange full zeros ones scalar_tensor "
     "sort argsort topk kthvalue median cumprod prod "
     "cos sin tan acos asin atan atan2 cosh sinh exp exp2 expm1 log log2 log10 log1p sqrt "
     "rsqrt reciprocal sigmoid tanh erf erfinv floor ceil round trunc frac remainder fmod "
