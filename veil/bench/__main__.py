@@ -62,14 +62,15 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"host": host_line(), "rows": rows}, indent=1))
     if args.docs:
-        _write_docs(table, args.group)
+        _write_docs(table, args.group, args.repeat)
     return 0
 
 
-def _write_docs(table: str, group: str | None) -> None:
+def _write_docs(table: str, group: str | None, repeat: int = 1) -> None:
     begin = BEGIN if group is None else f"<!-- bench:{group}:begin -->"
     end = END if group is None else f"<!-- bench:{group}:end -->"
-    write_section(f"{table}\nhost: {host_line()}\n", begin, end, docs=DOCS)
+    runs = f" (fastest of {repeat} runs)" if repeat > 1 else ""
+    write_section(f"{table}\nhost: {host_line()}{runs}\n", begin, end, docs=DOCS)
 
 
 if __name__ == "__main__":
