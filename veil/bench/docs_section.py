@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pathlib
 
+from ..docs_markers import replace_marked
+
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
 
@@ -16,6 +18,4 @@ def write_section(body: str, begin: str, end: str, intro: str = "", docs=DOCS) -
     text = docs.read_text() if docs.exists() else "# Benchmarks\n"
     if begin not in text:
         text += f"\n{intro}{begin}\n{end}\n"
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    docs.write_text(f"{head}{begin}\n{body}{end}{tail}")
+    docs.write_text(replace_marked(text, begin, end, body))

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import torch.utils._pytree
 from torch import nn
 
+from ..docs_markers import replace_marked
 from . import zoo
 from .capture import capture
 from .lowering import LOWERINGS
@@ -215,11 +216,8 @@ def digits_line() -> str:
 
 def replace_section(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- inference:{name}:begin -->", f"<!-- inference:{name}:end -->"
-    if begin not in text:
-        return text + f"\n{begin}\n{body}{end}\n"
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{begin}\n{body}{end}{tail}"
+    out = replace_marked(text, begin, end, body)
+    return text + f"\n{begin}\n{body}{end}\n" if out is None else out
 
 
 def main(argv=None) -> int:

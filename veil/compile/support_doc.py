@@ -24,6 +24,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from ..docs_markers import replace_marked
+
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "support.md"
 _NAMESPACES = [("torch.Tensor", torch.Tensor), ("torch.nn.functional", F),
                ("torch.special", torch.special), ("torch.linalg", torch.linalg),
@@ -195,11 +197,10 @@ def sections(results: dict | None = None) -> dict:
 
 def replace_section(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- support:{name}:begin -->", f"<!-- support:{name}:end -->"
-    if begin not in text:
+    out = replace_marked(text, begin, end, body)
+    if out is None:
         raise SystemExit(f"{DOC} lacks the markers {begin} / {end}")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{begin}\n{body}{end}{tail}"
+    return out
 
 
 def main(argv=None) -> int:
