@@ -11,7 +11,7 @@
 
 from .compile import secure
 from .config import Config
-from .context import rank, stats, world_size
+from .context import profile, rank, stats, world_size
 from .context import recv_bytes, send_bytes  # opaque messages (veil.he ciphertexts)
 from .errors import AbortedError, PartyError, ProtocolUsageError, RangeError, VeilError
 from .runtime import run
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = ["Config", "run", "rank", "world_size", "stats", "tensor", "share_public",
            "SecretTensor", "where", "cat", "stack", "VeilError", "PartyError", "AbortedError",
            "ProtocolUsageError", "RangeError", "secure", "autograd", "nn", "optim", "data"]
-__all__ += ["send_bytes", "recv_bytes"]
+__all__ += ["send_bytes", "recv_bytes", "profile"]
 __all__ += ["psi", "sql"]
 
 

@@ -26,6 +26,9 @@ Defaults and why:
 * ``network = None``: no emulation. ``"lan"`` (0.5 ms / 1 Gbit/s), ``"wan"`` (40 ms /
   100 Mbit/s) or ``"10ms/200mbit"`` delay every message as such links would
   (veil.comm.netem), in-process and under ``veil run`` alike (``veil run --network``).
+* ``profile = False``: ``True`` times every protocol kernel and splits it into compute,
+  waiting on peers, waiting on the dealer and sending (`veil.profile()`,
+  veil.comm.profile); local to each party, not compared.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Config:
     timeout: float = 60.0
     max_elements: int = 1 << 28
     network: str | None = None
+    profile: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.frac_bits < 31:

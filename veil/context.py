@@ -72,6 +72,24 @@ def stats() -> dict:
     return current().comm.stats.as_dict()
 
 
+def profile() -> dict:
+    """This party's time per protocol kernel, split into compute, waiting on peers,
+    waiting on the dealer and sending (needs ``veil.Config(profile=True)``).
+
+    >>> import torch, veil
+    >>> def job():
+    ...     x = veil.tensor(torch.ones(4) if veil.rank() == 0 else None, owner=0)
+    ...     (x * x).relu()
+    ...     return sorted(k for k in veil.profile() if not k.startswith("("))
+    >>> veil.run(job, parties=2, config=veil.Config(profile=True))[0]
+    ['and_bits', 'msb', 'mul', 'select', 'share', 'trunc']
+    """
+    prof = current().comm.profiler
+    if prof is None:
+        raise VeilError("profiling is off: run with veil.Config(profile=True)")
+    return prof.report()
+
+
 def send_bytes(data: bytes, to: int) -> None:
     """Send opaque bytes to party ``to`` (one metered message; the receiver must call
     `recv_bytes`). For protocols built above veil's tensors, e.g. veil.he's ciphertexts."""

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .comm import OFFLINE, Abort, Communicator, MemoryChannel, party_name
 from .comm.limits import MAX_ELEMENTS
+from .comm.profile import Profiler, instrument
 from .config import Config
 from .context import PartyContext, activate
 from .errors import AbortedError, PartyError, ProtocolUsageError
@@ -55,6 +56,9 @@ def setup_party(rank: int, n: int, comm: Communicator, protocol: str, config: Co
     provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed)) if cls.needs_dealer \
         else NoDealer(protocol)
     proto = cls(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
+    if config.profile:
+        comm.profiler = Profiler()
+        instrument(proto, comm.profiler)
     return PartyContext(rank, n, comm, provider, proto, config)
 
 

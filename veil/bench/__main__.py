@@ -16,6 +16,8 @@ import sys
 import torch
 
 from . import workloads  # noqa: F401  (registers every workload)
+from ..comm.profile import format_profile
+from ..config import Config
 from .docs_section import write_section
 from .registry import WORKLOADS
 from .runner import format_table, host_line, run_workload
@@ -33,6 +35,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="bench-results/bench.json", help="where to save results")
     ap.add_argument("--docs", action="store_true", help="rewrite the table in docs/benchmarks.md")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print party 0's time per kernel: compute, waiting on peers, "
+                         "waiting on the dealer, sending (veil.Config(profile=True))")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per workload; the fastest is reported (default 3)")
     args = ap.parse_args(argv)
@@ -50,9 +55,12 @@ def main(argv=None) -> int:
         if args.only and args.only not in w.name:
             continue
         for n in args.parties or w.parties:
-            row = run_workload(w, n, repeat=args.repeat)
+            row = run_workload(w, n, repeat=args.repeat,
+                               config=Config(profile=True) if args.profile else None)
             rows.append(row)
             print(format_table([row]).splitlines()[-1], flush=True)
+            if args.profile:
+                print(format_profile(row["profile"]), flush=True)
     if not rows:
         print("no workload matched", file=sys.stderr)
         return 2

@@ -30,18 +30,30 @@ def _plain_time(w: Workload, inp: dict, repeat: int = 3) -> tuple[float, object]
 def _party(w: Workload, inp: dict, box: dict):
     rec = {}
 
+    profiling = veil.context.current().config.profile
+
     @contextmanager
     def timer():
         s0 = veil.stats()
+        p0 = veil.profile() if profiling else None
         t0 = time.perf_counter()
         yield
         rec["time"] = time.perf_counter() - t0
         s1 = veil.stats()
         rec["stats"] = {k: s1[k] - s0[k] for k in s1}
+        if profiling:                       # the timed part only
+            rec["profile"] = _minus(veil.profile(), p0)
 
     out = w.secure(inp, timer)
     value = out.reveal(to=0) if isinstance(out, veil.SecretTensor) else out
     return value, rec
+
+
+def _minus(after: dict, before: dict) -> dict:
+    zero = dict.fromkeys(next(iter(after.values()), {}), 0)
+    out = {k: {f: v - before.get(k, zero).get(f, 0) for f, v in row.items()}
+           for k, row in after.items()}
+    return {k: row for k, row in out.items() if row.get("calls") or row.get("total_s")}
 
 
 def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
@@ -73,6 +85,7 @@ def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
         "offline_rounds": max(r["stats"]["offline_rounds"] for r in recs),
         "offline_link_bytes": max(r["stats"]["offline_bytes_received"] for r in recs),
         "max_abs_error": err, "note": w.note,
+        "profile": recs[0].get("profile"),          # party 0's, with Config(profile=True)
     }
 
 

@@ -10,6 +10,7 @@ Payload bytes are counted; transport framing (a TCP length prefix, TLS records) 
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -82,6 +83,7 @@ class Communicator:
         # emulated links (veil.comm.netem): every send goes through its peer's delay line
         self._delay = {p: DelayLine(network, ch.send) for p, ch in channels.items()} \
             if network is not None else {}
+        self.profiler = None          # a veil.comm.profile.Profiler when Config.profile
 
     # -- the chokepoint -------------------------------------------------------------
     def _meter(self) -> PhaseStats:
@@ -91,14 +93,20 @@ class Communicator:
         m = self._meter()
         m.bytes_sent += len(payload)
         m.messages += 1
+        t0 = time.perf_counter() if self.profiler is not None else 0.0
         line = self._delay.get(peer)
         if line is not None:
             line.push(payload)
         else:
             self._channel(peer).send(payload)
+        if self.profiler is not None:
+            self.profiler.sent(time.perf_counter() - t0)
 
     def recv_bytes(self, peer: int) -> bytes:
+        t0 = time.perf_counter() if self.profiler is not None else 0.0
         data = self._channel(peer).recv(self.timeout)
+        if self.profiler is not None:
+            self.profiler.waited(time.perf_counter() - t0, offline=self._phase == OFFLINE)
         self._meter().bytes_received += len(data)
         return data
 

@@ -55,7 +55,7 @@ from .link import DATA, END, START, out_of_step
 from .tls import Identity, warn_insecure
 
 # Config fields that are each party's own business (local resource bounds), not compared.
-LOCAL_FIELDS = ("timeout", "max_elements")
+LOCAL_FIELDS = ("timeout", "max_elements", "profile")
 SEED_REFUSED = (
     "veil.run(seed=...) under `veil run`: a fixed seed derives every mask and every "
     "pairwise and dealer key, so any party that knows the seed (it is in the script) can "
