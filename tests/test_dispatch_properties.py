@@ -378,10 +378,15 @@ def _check_all(shape_x, shape_y, public_y, seed):
 # One example runs every op (~5-12 s on a loaded 2-core machine): few examples, no
 # shrinking (the failure message already lists every mismatching op and shape), and the
 # edge cases pinned as explicit examples so every run covers 0-d and zero-size inputs.
+# Derandomized: the same examples every run, so CI cannot fail on a draw nobody has seen;
+# to explore, raise max_examples and drop derandomize locally.
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+          phases=[Phase.explicit, Phase.reuse, Phase.generate], derandomize=True)
 @example(BroadcastableShapes(input_shapes=((), (2, 3)), result_shape=(2, 3)), True, 3, 7)
 @example(BroadcastableShapes(input_shapes=((0, 2), (1, 2)), result_shape=(0, 2)), False, 2, 8)
+# found by a random draw: an empty public tensor exponent (pow refused it)
+@example(BroadcastableShapes(input_shapes=((1, 0, 2), (0, 2)), result_shape=(1, 0, 2)),
+         True, 3, 8070)
 @given(mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=0,
                                      max_side=3),
        st.booleans(), st.sampled_from([2, 3]), st.integers(0, 2 ** 16))

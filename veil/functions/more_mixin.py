@@ -80,8 +80,12 @@ class MoreFunctionsMixin:
                                   momentum, eps)
 
     def pow(self, exponent):
-        if is_secret(exponent) or (isinstance(exponent, torch.Tensor) and exponent.numel() > 1):
+        # a public tensor exponent broadcasts like torch's (empty and 1-element ones too);
+        # only a 0-d one is a plain number
+        if is_secret(exponent) or (isinstance(exponent, torch.Tensor) and exponent.dim() > 0):
             return trig.pow_tensor(self, exponent)
+        if isinstance(exponent, torch.Tensor):
+            exponent = exponent.item()
         return super().pow(exponent)
 
     __pow__ = pow
