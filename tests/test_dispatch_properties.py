@@ -387,6 +387,8 @@ def _check_all(shape_x, shape_y, public_y, seed):
 # found by a random draw: an empty public tensor exponent (pow refused it)
 @example(BroadcastableShapes(input_shapes=((1, 0, 2), (0, 2)), result_shape=(1, 0, 2)),
          True, 3, 8070)
+# and a 0-d base with a (1,) exponent (pow kept the base's shape)
+@example(BroadcastableShapes(input_shapes=((), (1,)), result_shape=(1,)), True, 3, 499)
 @given(mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=0,
                                      max_side=3),
        st.booleans(), st.sampled_from([2, 3]), st.integers(0, 2 ** 16))

@@ -250,7 +250,11 @@ def pow_tensor(x, exponent):
             raise ProtocolUsageError("pow(public base, secret exponent) needs a positive base")
         return (exponent * base.log()).exp()
     if not is_secret(exponent) and as_public(exponent).numel() == 1:
-        return x.pow(as_public(exponent).item())
+        e = as_public(exponent)
+        out = x.pow(e.item())
+        # torch broadcasts against the exponent's shape, e.g. 0-d ** (1,) -> (1,)
+        shape = torch.broadcast_shapes(tuple(x.shape), tuple(e.shape))
+        return out if tuple(out.shape) == tuple(shape) else out.expand(shape)
     return (x.log() * exponent).exp()
 
 
