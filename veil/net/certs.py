@@ -61,18 +61,23 @@ def make_ca(days: int = 365):
     return key, cert
 
 
-def make_leaf(ca_key, ca_cert, cn: str, days: int = 365):
-    """A key and certificate for one role, usable as both TLS client and server."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
-    cert = (_builder(_name(cn), ca_cert.subject, key.public_key(), days)
+def _leaf_extensions(builder):
+    """What every party's certificate carries: not a CA, signing, TLS client and server."""
+    return (builder
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(aki, critical=False)
             .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
                                          False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+                           critical=False))
+
+
+def make_leaf(ca_key, ca_cert, cn: str, days: int = 365):
+    """A key and certificate for one role, usable as both TLS client and server."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    cert = (_leaf_extensions(_builder(_name(cn), ca_cert.subject, key.public_key(), days))
+            .add_extension(aki, critical=False)
             .sign(ca_key, hashes.SHA256()))
     return key, cert
 
@@ -80,14 +85,8 @@ def make_leaf(ca_key, ca_cert, cn: str, days: int = 365):
 def make_self_signed(cn: str, days: int = 365):
     """A key and a self-signed certificate for one role (no CA: the cluster file pins it)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(_name(cn), _name(cn), key.public_key(), days)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
-                                         False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = _leaf_extensions(_builder(_name(cn), _name(cn), key.public_key(), days)) \
+        .sign(key, hashes.SHA256())
     return key, cert
 
 
