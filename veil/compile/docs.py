@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import torch.utils._pytree
 from torch import nn
 
-from ..docs_markers import replace_marked
+from ..docs_markers import emit_sections, replace_marked
 from . import zoo
 from .capture import capture
 from .lowering import LOWERINGS
@@ -234,15 +234,7 @@ def main(argv=None) -> int:
     if not args.no_models:
         sections["accuracy"] = accuracy_table()
         sections["digits"] = digits_line()
-    if not args.docs:
-        for body in sections.values():
-            print(body)
-        return 0
-    text = DOC.read_text() if DOC.exists() else "# Secure inference\n"
-    for name, body in sections.items():
-        text = replace_section(text, name, body)
-    DOC.write_text(text)
-    print(f"wrote {DOC}")
+    emit_sections(DOC, sections, replace_section, args.docs, "# Secure inference\n")
     return 0
 
 

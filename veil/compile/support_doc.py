@@ -24,7 +24,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from ..docs_markers import replace_marked
+from ..docs_markers import emit_sections, replace_marked
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "support.md"
 _NAMESPACES = [("torch.Tensor", torch.Tensor), ("torch.nn.functional", F),
@@ -209,16 +209,7 @@ def main(argv=None) -> int:
     ap.add_argument("--docs", action="store_true", help=f"rewrite the tables in {DOC}")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    secs = sections()
-    if not args.docs:
-        for body in secs.values():
-            print(body)
-        return 0
-    text = DOC.read_text()
-    for name, body in secs.items():
-        text = replace_section(text, name, body)
-    DOC.write_text(text)
-    print(f"wrote {DOC}")
+    emit_sections(DOC, sections(), replace_section, args.docs)
     return 0
 
 
