@@ -23,8 +23,7 @@ import torch
 
 from ..comm.netem import Network, predict
 from ..config import Config
-from . import core_workloads  # noqa: F401  (registers the workloads used here)
-from . import inference_workloads  # noqa: F401
+from . import workloads  # noqa: F401  (registers every workload)
 from .registry import WORKLOADS
 from .runner import host_line, run_workload
 

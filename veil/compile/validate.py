@@ -146,7 +146,7 @@ def validate_graph(graph: Graph, limits: GraphLimits = DEFAULT_LIMITS) -> None:
         if i.shape is not None:
             _shape(i.shape, f"input {i.name!r}", limits)
             dtype_of(i.dtype)
-        elif not _plain_value(i.value):
+        elif not _plain_value(i.value, limits):
             raise GraphRefusedError(f"graph input {i.name!r} has a fixed value of an "
                                     f"unsupported kind")
     for p in graph.params:
@@ -162,7 +162,7 @@ def validate_graph(graph: Graph, limits: GraphLimits = DEFAULT_LIMITS) -> None:
         if isinstance(v, torch.Tensor):
             _shape(list(v.shape), f"constant {name!r}", limits)
             const_bytes += v.numel() * v.element_size()
-        elif not _plain_value(v):
+        elif not _plain_value(v, limits):
             raise GraphRefusedError(f"graph constant {name!r} has an unsupported kind")
     if const_bytes > limits.max_constant_bytes:
         raise GraphRefusedError(f"graph constants hold {const_bytes} bytes; the limit is "
@@ -180,11 +180,11 @@ def validate_graph(graph: Graph, limits: GraphLimits = DEFAULT_LIMITS) -> None:
     _check_shapes(graph, limits)
 
 
-def _plain_value(v) -> bool:
+def _plain_value(v, limits) -> bool:
     if v is None or isinstance(v, (bool, int, float, str)):
-        return not isinstance(v, str) or len(v) <= 200
+        return not isinstance(v, str) or len(v) <= limits.max_name
     if isinstance(v, (list, tuple)):
-        return len(v) <= 4096 and all(_plain_value(x) for x in v)
+        return len(v) <= limits.max_list and all(_plain_value(x, limits) for x in v)
     return isinstance(v, (torch.dtype, torch.device, torch.layout, torch.memory_format))
 
 
@@ -287,7 +287,6 @@ def _check_shapes(graph: Graph, limits: GraphLimits) -> None:
     env.update({p.name: _meta_tensor(p.shape, p.dtype) for p in graph.params})
     env.update({k: v.to("meta") if isinstance(v, torch.Tensor) else v
                 for k, v in graph.constants.items()})
-    meta_args = _meta_kwargs()
     for node in graph.nodes:
         args = map_refs(node.args, lambda r: env[r.name])
         kwargs = map_refs(node.kwargs, lambda r: env[r.name])
@@ -296,7 +295,7 @@ def _check_shapes(graph: Graph, limits: GraphLimits) -> None:
                 out = args[0][args[1]]
             else:
                 if node.op in PUBLIC_ONLY_OPS:
-                    kwargs = {**kwargs, **meta_args}
+                    kwargs = {**kwargs, "device": torch.device("meta")}
                 out = resolve_op(node.op)(*args, **kwargs)
         except (IndexError, TypeError) as exc:
             raise GraphRefusedError(f"graph node {node.name!r} ({node.op}) does not fit its "
@@ -305,10 +304,6 @@ def _check_shapes(graph: Graph, limits: GraphLimits) -> None:
             out = _declared(node)
         _check_result(node, out, limits)
         env[node.name] = out
-
-
-def _meta_kwargs():
-    return {"device": torch.device("meta")}
 
 
 def _declared(node):
