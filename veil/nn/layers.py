@@ -71,30 +71,39 @@ class Linear(Module):
                f"bias={self.bias is not None}"
 
 
-class Conv2d(Module):
-    """torch.nn.Conv2d with secret weight and bias (zero padding mode only)."""
+class _ConvNd(Module):
+    """Shared constructor of the convolution layers: secret weight and bias made like
+    ``torch_cls`` makes them (zero padding mode only), applied with ``conv``."""
+    torch_cls = conv = None
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  *, owner: int = 0, init_from=None) -> None:
         super().__init__()
+        name = type(self).__name__
         if padding_mode != "zeros":
-            raise ProtocolUsageError("Conv2d supports padding_mode='zeros' only")
+            raise ProtocolUsageError(f"{name} supports padding_mode='zeros' only")
         self.args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         self.shape = (in_channels, out_channels, kernel_size)
         names = ["weight", "bias"] if bias else ["weight"]
-        params = _shared_params(owner, lambda: torch.nn.Conv2d(
+        params = _shared_params(owner, lambda: type(self).torch_cls(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias),
             names, init_from)
         self.weight = params[0]
         self.bias = params[1] if bias else None
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, **self.args)
+        return type(self).conv(x, self.weight, self.bias, **self.args)
 
     def extra_repr(self) -> str:
         i, o, k = self.shape
         return f"{i}, {o}, kernel_size={k}, " + ", ".join(f"{k}={v}" for k, v in self.args.items())
+
+
+class Conv2d(_ConvNd):
+    """torch.nn.Conv2d with secret weight and bias (zero padding mode only)."""
+    torch_cls = torch.nn.Conv2d
+    conv = staticmethod(F.conv2d)
 
 
 class _Elementwise(Module):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import more_functional as MF
+from .layers import _ConvNd, _shared_params
 from .module import Module
 
 
@@ -76,7 +77,6 @@ class _BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True, *, owner: int = 0,
                  init_from=None):
         from ..context import current
-        from .layers import _shared_params
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -122,27 +122,10 @@ class BatchNorm3d(_BatchNorm):
     _dims = (5,)
 
 
-class Conv1d(Module):
+class Conv1d(_ConvNd):
     """torch.nn.Conv1d with secret weight and bias (zero padding mode only)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 *, owner: int = 0, init_from=None):
-        from ..errors import ProtocolUsageError
-        from .layers import _shared_params
-        super().__init__()
-        if padding_mode != "zeros":
-            raise ProtocolUsageError("Conv1d supports padding_mode='zeros' only")
-        self.args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        names = ["weight", "bias"] if bias else ["weight"]
-        params = _shared_params(owner, lambda: torch.nn.Conv1d(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias),
-            names, init_from)
-        self.weight = params[0]
-        self.bias = params[1] if bias else None
-
-    def forward(self, x):
-        return torch.nn.functional.conv1d(x, self.weight, self.bias, **self.args)
+    torch_cls = torch.nn.Conv1d
+    conv = staticmethod(torch.nn.functional.conv1d)
 
 
 class Embedding(Module):
@@ -151,7 +134,6 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, *,
                  owner: int = 0, init_from=None):
-        from .layers import _shared_params
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         (self.weight,) = _shared_params(owner, lambda: torch.nn.Embedding(
@@ -185,7 +167,6 @@ class _Cell(Module):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  owner: int = 0, init_from=None):
-        from .layers import _shared_params
         super().__init__()
         self.input_size, self.hidden_size, self.bias_ = input_size, hidden_size, bias
         names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
