@@ -77,16 +77,16 @@ def linear_layers(model) -> list:
     return found
 
 
-def clip_error(in_features: int, out_features: int, frac_bits: int) -> float:
-    """Relative excess over C_l that a clipped per-example gradient can have (see above)."""
+def clip_error(in_features: int, out_features: int, frac_bits: int, clip: float) -> float:
+    """Relative excess over ``clip`` (C_l) that a used per-example gradient can have."""
     u = 2.0 ** -frac_bits
     rho = RSQRT_FIT + u * math.sqrt(2 * CAP)     # fit + output rounding, inputs <= 2 CAP
     clipped = (1 + rho + 2 * u * math.sqrt(out_features)) * \
         (1 + rho + 2 * u * math.sqrt(in_features + 1)) - 1
     unclipped = (1 + rho) ** 2 / (1 - 2 * u) - 1
-    # the sum's own roundings (matmul, scale by C_l): <= 4 ulps per coordinate, at C_l >=
-    # MIN_CLIP; counted against the sensitivity like the rest
-    sum_rounding = 4 * u * math.sqrt(out_features * (in_features + 1)) / MIN_CLIP
+    # the sum's own roundings (matmul, scale by C_l): <= 4 ulps per coordinate, which one
+    # example can flip; counted against the sensitivity like the rest
+    sum_rounding = 4 * u * math.sqrt(out_features * (in_features + 1)) / clip
     return max(clipped, unclipped) + sum_rounding
 
 

@@ -81,7 +81,7 @@ class PrivateTrainer:
         self.clip = clip
         frac = current().config.frac_bits
         # The sensitivity really enforced: every layer within clip (1 + its error).
-        self.clip_error = max(clip_error(layer.in_features, layer.out_features, frac)
+        self.clip_error = max(clip_error(layer.in_features, layer.out_features, frac, clip)
                               for _, layer in self.layers)
         self.max_grad_norm = max_grad_norm
         self.sensitivity = max_grad_norm * (1 + self.clip_error)
