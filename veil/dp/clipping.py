@@ -97,6 +97,7 @@ class LayerTap:
     def __init__(self, name: str, layer: Linear) -> None:
         self.name, self.layer = name, layer
         self.input: SecretTensor | None = None
+        self.source = None                  # the tensor the layer was called with
         self.tap: SecretTensor | None = None
 
     def forward(self, x):
@@ -106,7 +107,7 @@ class LayerTap:
         w, b = self.layer.weight, self.layer.bias
         # Parameters detached: autograd then skips the (unused) summed weight gradient.
         z = torch.nn.functional.linear(x, w.detach(), None if b is None else b.detach())
-        self.input = x.detach()
+        self.input, self.source = x.detach(), x
         self.tap = share_public(torch.zeros(tuple(z.shape))).requires_grad_()
         return z + self.tap
 
@@ -139,23 +140,34 @@ def _sq_norms(x: SecretTensor) -> SecretTensor:
     return (x.unsqueeze(1) @ x.unsqueeze(2)).reshape(-1)
 
 
-def clipped_vectors(a: SecretTensor, s: SecretTensor, layer: Linear, clip: float,
-                    mask: SecretTensor | None = None) -> tuple[SecretTensor, SecretTensor]:
-    """Per-example (â, ŝ) with ``clip * ŝ_i ⊗ â_i`` example i's clipped gradient of
-    ``layer`` (â carries the bias coordinate last); ``mask`` zeroes unsampled examples."""
-    n_in, n_out, bias = layer.in_features, layer.out_features, layer.bias is not None
-    A, D = bounds(n_in, n_out, bias)
+def prepared_inputs(a: SecretTensor, layer: Linear) -> tuple[SecretTensor, SecretTensor]:
+    """(ã with the bias coordinate, its squared norms + margin): the input side of
+    clipping. Depends on the input only, so a private trainer computes it once for the
+    training data (the first layer's input) instead of every step."""
+    A, _ = bounds(layer.in_features, layer.out_features, layer.bias is not None)
     u = 2.0 ** -current().config.frac_bits
     with no_grad():
         a = a.clamp(-A, A)                                  # 2 comparisons per coordinate
-        s = s.clamp(-D * clip, D * clip) * (1.0 / clip)     # in units of C_l
-        if mask is not None:
-            s = s * mask.reshape(-1, 1)                     # unsampled: zero signal
-        if bias:
+        if layer.bias is not None:
             a = cat([a, share_public(torch.ones(a.shape[0], 1))], 1)
         # Squared norms as batched dot products (one truncation after the sum, so the
         # error is <= 1 ulp), plus a 2-ulp margin: upper bounds of the true norms.
-        na = _sq_norms(a) + 2 * u
+        return a, _sq_norms(a) + 2 * u
+
+
+def clipped_vectors(a: SecretTensor, s: SecretTensor, layer: Linear, clip: float,
+                    mask: SecretTensor | None = None, prepared=None
+                    ) -> tuple[SecretTensor, SecretTensor]:
+    """Per-example (â, ŝ) with ``clip * ŝ_i ⊗ â_i`` example i's clipped gradient of
+    ``layer`` (â carries the bias coordinate last); ``mask`` zeroes unsampled examples.
+    ``prepared``: `prepared_inputs` of ``a``, if already computed."""
+    _, D = bounds(layer.in_features, layer.out_features, layer.bias is not None)
+    u = 2.0 ** -current().config.frac_bits
+    a, na = prepared if prepared is not None else prepared_inputs(a, layer)
+    with no_grad():
+        s = s.clamp(-D * clip, D * clip) * (1.0 / clip)     # in units of C_l
+        if mask is not None:
+            s = s * mask.reshape(-1, 1)                     # unsampled: zero signal
         nd = _sq_norms(s) + 2 * u
         r = cat([na, nd]).clamp(min=RSQRT_FLOOR).rsqrt()
         ra, rd = r[:a.shape[0]], r[a.shape[0]:]
@@ -166,11 +178,11 @@ def clipped_vectors(a: SecretTensor, s: SecretTensor, layer: Linear, clip: float
         return a * f[0].reshape(-1, 1), s * f[1].reshape(-1, 1)
 
 
-def clipped_sum(tap: LayerTap, clip: float, mask: SecretTensor | None = None):
+def clipped_sum(tap: LayerTap, clip: float, mask: SecretTensor | None = None, prepared=None):
     """Sum over examples of the layer's clipped per-example gradients (weight, bias),
     computed on shares: one matmul of the rescaled signals and inputs."""
     layer = tap.layer
-    a, s = clipped_vectors(tap.input, tap.signal(), layer, clip, mask)
+    a, s = clipped_vectors(tap.input, tap.signal(), layer, clip, mask, prepared)
     with no_grad():
         g = s.transpose(0, 1).matmul(a) * clip             # (out, in [+ 1])
     if layer.bias is not None:

@@ -40,7 +40,8 @@ from ..autograd import no_grad
 from ..context import current
 from ..errors import ProtocolUsageError
 from ..tensor import SecretTensor, cat
-from .clipping import MAX_CLIP, MIN_CLIP, clip_error, clipped_sum, linear_layers, tapped
+from .clipping import (MAX_CLIP, MIN_CLIP, clip_error, clipped_sum, linear_layers,
+                       prepared_inputs, tapped)
 from .noise import _check_colluders, joint_gaussian
 from .sampling import poisson_masks, sampling_rate
 
@@ -98,6 +99,7 @@ class PrivateTrainer:
             raise ProtocolUsageError("a privacy budget needs noise_multiplier > 0")
         self.steps = 0
         self._masks: list = []
+        self._prepared: dict = {}           # layer id -> input side of clipping, for X
 
     # -- privacy ----------------------------------------------------------------------------
     def epsilon(self) -> float:
@@ -130,7 +132,13 @@ class PrivateTrainer:
         with no_grad():
             grads = []
             for tap in taps:
-                gw, gb = clipped_sum(tap, self.clip, mask)
+                prepared = None
+                if tap.source is self.X:         # the data itself: the same every step
+                    key = id(tap.layer)
+                    if key not in self._prepared:
+                        self._prepared[key] = prepared_inputs(tap.input, tap.layer)
+                    prepared = self._prepared[key]
+                gw, gb = clipped_sum(tap, self.clip, mask, prepared)
                 grads.append((tap.layer.weight, gw))
                 if gb is not None:
                     grads.append((tap.layer.bias, gb))
