@@ -129,7 +129,8 @@ def test_private_step_at_zero_noise_matches_torch_per_example_clipping(parties, 
         assert torch.allclose(gp.double(), wp.double(), atol=5e-4), (gp, wp)
 
 
-def test_zero_noise_without_clipping_equals_non_private_secure_training():
+@pytest.mark.parametrize("parties", [2, 3])
+def test_zero_noise_without_clipping_equals_non_private_secure_training(parties):
     g = torch.Generator().manual_seed(4)
     x, y = torch.randn(24, 6, generator=g), (torch.rand(24, 1, generator=g) < 0.5).float()
     torch.manual_seed(1)
@@ -153,7 +154,7 @@ def test_zero_noise_without_clipping_equals_non_private_secure_training():
         return [p.reveal() for p in dp_model.parameters()], \
             [p.reveal() for p in plain.parameters()]
 
-    dp, plain = veil.run(job, parties=2, seed=3)[0]
+    dp, plain = veil.run(job, parties=parties, seed=3)[0]
     for a, b in zip(dp, plain):
         assert torch.allclose(a, b, atol=2e-4), (a, b)
 
@@ -345,3 +346,62 @@ def test_sql_aggregates_are_released_with_noise_added_inside_mpc():
     assert "state the sensitivity of 's'" in refusals[0]
     assert "below the per-row bound" in refusals[1] and "44" in refusals[1]
     assert "MIN/MAX" in refusals[2] and "ungrouped" in refusals[3]
+
+
+@pytest.mark.parametrize("name", ["veil.dp.noise", "veil.dp.release", "veil.dp.sampling",
+                                  "veil.dp.private", "veil.dp.sql"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+    if name == "veil.dp.sql":
+        pytest.importorskip("duckdb")
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_opened_values_during_a_private_step_look_uniform(monkeypatch):
+    """Everything party 1 sees opened inside a DP-SGD step is masked: the low 32 bits of
+    every opened ring value (full-width product masks and the comparisons' 33-bit masked
+    values alike) are uniform, even for an all-zero training set."""
+    seen = []
+    real = veil.protocols.Semi2k._open
+
+    def spy(self, *xs):
+        outs = real(self, *xs)
+        if self.rank == 1:
+            seen.extend(o.reshape(-1).clone() for o in outs)
+        return outs
+
+    def job():
+        X, y = share_from(torch.zeros(400, 4), 0), share_from(torch.zeros(400, 1), 1)
+        model = veil.nn.Linear(4, 1)
+        private = make_private(model, veil.optim.SGD(model.parameters(), lr=0.1),
+                               veil.nn.BCEWithLogitsLoss(), (X, y), batch_size=100,
+                               noise_multiplier=1.0, max_grad_norm=1.0)
+        monkeypatch.setattr(veil.protocols.Semi2k, "_open", spy)
+        private.step()
+        monkeypatch.setattr(veil.protocols.Semi2k, "_open", real)
+
+    veil.run(job, parties=2)
+    low = torch.cat(seen).numpy().view(np.uint8).reshape(-1, 8)[:, :4]
+    assert len(low) > 20_000
+    for lane in range(4):
+        counts = np.bincount(low[:, lane], minlength=256)
+        expected = len(low) / 256
+        # chi2, 255 dof: mean 255, sd 22.6; 400 is > 6 sd
+        assert float(((counts - expected) ** 2 / expected).sum()) < 400
+
+
+def test_credit_scoring_example_with_dp(tmp_path, capsys):
+    import runpy
+    import sys
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    argv = sys.argv
+    sys.argv = ["credit_scoring.py", "--dp-epsilon", "3", "--epochs", "1", "--out",
+                str(tmp_path)]
+    try:
+        runpy.run_path(str(root / "examples" / "credit_scoring.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr().out
+    assert "(3.00, 1e-05)-DP" in out and (tmp_path / "credit_model.pt").exists()

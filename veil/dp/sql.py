@@ -18,6 +18,17 @@ which must then be at least the enforced one).
 Scope: ungrouped aggregates (the set of groups a GROUP BY reveals is not noised); MIN and
 MAX are refused (no useful sensitivity). Neighbouring = one *joined* row: with unique
 join keys (one row per person and table), one person.
+
+>>> import pandas as pd, veil
+>>> def job():
+...     db = veil.sql.Session()
+...     pay = pd.DataFrame({"id": range(50), "amount": [i % 10 for i in range(50)]})
+...     db.register("pay", pay if veil.rank() == 0 else None, owner=0, bounds={"amount": 9})
+...     return db.query("SELECT SUM(amount) AS total, COUNT(*) AS n FROM pay", reveal_to=0,
+...                     dp=SQLPrivacy(epsilon=1.0, delta=1e-5, sensitivity={"total": 9}))
+>>> out = veil.run(job, parties=2)[0]            # exact: total 225, n 50
+>>> bool(abs(out["n"][0] - 50) < 60 and abs(out["total"][0] - 225) < 600)
+True
 """
 
 from __future__ import annotations
