@@ -65,6 +65,9 @@ def linear_layers(model) -> list:
         for name, child in m._modules.items():
             walk(child, prefix + name + ".")
     walk(model, "")
+    if len({id(layer) for _, layer in found}) != len(found):
+        raise ProtocolUsageError("DP-SGD: a Linear layer is used at two places in the model "
+                                 "(shared weights); per-example clipping needs each once")
     for name, p in model.named_parameters():
         if id(p) not in owned:
             raise ProtocolUsageError(

@@ -35,10 +35,13 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 
 from ..autograd import no_grad
 from ..context import current
 from ..errors import ProtocolUsageError
+from ..nn.metrics import correct_count
+from ..nn.train import History, Progress, evaluate
 from ..tensor import SecretTensor, cat
 from .clipping import (MAX_CLIP, MIN_CLIP, clip_error, clipped_sum, linear_layers,
                        prepared_inputs, tapped)
@@ -169,9 +172,6 @@ class PrivateTrainer:
         DP guarantee (set ``metrics_to`` to a party that may see them, or pass
         ``eval_data`` held out from training only).
         """
-        import time
-        from ..nn.metrics import correct_count
-        from ..nn.train import History, Progress, evaluate
         me = current().rank
         show = progress and (metrics_to is None and me == 0 or metrics_to == me)
         bar = Progress(epochs, self.steps_per_epoch, show, stream)
