@@ -26,6 +26,8 @@ True
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import ProtocolUsageError
 from ..tensor import SecretTensor
 from .noise import gaussian_sigma, joint_gaussian, joint_laplace, laplace_scale
@@ -55,6 +57,9 @@ def privatize(x: SecretTensor, *, sensitivity: float, epsilon: float,
     if not isinstance(x, SecretTensor):
         raise ProtocolUsageError(f"release takes a SecretTensor, got {type(x).__name__}; a "
                                  f"public value needs no secure noise")
+    if x.dtype == torch.bool:
+        raise ProtocolUsageError("release of a bool tensor: convert it first (x.long(), or "
+                                 "sum it into a count)")
     scale = noise_scale(mechanism, sensitivity, epsilon, delta)
     integer = not x.dtype.is_floating_point
     if mechanism == "gaussian":
