@@ -11,10 +11,10 @@ noisy gradient, the model and the optimizer state stay secret. The RDP accountan
 ``dp-accounting`` (the one veil.fl uses) composes the Poisson-sampled Gaussian steps.
 
 Guarantee: (ε, δ)-DP at the sample level (adding or removing one training row, all of
-its parties' columns and its label) for everything derived from the trained model (the
-model itself, its predictions, the per-epoch metrics are *not* covered: see
-`PrivateTrainer.fit`), against any ``colluders`` parties pooling their views (default:
-the protocol's threshold, n - 1 for semi2k).
+its parties' columns and its label) for the trained model and everything derived from
+it (its predictions, a revealed state dict), against any ``colluders`` parties pooling
+their views (default: the protocol's threshold, n - 1 for semi2k). Not covered: the
+per-epoch metrics `PrivateTrainer.fit` reveals (computed without noise; see there).
 
 >>> import torch, veil
 >>> def f():
