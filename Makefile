@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 	$(BIN)/veil run -n 2 examples/private_inference.py
 	$(BIN)/veil run -n 2 examples/credit_scoring.py
+	$(BIN)/veil run -n 2 examples/credit_scoring.py --dp-epsilon 3 --epochs 2
 	$(BIN)/veil run -n 2 examples/encrypted_credit_score.py
 	$(BIN)/veil run -n 2 examples/ad_attribution.py
 	$(BIN)/python examples/federated_hospitals.py

@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     if args.group == "fl":  # federated learning has its own runner (Flower apps, not veil.run)
         from ..fl.bench import main as fl_main
         return fl_main(sys.argv[1:] if argv is None else argv)
+    if args.group == "dp":  # DP-SGD on shares: accuracy vs ε (its own runner and table)
+        from ..dp.bench import main as dp_main
+        return dp_main(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     rows = []
     for w in WORKLOADS.values():

@@ -92,12 +92,15 @@ class Session:
             self.engine.shadow(name, info.columns)
         self.tables[name] = info
 
-    def query(self, sql: str, reveal_to: int | None = None, *, progress: bool = False):
+    def query(self, sql: str, reveal_to: int | None = None, *, progress: bool = False,
+              dp=None):
         """Run ``sql`` over the registered tables; a pandas DataFrame at the receiver.
 
         ``reveal_to``: the party that gets the result (``None``: every party); the
         others get ``None``. Refused before any data moves if the SQL is unsupported or
         breaks a column policy. See docs/sql.md for what each step discloses.
+        ``dp``: a `veil.dp.sql.SQLPrivacy`: the aggregates are revealed with noise
+        generated inside MPC, (ε, δ)-DP (ungrouped SUM / COUNT / AVG).
         """
         if reveal_to is not None and (not isinstance(reveal_to, int)
                                       or not 0 <= reveal_to < self.world):
@@ -106,4 +109,7 @@ class Session:
         receivers = list(range(self.world)) if reveal_to is None else [reveal_to]
         ast = parse(sql, self.tables)
         plan = Splitter(ast, self.tables, self.engine, receivers).split()
-        return Executor(plan, self.engine, reveal_to, self.chunk_rows, progress).run()
+        executor = Executor(plan, self.engine, reveal_to, self.chunk_rows, progress)
+        if dp is not None:                  # DP release of the aggregates (veil.dp.sql)
+            executor = dp.wrap(executor, plan)
+        return executor.run()
