@@ -32,7 +32,11 @@ def _rsqrt_shares(v: torch.Tensor) -> torch.Tensor:
 
 def _affine(out, weight, bias, shape):
     if weight is not None:
-        out = out * (weight.reshape(shape) if is_secret(weight) else
+        # a weight of the right shape is used as it is: a fixed one (a model weight,
+        # SecretTensor.fixed_) then reuses its opening instead of opening a fresh copy
+        same = tuple(weight.shape) == tuple(shape)
+        out = out * (weight if same and is_secret(weight) else
+                     weight.reshape(shape) if is_secret(weight) else
                      as_public(weight).reshape(shape))
     if bias is not None:
         out = out + (bias.reshape(shape) if is_secret(bias) else as_public(bias).reshape(shape))

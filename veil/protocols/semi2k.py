@@ -21,11 +21,22 @@ Kernels and the papers they follow:
   w-1: a carry tree of ceil(log2(w-1)) AND layers (w = compare_bits).
 * eqz: same mask on w - 1 bits; x == 0 mod 2^(w-1) iff every bit of c XNOR r is 1: an
   AND tree. Exact on msb's domain |x| < 2^(w-1).
+* mask / *_masked: open once, multiply many times (SecureML's reuse of a masked matrix,
+  Mohassel & Zhang 2017, sec. 4.2). ``mask`` opens x - A for a fresh *keyed* mask A
+  (a new key per call; the dealer regenerates A from its key, materials.py); a product
+  of two masked tensors then needs no opening at all: with c = op(A, B) from the dealer,
+  z_i = op(e_x, y_i) + op(a_i, e_y) + c_i. A model weight W is masked once per model
+  and reused by every inference, so each inference opens only its input-sized x - A.
+  Security: every opened value is a tensor minus a uniform mask used for that tensor
+  only (one key, one tensor, one opening), so the openings are uniform and independent,
+  exactly as in a batch of ordinary Beaver products; see docs/security.md.
 * b2a / select: daBits (Rotaru & Wood 2019). select multiplies x by a secret bit b in one
   round: open b ^ m and x - a together, use the dealer's [m], [m*a].
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 
@@ -33,7 +44,7 @@ from .. import ringmm
 from ..offline.materials import RING
 from ..ring import (bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits,
                     unpack_row, wrap)
-from .base import Cost, Kernel, Protocol
+from .base import Cost, Kernel, Masked, Protocol
 from .circuits import and_all, and_tree_plan, carry_out, carry_plan
 
 
@@ -97,6 +108,11 @@ KERNELS = {k.name: k for k in [
     Kernel("eqz", _eqz_cost),
     Kernel("and_bits", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, 2 * numel)),
            "bitwise AND of XOR-shared uint8 words (8 bits each); numel counts bytes"),
+    Kernel("mask", lambda n, rank, cfg, numel: Cost(1 if numel else 0, _open_bytes(n, 8 * numel)),
+           "open x - A under a keyed mask, once per tensor; numel counts every tensor"),
+    Kernel("mul_masked", lambda n, rank, cfg, **_: Cost(0, 0), "product of masked tensors"),
+    Kernel("matmul_masked", lambda n, rank, cfg, **_: Cost(0, 0)),
+    Kernel("conv2d_masked", lambda n, rank, cfg, **_: Cost(0, 0)),
     Kernel("b2a", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, packed_len(numel)))),
     Kernel("select", lambda n, rank, cfg, numel:
            Cost(1, _open_bytes(n, packed_len(numel) + 8 * numel))),
@@ -109,6 +125,12 @@ KERNELS = {k.name: k for k in [
 class Semi2k(Protocol):
     name = "semi2k"
     kernels = KERNELS
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Keyed masks are numbered in program order, the same at every party (SPMD); a
+        # number is never used twice in a run, so no mask ever hides two tensors.
+        self._mask_keys = itertools.count()
 
     # -- opening helpers ------------------------------------------------------------------
     def _open(self, *xs: torch.Tensor) -> list[torch.Tensor]:
@@ -163,6 +185,42 @@ class Semi2k(Protocol):
         z += fn(t["a"], f)
         z += t["c"]
         return z
+
+    def mask(self, *xs):
+        if not xs:
+            return []
+        keyed = []
+        for x in xs:
+            key = next(self._mask_keys)
+            keyed.append((key, self.provider.get("mask", shape=list(x.shape), key=key)["a"]))
+        # Opens x - A, A uniform and keyed for this tensor alone: discloses nothing.
+        es = self._open(*(x - a for x, (_, a) in zip(xs, keyed)))
+        return [Masked(x, e, a, key) for x, e, (key, a) in zip(xs, es, keyed)]
+
+    def _bilinear_masked(self, op, mx, my, fn, params=None):
+        if mx.e is None or my.e is None or (mx.a is None and my.a is None):
+            return self._bilinear(op, mx.share, my.share, fn, params)   # nothing to reuse
+        t = self.provider.get("beaver_keyed", op=op, shape_a=list(mx.e.shape),
+                              shape_b=list(my.e.shape), key_a=mx.key, key_b=my.key,
+                              params=params or {})
+        if mx.a is not None:              # x y = e_x y + A_x e_y + A_x A_y
+            z = fn(mx.e, my.share)
+            z += fn(mx.a, my.e)
+        else:                             # x y = x e_y + e_x A_y + A_x A_y
+            z = fn(mx.share, my.e)
+            z += fn(mx.e, my.a)
+        z += t["c"]
+        return z
+
+    def mul_masked(self, mx, my):
+        return self._bilinear_masked("mul", mx, my, lambda a, b: a * b)
+
+    def matmul_masked(self, mx, my):
+        return self._bilinear_masked("matmul", mx, my, ringmm.matmul)
+
+    def conv2d_masked(self, mx, my, **params):
+        return self._bilinear_masked("conv2d", mx, my,
+                                     lambda a, b: ringmm.conv2d(a, b, **params), params)
 
     def mul(self, x, y):
         return self._bilinear("mul", x, y, lambda a, b: a * b)
