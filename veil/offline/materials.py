@@ -168,6 +168,18 @@ def and_triple(shape) -> Recipe:
         derive=lambda v: {"w": v["u"] & v["v"]})
 
 
+@register_kind("and_bcast")
+def and_broadcast(shape_a, shape_b) -> Recipe:
+    """Binary Beaver triple for operands that broadcast: u (shape_a), v (shape_b) and
+    w = u AND v (the broadcast shape); an operand row shared by several ANDs is masked
+    and opened once."""
+    shape_a, shape_b = _shape(shape_a), _shape(shape_b)
+    return Recipe(
+        randoms=(Part("u", shape_a, BYTES), Part("v", shape_b, BYTES)),
+        derived=(Part("w", broadcast_shape(shape_a, shape_b), BYTES),),
+        derive=lambda v: {"w": v["u"] & v["v"]})
+
+
 @register_kind("trunc")
 def trunc_pair(shape, frac: int) -> Recipe:
     """Mask r with [msb(r)] and [(r mod 2^63) >> frac] for exact truncation."""
