@@ -26,8 +26,9 @@ under ``"(outside kernels)"``. `veil.profile()` returns this party's table.
 >>> p = Profiler()
 >>> with p.kernel("mul"):
 ...     p.waited(0.0, offline=False)
->>> sorted(p.report()["mul"])
-['calls', 'compute_s', 'dealer_wait_s', 'peer_wait_s', 'send_s', 'total_s']
+>>> sorted(p.report()["mul"])  # doctest: +NORMALIZE_WHITESPACE
+['bytes_sent', 'calls', 'compute_s', 'dealer_bytes', 'dealer_wait_s', 'peer_wait_s',
+ 'rounds', 'send_s', 'total_s']
 """
 
 from __future__ import annotations

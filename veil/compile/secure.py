@@ -161,6 +161,10 @@ class SecureModule:
                     and all(secret(env[r.name]) for r in refs):
                 env[node.name] = self._interp.run_node(i, env)
                 done.add(node.name)
+        # keep what the remaining nodes read (a weight read only by a folded move is gone)
+        used = {r.name for n in self.graph.nodes if n.name not in done for r in n.refs()}
+        used |= set(self.graph.output_names())
+        env = {k: v for k, v in env.items() if k in used}
         fixed = [v.fixed_() for v in env.values() if secret(v) and v.is_floating_point()]
         # Opens W - B for every weight W, B uniform and keyed for W alone (a fresh key per
         # weight, never reused for another value): discloses nothing. Once per model.
