@@ -221,3 +221,35 @@ def test_profile_counts_bytes_per_kernel_and_per_op():
     assert sum(r["rounds"] for r in ops.values()) == s1["rounds"] - s0["rounds"]
     assert ops[SCOPE + "aten.gelu.default"]["bytes_sent"] > 0
     assert delta["mask"]["bytes_sent"] > 0 and delta["matmul_masked"]["bytes_sent"] == 0
+
+
+def test_veil_nn_layers_in_eval_mode_reuse_their_weights_openings():
+    torch.manual_seed(3)
+    ref = torch.nn.Linear(16, 8)
+    x = uniform((4, 16), seed=9)
+
+    def job():
+        layer = veil.nn.Linear(16, 8, init_from=ref if veil.rank() == 0 else None).eval()
+        xs = share_from(x, 1)
+        sent, outs = [], []
+        for train in (False, False, True):
+            layer.train(train)
+            s0 = veil.stats()["bytes_sent"]
+            outs.append(layer(xs).reveal())
+            sent.append(veil.stats()["bytes_sent"] - s0)
+        return sent, outs
+
+    (sent, outs), _ = veil.run(job, parties=2, seed=0)
+    weight_bytes, out_bytes, in_bytes = 16 * 8 * 8, 4 * 8 * 8, 4 * 16 * 8
+    assert sent == [in_bytes + weight_bytes + out_bytes, in_bytes + out_bytes,
+                    in_bytes + weight_bytes + out_bytes]      # training: W opened each step
+    with torch.no_grad():
+        for out in outs:
+            assert_close(out, ref(x), TOL)
+
+
+def test_fixed_docstring_example_runs():
+    import doctest
+    from veil.tensor import core, fixed
+    assert doctest.testmod(core, optionflags=doctest.ELLIPSIS).failed == 0
+    assert doctest.testmod(fixed, optionflags=doctest.ELLIPSIS).failed == 0

@@ -22,12 +22,13 @@ from .core import proto
 class FixedState:
     """The opened form of a fixed tensor and the share it was opened from."""
 
-    __slots__ = ("masked", "src", "version")
+    __slots__ = ("masked", "src", "version", "moved")
 
     def __init__(self) -> None:
         self.masked: Masked | None = None
         self.src = None
         self.version = -1
+        self.moved: dict = {}     # name -> (share it was made from, version, fixed tensor)
 
     def current(self, share) -> Masked | None:
         if self.masked is not None and self.src is share \
@@ -78,6 +79,22 @@ def open_fixed(tensors) -> None:
         t._fixed.remember(t.share, m)
 
 
+def fixed_move(t, name: str, make):
+    """``make(t)`` (a data move such as a transpose) for a tensor ``t``; when ``t`` is fixed
+    the result is made once, marked fixed and kept, so its opening is reused too (a
+    Linear layer's ``W.T``). Remade when ``t`` changes."""
+    state = getattr(t, "_fixed", None)
+    if state is None:
+        return make(t)
+    share = t.share
+    got = state.moved.get(name)
+    if got is not None and got[0] is share and got[1] == getattr(share, "_version", 0):
+        return got[2]
+    out = make(t).fixed_()
+    state.moved[name] = (share, getattr(share, "_version", 0), out)
+    return out
+
+
 def mark_fixed(t):
     """Mark the SecretTensor ``t`` as a fixed operand (see the module docstring)."""
     if t._fixed is None:
@@ -85,4 +102,4 @@ def mark_fixed(t):
     return t
 
 
-__all__ = ["FixedState", "masked_pair", "mark_fixed", "open_fixed", "reuses_openings"]
+__all__ = ["FixedState", "fixed_move", "masked_pair", "mark_fixed", "open_fixed", "reuses_openings"]

@@ -17,7 +17,7 @@ from ..errors import ProtocolUsageError
 from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
                    public_frac, public_is_integral, result_dtype)
 from .arith import _meta
-from .fixed import masked_pair
+from .fixed import fixed_move, masked_pair
 from .reduce import max_tree
 
 
@@ -75,7 +75,8 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def linear(x, weight, bias=None):
     """torch.nn.functional.linear: x @ weight.T + bias."""
-    wt = weight.transpose(-1, -2) if is_secret(weight) else as_public(weight).transpose(-1, -2)
+    wt = fixed_move(weight, "T", lambda w: w.transpose(-1, -2)) if is_secret(weight) \
+        else as_public(weight).transpose(-1, -2)
     out = x.matmul(wt) if is_secret(x) else wt.__rmatmul__(as_public(x))
     return _add_bias(out, bias, (-1,))
 
