@@ -74,8 +74,8 @@ class Interpreter:
             else:                     # Config(profile=True): bytes and time per ATen op
                 with prof.scope(node.op):
                     env[node.name] = self._run_node(node, self._ops[i], env)
-            if on_node is not None:
-                on_node(node, env[node.name])
+            if on_node is not None and node.name in env:   # (a folded weight move may
+                on_node(node, env[node.name])                 # feed only another one)
             for name in self._free[i]:
                 env.pop(name, None)
         return map_refs(self.graph.outputs, lambda r: env[r.name])
