@@ -135,7 +135,7 @@ def memory_table() -> str:
             "|---|---|---|---|---|---|"]
     for name in SPECS:
         with tempfile.TemporaryDirectory(prefix="veil-bench-mem-") as tmp:
-            cmd = [sys.executable, "-m", "veil.cli", "run", "-n", "2", "-m",
+            cmd = [sys.executable, "-m", "veil.cli", "run", "-n", "2", "--insecure-seed", "-m",
                    "veil.bench.inference_workloads", "--as-party", name, "--out", tmp]
             subprocess.run(cmd, check=True, timeout=900, stdout=subprocess.DEVNULL)
             p = [json.loads((pathlib.Path(tmp) / f"{r}.json").read_text()) for r in range(2)]
