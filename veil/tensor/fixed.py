@@ -69,14 +69,25 @@ def masked_pair(x, y) -> tuple[Masked, Masked] | None:
     return have[0], have[1]
 
 
+# values per ``mask`` call in `open_fixed`: bounds the transient memory of an opening
+# (mask, masked value, received shares: ~4 x 8 B per value) at the cost of a round each
+OPEN_BATCH = 1 << 22
+
+
 def open_fixed(tensors) -> None:
-    """Open the masked forms of fixed tensors now, all in one ``mask`` call (one round),
-    so later products find them ready (`veil.secure` does this once per model)."""
+    """Open the masked forms of fixed tensors now, so later products find them ready
+    (`veil.secure` does this once per model): one ``mask`` call (one round) per batch of
+    up to OPEN_BATCH values."""
     if not reuses_openings():
         return
     todo = [t for t in tensors if t._fixed is not None and t._fixed.current(t.share) is None]
-    for t, m in zip(todo, proto().mask(*[t.share for t in todo])):
-        t._fixed.remember(t.share, m)
+    while todo:
+        batch, size = [], 0
+        while todo and (not batch or size + todo[0].numel() <= OPEN_BATCH):
+            size += todo[0].numel()
+            batch.append(todo.pop(0))
+        for t, m in zip(batch, proto().mask(*[t.share for t in batch])):
+            t._fixed.remember(t.share, m)
 
 
 def fixed_move(t, name: str, make):
