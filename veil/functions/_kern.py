@@ -108,8 +108,7 @@ def products_common(a: torch.Tensor, bs: list[torch.Tensor]) -> list[torch.Tenso
 
 def reuses_openings() -> bool:
     """Whether the protocol opens a tensor once for many products (semi2k's ``mask``)."""
-    from ..tensor.fixed import reuses_openings as reuses
-    return reuses()
+    return proto().reuses_openings
 
 
 def products_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict

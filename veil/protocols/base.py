@@ -131,6 +131,12 @@ class Protocol(ABC):
         return self.trunc(z, bits) if bits else z
 
     # -- open once, multiply many times: a protocol may override to save traffic ---------
+    @property
+    def reuses_openings(self) -> bool:
+        """Whether ``mask`` really opens (the protocol overrides it): callers then open a
+        tensor once for all its products instead of using the batched ordinary kernels."""
+        return type(self).mask is not Protocol.mask
+
     def mask(self, *xs) -> list[Masked]:
         """Prepare tensors for products that reuse one opening each (semi2k opens x - A
         for a keyed mask A, one round for all of ``xs``). The fallback opens nothing and

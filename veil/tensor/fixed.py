@@ -15,7 +15,7 @@ mask the tensor again under a *fresh* key, so a mask never hides two different v
 
 from __future__ import annotations
 
-from ..protocols.base import Masked, Protocol
+from ..protocols.base import Masked
 from .core import proto
 
 
@@ -44,7 +44,7 @@ class FixedState:
 
 def reuses_openings() -> bool:
     """Whether the current protocol opens masked forms once (it overrides ``mask``)."""
-    return type(proto()).mask is not Protocol.mask
+    return proto().reuses_openings
 
 
 def masked_pair(x, y) -> tuple[Masked, Masked] | None:
