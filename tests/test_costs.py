@@ -27,7 +27,13 @@ def _kernel_calls(p):
     # Kernels take shares: lift the public test values (local, no traffic).
     x, y, w, img, ker = (p.add_public(p.zeros(t.shape), t) for t in (x, y, w, img, ker))
     bits = p.xor_public(torch.zeros(SHAPE, dtype=torch.uint8), bits)
-    return {
+    row = p.xor_public(torch.zeros((1, 4), dtype=torch.uint8), torch.randint(0, 256, (1, 4),
+                                                                            dtype=torch.uint8))
+    rows = p.xor_public(torch.zeros((3, 4), dtype=torch.uint8), torch.randint(0, 256, (3, 4),
+                                                                             dtype=torch.uint8))
+    # Masked operands for the *_masked kernels (opened here, before any measurement).
+    mx, my, mw, mimg, mker = p.mask(x, y, w, img, ker)
+    calls = {
         "share": (lambda: p.share(plain if p.rank == 0 else None, 0, SHAPE), {"numel": NUMEL}),
         "share_to_2": (lambda: p.share(plain if p.rank == 2 else None, 2, SHAPE),
                        {"numel": NUMEL, "owner": 2}),
@@ -44,18 +50,29 @@ def _kernel_calls(p):
         "msb": (lambda: p.msb(x), {"numel": NUMEL}),
         "eqz": (lambda: p.eqz(x), {"numel": NUMEL}),
         "and_bits": (lambda: p.and_bits(bits, bits), {"numel": NUMEL}),
+        "mask": (lambda: p.mask(x, w), {"numel": NUMEL + 35}),
+        "mul_masked": (lambda: p.mul_masked(mx, my), {"numel_x": NUMEL, "numel_y": NUMEL}),
+        "matmul_masked": (lambda: p.matmul_masked(mx, mw), {"numel_x": NUMEL, "numel_y": 35}),
+        "conv2d_masked": (lambda: p.conv2d_masked(mimg, mker, padding=1),
+                          {"numel_x": 50, "numel_y": 54}),
         "b2a": (lambda: p.b2a(bits), {"numel": NUMEL}),
         "select": (lambda: p.select(bits, x), {"numel": NUMEL}),
         "reveal_bits": (lambda: p.reveal_bits(bits), {"numel": NUMEL}),
         "reveal_bits_to_0": (lambda: p.reveal_bits(bits, to=0), {"numel": NUMEL, "to": 0}),
     }
+    if getattr(p, "and_broadcasts", False):        # semi2k's carry tree uses it
+        calls["and_bits_bcast"] = (lambda: p.and_bits(row, rows), {"numel": 4, "numel_b": 12})
+    return calls
+
+
+ALIASES = {"and_bits_bcast": "and_bits"}     # a second call pattern of one kernel
 
 
 def _measure():
     p = current().protocol
     out = {}
     for name, (call, sizes) in _kernel_calls(p).items():
-        kernel = name.split("_to_")[0]
+        kernel = ALIASES.get(name, name.split("_to_")[0])
         if kernel not in p.kernels or (name == "share_to_2" and p.n < 3):
             continue                       # optional fused kernels (base: trunc(mul))
         s0 = veil.stats()

@@ -100,13 +100,14 @@ class Communicator:
         else:
             self._channel(peer).send(payload)
         if self.profiler is not None:
-            self.profiler.sent(time.perf_counter() - t0)
+            self.profiler.sent(time.perf_counter() - t0, len(payload), self._phase == OFFLINE)
 
     def recv_bytes(self, peer: int) -> bytes:
         t0 = time.perf_counter() if self.profiler is not None else 0.0
         data = self._channel(peer).recv(self.timeout)
         if self.profiler is not None:
-            self.profiler.waited(time.perf_counter() - t0, offline=self._phase == OFFLINE)
+            self.profiler.waited(time.perf_counter() - t0, offline=self._phase == OFFLINE,
+                                 nbytes=len(data))
         self._meter().bytes_received += len(data)
         return data
 
@@ -143,6 +144,8 @@ class Communicator:
 
     def count_round(self) -> None:
         self._meter().rounds += 1
+        if self.profiler is not None:
+            self.profiler.counted_round(self._phase == OFFLINE)
 
     def peer_name(self, peer: int) -> str:
         return party_name(peer, self.world_size)

@@ -54,6 +54,8 @@ class Interpreter:
             for r in node.refs():
                 last[r.name] = i
         keep = graph.output_names()
+        #: nodes whose value the caller passes in env, computed once (weight moves)
+        self.precomputed: set[str] = set()
         self._free = [[] for _ in graph.nodes]
         for name, i in last.items():
             if name not in keep:
@@ -63,13 +65,24 @@ class Interpreter:
         """Outputs for ``env`` (inputs and weights by name); ``on_node(node, value)`` sees
         every node's result (a debugging hook: see evaluate.node_errors)."""
         env = {**self.graph.constants, **env}
+        prof = _profiler()
         for i, node in enumerate(self.graph.nodes):
-            env[node.name] = self._run_node(node, self._ops[i], env)
-            if on_node is not None:
-                on_node(node, env[node.name])
+            if node.name in self.precomputed:
+                pass
+            elif prof is None:
+                env[node.name] = self._run_node(node, self._ops[i], env)
+            else:                     # Config(profile=True): bytes and time per ATen op
+                with prof.scope(node.op):
+                    env[node.name] = self._run_node(node, self._ops[i], env)
+            if on_node is not None and node.name in env:   # (a folded weight move may
+                on_node(node, env[node.name])                 # feed only another one)
             for name in self._free[i]:
                 env.pop(name, None)
         return map_refs(self.graph.outputs, lambda r: env[r.name])
+
+    def run_node(self, i: int, env: dict):
+        """The value of node ``i`` from the values in ``env`` (one node, nothing freed)."""
+        return self._run_node(self.graph.nodes[i], self._ops[i], env)
 
     def _run_node(self, node, op, env):
         def get(ref):
@@ -98,6 +111,12 @@ class Interpreter:
             raise LoweringError(f"while running node {node.name} ({node.op})"
                                 f"{' from ' + node.src if node.src else ''}: "
                                 f"{type(exc).__name__}: {exc}") from exc
+
+
+def _profiler():
+    from ..context import _CURRENT
+    ctx = _CURRENT.get()              # None outside a party (plaintext evaluation)
+    return None if ctx is None else ctx.comm.profiler
 
 
 def with_defaults(op, args, kwargs) -> tuple[list, dict]:

@@ -10,6 +10,7 @@ from ..context import current
 from ..errors import ProtocolUsageError
 from ..tensor import SecretTensor
 from ..tensor import tensor as share_tensor
+from ..tensor.fixed import open_fixed
 from .capture import capture
 from .graph import Graph, dtype_of
 from .interpreter import Interpreter
@@ -19,6 +20,11 @@ from .support import check_supported
 from .validate import GraphLimits, validate_graph
 from .tokens import share_token_ids
 
+# data moves of weights that run once per model (see SecureModule._prepare_weights)
+_WEIGHT_MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
+                 "aten.unsqueeze.default", "aten.permute.default", "aten.t.default",
+                 "aten.transpose.int", "aten.squeeze.dim", "aten.squeeze.dims",
+                 "aten.slice.Tensor", "aten.select.int"}
 _MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
           "aten.unsqueeze.default", "aten.expand.default", "aten.slice.Tensor",
           "aten.select.int", "aten.squeeze.dim", "aten.squeeze.dims"}
@@ -138,9 +144,33 @@ class SecureModule:
 
     def __init__(self, graph: Graph, weights: dict) -> None:
         self.graph = graph
-        self._weights = weights
         self._interp = Interpreter(graph)
+        self._weights = self._prepare_weights(weights)
         self.owner = graph.owner
+
+    def _prepare_weights(self, weights: dict) -> dict:
+        """Run the weight-only data moves (``permute(W)`` before a matmul, ...) once, and
+        mark every weight a fixed operand (`SecretTensor.fixed_`): products with a weight
+        then reuse one opening of its masked form across every forward, so an inference
+        opens only its activations. The moves are local (no traffic)."""
+        env = dict(weights)
+        done = set()
+        for i, node in enumerate(self.graph.nodes):
+            refs = list(node.refs())
+            if node.op in _WEIGHT_MOVES and refs and all(r.name in env for r in refs) \
+                    and all(secret(env[r.name]) for r in refs):
+                env[node.name] = self._interp.run_node(i, env)
+                done.add(node.name)
+        # keep what the remaining nodes read (a weight read only by a folded move is gone)
+        used = {r.name for n in self.graph.nodes if n.name not in done for r in n.refs()}
+        used |= set(self.graph.output_names())
+        env = {k: v for k, v in env.items() if k in used}
+        fixed = [v.fixed_() for v in env.values() if secret(v) and v.is_floating_point()]
+        # Opens W - B for every weight W, B uniform and keyed for W alone (a fresh key per
+        # weight, never reused for another value): discloses nothing. Once per model.
+        open_fixed(fixed)
+        self._interp.precomputed = done
+        return env
 
     def __repr__(self) -> str:
         n = sum(int(torch.Size(p.shape).numel()) for p in self.graph.params)

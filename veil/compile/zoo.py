@@ -176,6 +176,29 @@ def hf_bert(vocab=100, d=32, heads=2, ffn=64, layers=2, seq=16, classes=2):
     return BertForSequenceClassification(cfg).eval()
 
 
+class _FirstOutput(nn.Module):
+    """A module whose forward returns its inner module's first output (HF layers return
+    tuples in some versions, a tensor in others)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        out = self.inner(x)
+        return out[0] if isinstance(out, tuple) else out
+
+
+def hf_bert_layer(d=768, heads=12, ffn=3072, act="gelu") -> nn.Module:
+    """One transformers BertLayer (self-attention, GELU FFN, two LayerNorms) built from a
+    BertConfig (random weights), taking hidden states (batch, seq, d)."""
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertLayer
+    cfg = BertConfig(hidden_size=d, num_attention_heads=heads, intermediate_size=ffn,
+                     hidden_act=act, attn_implementation="eager")
+    return _FirstOutput(BertLayer(cfg)).eval()
+
+
 def hf_gpt2(vocab=100, d=32, heads=2, layers=2, seq=16):
     """transformers' GPT2LMHeadModel from a small config (random weights)."""
     from transformers import GPT2Config, GPT2LMHeadModel

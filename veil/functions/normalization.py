@@ -32,7 +32,11 @@ def _rsqrt_shares(v: torch.Tensor) -> torch.Tensor:
 
 def _affine(out, weight, bias, shape):
     if weight is not None:
-        out = out * (weight.reshape(shape) if is_secret(weight) else
+        # a weight of the right shape is used as it is: a fixed one (a model weight,
+        # SecretTensor.fixed_) then reuses its opening instead of opening a fresh copy
+        same = tuple(weight.shape) == tuple(shape)
+        out = out * (weight if same and is_secret(weight) else
+                     weight.reshape(shape) if is_secret(weight) else
                      as_public(weight).reshape(shape))
     if bias is not None:
         out = out + (bias.reshape(shape) if is_secret(bias) else as_public(bias).reshape(shape))
@@ -44,10 +48,14 @@ def normalise_last(share: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch
     f = K.F()
     n = share.shape[-1]
     centred = share - K.scale(share.sum(-1, keepdim=True), 1.0 / n)
-    (sq,) = K.products([(centred, centred)])
+    # centred is opened once for its square and for centred * inv (where the protocol
+    # reuses openings; see _kern.products_once), and inv once per row, not per element.
+    opened: dict | None = {} if K.reuses_openings() else None
+    (sq,) = K.products_once([(centred, centred)], opened) if opened is not None else \
+        K.products([(centred, centred)])
     var = K.scale(K.trunc([sq.sum(-1, keepdim=True)], f)[0], 1.0 / n, const=eps)
     inv = _rsqrt_shares(var)
-    (out,) = K.mul([(centred, inv)])
+    (out,) = K.mul_once([(centred, inv)], opened)
     return out, inv
 
 

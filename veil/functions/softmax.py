@@ -200,7 +200,8 @@ def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None
     else:
         z = share - row_max(share).unsqueeze(-1)
         e, s = _exp_parts(z)
-        (out,) = K.mul([(e, sum_reciprocal(s, n))])
+        # e * (1/s): where openings are reused, 1/s is opened once per row, not per entry
+        (out,) = K.mul_once([(e, sum_reciprocal(s, n))], {})
     return K.wrap(x, out.movedim(-1, d))
 
 

@@ -79,7 +79,16 @@ class Module:
             p.grad = None
 
     def train(self, mode: bool = True) -> "Module":
+        """Training mode (``mode=True``) or inference mode. In inference mode the
+        parameters are *fixed operands* (SecretTensor.fixed_): a product with a weight
+        opens its masked form once and reuses it in later forwards; training unmarks
+        them, since every step changes them."""
         object.__setattr__(self, "training", mode)
+        for p in self._parameters.values():
+            if mode:
+                p._fixed = None
+            else:
+                p.fixed_()
         for m in self._modules.values():
             m.train(mode)
         return self

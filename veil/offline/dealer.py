@@ -27,6 +27,8 @@ STOP = "__stop__"
 
 
 def _draw(prg: PRG, part: Part):
+    if part.key is not None:               # keyed: regenerable by key (materials.py)
+        prg = prg.fork(part.key)
     if part.domain == BITS:
         return prg.bits(part.shape)
     if part.domain == BYTES:
@@ -77,6 +79,9 @@ class TrustedDealerUnsafe(Provider):
 
     def get(self, kind: str, **args):
         rec = recipe(kind, args)
+        if not rec.derived and all(p.key is not None for p in rec.randoms):
+            # keyed masks only: every party draws its own, the dealer has nothing to do
+            return {p.name: _draw(self._prg, p) for p in rec.randoms}
         if self._comm.rank != 0:
             out = {p.name: _draw(self._prg, p) for p in rec.randoms}
             out.update({p.name: _draw(self._prg, p) for p in rec.derived})
@@ -116,6 +121,8 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
             shares = [{p.name: _draw(prg, p) for p in rec.randoms} for prg in prgs]
             plain = {p.name: combine(p.domain, [s[p.name] for s in shares])
                      for p in rec.randoms}
+            plain.update({p.name: combine(p.domain, [_draw(prg, p) for prg in prgs])
+                          for p in rec.keyed})
             try:
                 derived = rec.derive(plain)
             except Exception:                     # noqa: BLE001 - e.g. shapes that do not fit

@@ -5,6 +5,12 @@ and some *derived* parts, functions of the reconstructed random values. For a de
 part, parties 1..n-1 draw their share from the PRG too and party 0 receives the
 correction from the dealer, so only party 0's derived shares cost traffic.
 
+A part with a ``key`` is *keyed*: it is drawn from a PRG forked off the dealer-shared seed
+by that key (`PRG.fork`), not from the stream, so the dealer and the party can both
+regenerate the same value for the same key at any later time without storing it. A
+recipe's ``keyed`` parts are drawn by the dealer only (inputs to ``derive`` the party
+already holds or does not need); keyed parts among ``randoms`` are drawn by both.
+
 Parts live in one of three domains: ``ring`` (additive shares in Z_2^64), ``bits``
 (XOR shares, one 0/1 uint8 per bit) or ``bytes`` (XOR shares of packed bits: every bit of
 every uint8 is an independent shared bit).
@@ -29,6 +35,7 @@ class Part:
     name: str
     shape: tuple
     domain: str
+    key: str | None = None        # keyed: drawn from PRG.fork(key), not from the stream
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Recipe:
     randoms: tuple[Part, ...]
     derived: tuple[Part, ...]
     derive: Callable[[dict], dict]
+    keyed: tuple[Part, ...] = ()  # keyed parts only the dealer draws (see module doc)
 
 
 _KINDS: dict[str, Callable[..., Recipe]] = {}
@@ -117,6 +125,39 @@ def beaver(op: str, shape_a, shape_b, params: dict | None = None) -> Recipe:
         derive=lambda v: {"c": fn(v["a"], v["b"], **params)})
 
 
+def mask_label(key: int, shape: tuple) -> str:
+    """The fork label of the keyed mask ``key``: the shape is part of it, so a request
+    naming a key with another shape gets an unrelated mask, never a slice of this one."""
+    return f"mask|{int(key)}|{'x'.join(str(int(d)) for d in shape)}"
+
+
+@register_kind("mask")
+def keyed_mask(shape, key: int) -> Recipe:
+    """A uniform ring mask named by ``key``: every party draws its share of it from its
+    dealer seed forked by the key, so it costs no traffic and the dealer can regenerate
+    the same mask later (for ``beaver_keyed``) without storing it."""
+    shape = _shape(shape)
+    return Recipe(randoms=(Part("a", shape, RING, mask_label(key, shape)),), derived=(),
+                  derive=lambda v: {})
+
+
+@register_kind("beaver_keyed")
+def beaver_keyed(op: str, shape_a, shape_b, key_a: int, key_b: int,
+                 params: dict | None = None) -> Recipe:
+    """c = op(A, B) for the keyed masks A (``key_a``) and B (``key_b``) of two tensors
+    already opened as x - A and y - B (semi2k's ``mask``): a product of them needs no
+    further opening. The dealer regenerates A and B from their keys (no state kept)."""
+    params = params or {}
+    fn = _BILINEAR[op]
+    shape_a, shape_b = _shape(shape_a), _shape(shape_b)
+    shape_c = _SHAPES[op](shape_a, shape_b, **params)
+    return Recipe(
+        randoms=(), derived=(Part("c", shape_c, RING),),
+        derive=lambda v: {"c": fn(v["a"], v["b"], **params)},
+        keyed=(Part("a", shape_a, RING, mask_label(key_a, shape_a)),
+               Part("b", shape_b, RING, mask_label(key_b, shape_b))))
+
+
 @register_kind("and")
 def and_triple(shape) -> Recipe:
     """Binary Beaver triple on packed bits (uint8 words): u, v, w = u AND v."""
@@ -124,6 +165,18 @@ def and_triple(shape) -> Recipe:
     return Recipe(
         randoms=(Part("u", shape, BYTES), Part("v", shape, BYTES)),
         derived=(Part("w", shape, BYTES),),
+        derive=lambda v: {"w": v["u"] & v["v"]})
+
+
+@register_kind("and_bcast")
+def and_broadcast(shape_a, shape_b) -> Recipe:
+    """Binary Beaver triple for operands that broadcast: u (shape_a), v (shape_b) and
+    w = u AND v (the broadcast shape); an operand row shared by several ANDs is masked
+    and opened once."""
+    shape_a, shape_b = _shape(shape_a), _shape(shape_b)
+    return Recipe(
+        randoms=(Part("u", shape_a, BYTES), Part("v", shape_b, BYTES)),
+        derived=(Part("w", broadcast_shape(shape_a, shape_b), BYTES),),
         derive=lambda v: {"w": v["u"] & v["v"]})
 
 
@@ -188,5 +241,5 @@ def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> 
     return out
 
 
-__all__ = ["Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
+__all__ = ["mask_label", "Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
            "correction"]

@@ -33,10 +33,21 @@ class PRG:
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_BYTES:
             raise ValueError(f"PRG seed must be {SEED_BYTES} bytes")
+        self._seed = bytes(seed)
         self._enc = Cipher(algorithms.AES(seed), modes.CTR(b"\0" * 16)).encryptor()
 
     def __repr__(self) -> str:
         return "PRG(<seed hidden>)"
+
+    def fork(self, label: str) -> "PRG":
+        """An independent PRG keyed by this one's seed and ``label`` (a PRF: BLAKE2b keyed
+        with the seed). Two holders of the same seed fork identical streams for the same
+        label, whatever either has drawn so far: how a dealer and a party regenerate a
+        mask named by a key instead of storing it. The main stream is not touched.
+        """
+        sub = hashlib.blake2b(label.encode(), key=self._seed, digest_size=SEED_BYTES,
+                              person=b"veil-fork").digest()
+        return PRG(sub)
 
     def bytes(self, n: int) -> torch.Tensor:
         """``n`` keystream bytes as a uint8 tensor, written in place (no extra copies)."""

@@ -21,6 +21,7 @@ from ..ring import numel
 from .materials import Recipe, recipe
 
 MAX_ARGS = 8
+MAX_KEY = (1 << 62) - 1        # keyed masks are numbered by a per-run counter
 CONV_PARAMS = ("stride", "padding", "dilation", "groups")
 _WORD = re.compile(r"[a-z][a-z0-9_]{0,15}")
 
@@ -28,6 +29,8 @@ _WORD = re.compile(r"[a-z][a-z0-9_]{0,15}")
 def _value(key: str, v, max_elements: int, sender: str):
     if key.startswith("shape"):
         return check_shape(v, max_elements, sender, f"a dealer request's {key}")
+    if key == "key" or key.startswith("key_"):  # a keyed mask's number (materials.py)
+        return check_count(v, MAX_KEY, f"a dealer request's {key}", sender)
     if isinstance(v, bool) or v is None:
         return v
     if isinstance(v, int):
@@ -71,7 +74,7 @@ def checked_recipe(kind: str, args: dict, max_elements: int, sender: str) -> Rec
     except Exception:                  # noqa: BLE001 - unknown kind, wrong args, bad shapes
         raise PartyError(sender, f"sent a dealer request the dealer cannot make (kind "
                                  f"{kind[:32]!r} with these arguments)") from None
-    for part in (*rec.randoms, *rec.derived):
+    for part in (*rec.randoms, *rec.derived, *rec.keyed):
         if numel(part.shape) > max_elements:
             raise PartyError(sender, f"requested {numel(part.shape)} elements of material, "
                                      f"more than the dealer serves (max_elements="

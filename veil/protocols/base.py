@@ -31,6 +31,24 @@ class Cost:
     bytes_sent: int
 
 
+@dataclass
+class Masked:
+    """A tensor opened once under a mask, ready for any number of products (``mask``).
+
+    ``share``: this party's share of x; ``e``: the public x - A (None where a protocol
+    opens nothing, e.g. rep3's fallback); ``a``: this party's share of the mask A (may be
+    dropped once unneeded: a fixed weight keeps only ``e``); ``key``: the mask's number,
+    which names A to the dealer. Never repr'd with values.
+    """
+    share: object
+    e: torch.Tensor | None = None
+    a: torch.Tensor | None = None
+    key: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Masked(key={self.key}, <secret>)"
+
+
 @dataclass(frozen=True)
 class Kernel:
     """One entry of a protocol's kernel table: its name and its declared online cost."""
@@ -111,6 +129,28 @@ class Protocol(ABC):
     def matmul_trunc(self, x: torch.Tensor, y: torch.Tensor, bits: int) -> torch.Tensor:
         z = self.matmul(x, y)
         return self.trunc(z, bits) if bits else z
+
+    # -- open once, multiply many times: a protocol may override to save traffic ---------
+    @property
+    def reuses_openings(self) -> bool:
+        """Whether ``mask`` really opens (the protocol overrides it): callers then open a
+        tensor once for all its products instead of using the batched ordinary kernels."""
+        return type(self).mask is not Protocol.mask
+
+    def mask(self, *xs) -> list[Masked]:
+        """Prepare tensors for products that reuse one opening each (semi2k opens x - A
+        for a keyed mask A, one round for all of ``xs``). The fallback opens nothing and
+        the ``*_masked`` products below are the ordinary kernels."""
+        return [Masked(x) for x in xs]
+
+    def mul_masked(self, mx: Masked, my: Masked):
+        return self.mul(mx.share, my.share)
+
+    def matmul_masked(self, mx: Masked, my: Masked):
+        return self.matmul(mx.share, my.share)
+
+    def conv2d_masked(self, mx: Masked, my: Masked, **params):
+        return self.conv2d(mx.share, my.share, **params)
 
     # -- local linear kernels, shared by all additive protocols --------------------------
     def add_public(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,26 @@ def carry_plan(rows: int) -> list[int]:
     return plan
 
 
+# A carry layer with at least this many pairs ANDs P_hi with [G_lo; P_lo] in one
+# broadcast and_bits (P_hi opened once: 3 rows per pair instead of 4 - 2/pairs).
+BROADCAST_PAIRS = 3
+
+
+def carry_rows_opened(rows: int, broadcast: bool) -> list[int]:
+    """Bit rows each carry layer opens (per operand row of ``numel`` elements).
+
+    Without broadcasting every AND gate opens its two input rows (2 per gate, as
+    `carry_plan`); with it, a layer of ``pairs >= BROADCAST_PAIRS`` opens P_hi once for
+    both of its gates, plus G_lo and P_lo (and one unused P_lo row for group 0).
+    """
+    out = []
+    while rows > 1:
+        pairs = rows // 2
+        out.append(3 * pairs if broadcast and pairs >= BROADCAST_PAIRS else 2 * (2 * pairs - 1))
+        rows = (rows + 1) // 2
+    return out
+
+
 def and_tree_plan(rows: int) -> list[int]:
     """AND gates per layer when AND-reducing ``rows`` rows to one."""
     plan = []
@@ -39,13 +59,22 @@ def carry_out(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     only the groups needed for the single output carry, as in SPU's and CrypTen's MSB.
     """
     g_rows, p_rows = list(g), list(p)
+    broadcast = getattr(proto, "and_broadcasts", False)
     while len(g_rows) > 1:
         pairs = len(g_rows) // 2
         left_a = [p_rows[2 * i + 1] for i in range(pairs)]          # P_hi & G_lo
         left_b = [g_rows[2 * i] for i in range(pairs)]
         right_a = [p_rows[2 * i + 1] for i in range(1, pairs)]     # P_hi & P_lo
         right_b = [p_rows[2 * i] for i in range(1, pairs)]
-        prod = proto.and_bits(torch.stack(left_a + right_a), torch.stack(left_b + right_b))
+        if broadcast and pairs >= BROADCAST_PAIRS:
+            # P_hi & [G_lo; P_lo] as one broadcast AND: each P_hi row is opened once.
+            # Group 0's P_lo slot carries its own P row, whose product goes unused.
+            both = torch.stack([torch.stack(left_b), torch.stack([p_rows[0]] + right_b)])
+            prod = proto.and_bits(torch.stack(left_a).unsqueeze(0), both)
+            prod = torch.cat([prod[0], prod[1, 1:]])
+        else:
+            prod = proto.and_bits(torch.stack(left_a + right_a),
+                                  torch.stack(left_b + right_b))
         new_g = [g_rows[2 * i + 1] ^ prod[i] for i in range(pairs)]
         new_p = [p_rows[1]] + [prod[pairs + i - 1] for i in range(1, pairs)]  # row-0 P unused
         if len(g_rows) % 2:

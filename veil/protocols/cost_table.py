@@ -28,6 +28,9 @@ _SIZES = {
     "select": {"numel": N_ELEM}, "reveal_bits": {"numel": N_ELEM},
     "mul_trunc": {"numel_x": N_ELEM, "numel_y": N_ELEM},
     "matmul_trunc": {"numel_x": N_ELEM, "numel_y": N_ELEM},
+    "mask": {"numel": N_ELEM}, "mul_masked": {"numel_x": N_ELEM, "numel_y": N_ELEM},
+    "matmul_masked": {"numel_x": N_ELEM, "numel_y": N_ELEM},
+    "conv2d_masked": {"numel_x": N_ELEM, "numel_y": N_ELEM},
 }
 
 

@@ -18,14 +18,28 @@ Kernels and the papers they follow:
   result in {floor(x / 2^f), floor(x / 2^f) + 1}, never fails for |x| < 2^62.
 * msb: open c = (x + r) mod 2^w with a dealer mask r whose w low bits are also
   XOR-shared; then x mod 2^w = c + ~r + 1, whose sign bit needs the carry into bit
-  w-1: a carry tree of ceil(log2(w-1)) AND layers (w = compare_bits).
+  w-1: a carry tree of ceil(log2(w-1)) AND layers (w = compare_bits). Each share of c
+  goes on the wire in exactly w bits (33 bits: an int32 and one packed bit row, 4.125
+  B instead of 8), and the carry layers AND each P_hi row with [G_lo; P_lo] in one
+  broadcast ``and_bits``, so a P row is opened once (circuits.carry_rows_opened).
 * eqz: same mask on w - 1 bits; x == 0 mod 2^(w-1) iff every bit of c XNOR r is 1: an
   AND tree. Exact on msb's domain |x| < 2^(w-1).
+* mask / *_masked: open once, multiply many times (SecureML's reuse of a masked matrix,
+  Mohassel & Zhang 2017, sec. 4.2). ``mask`` opens x - A for a fresh *keyed* mask A
+  (a new key per call; the dealer regenerates A from its key, materials.py); a product
+  of two masked tensors then needs no opening at all: with c = op(A, B) from the dealer,
+  z_i = op(e_x, y_i) + op(a_i, e_y) + c_i. A model weight W is masked once per model
+  and reused by every inference, so each inference opens only its input-sized x - A.
+  Security: every opened value is a tensor minus a uniform mask used for that tensor
+  only (one key, one tensor, one opening), so the openings are uniform and independent,
+  exactly as in a batch of ordinary Beaver products; see docs/security.md.
 * b2a / select: daBits (Rotaru & Wood 2019). select multiplies x by a secret bit b in one
   round: open b ^ m and x - a together, use the dealer's [m], [m*a].
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 
@@ -33,8 +47,8 @@ from .. import ringmm
 from ..offline.materials import RING
 from ..ring import (bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits,
                     unpack_row, wrap)
-from .base import Cost, Kernel, Protocol
-from .circuits import and_all, and_tree_plan, carry_out, carry_plan
+from .base import Cost, Kernel, Masked, Protocol
+from .circuits import and_all, and_tree_plan, carry_out, carry_rows_opened
 
 
 def _open_bytes(n: int, per_peer: int) -> int:
@@ -51,6 +65,18 @@ def _c_bytes(width: int) -> int:
     return torch.empty((), dtype=_masked_dtype(width)).element_size()
 
 
+def _split_wire(width: int) -> bool:
+    """33..63-bit openings go as an int32 plus (width - 32) packed bit rows."""
+    return 32 < width < 64
+
+
+def _c_wire_bytes(width: int, numel: int) -> int:
+    """Bytes per peer of one party's w-bit masked share: exactly w bits per element."""
+    if _split_wire(width):
+        return 4 * numel + (width - 32) * packed_len(numel)
+    return _c_bytes(width) * numel
+
+
 def _uses_local_trunc(n: int, cfg) -> bool:
     return n == 2 and cfg.truncation in ("auto", "local")
 
@@ -61,19 +87,20 @@ def _eqz_width(cfg) -> int:
     return cfg.compare_bits - 1
 
 
-def _tree_cost(n, cfg, numel, plan, width):
-    # Each AND layer opens two packed rows (ceil(numel/8) bytes each) per gate.
-    by = _c_bytes(width) * numel + sum(2 * a * packed_len(numel) for a in plan)
-    return Cost(1 + len(plan), _open_bytes(n, by))
+def _tree_cost(n, cfg, numel, rows_per_layer, width):
+    # Each AND layer opens packed rows of ceil(numel/8) bytes.
+    by = _c_wire_bytes(width, numel) + sum(r * packed_len(numel) for r in rows_per_layer)
+    return Cost(1 + len(rows_per_layer), _open_bytes(n, by))
 
 
 def _msb_cost(n, rank, cfg, numel):
-    return _tree_cost(n, cfg, numel, carry_plan(cfg.compare_bits - 1), cfg.compare_bits)
+    return _tree_cost(n, cfg, numel, carry_rows_opened(cfg.compare_bits - 1, True),
+                      cfg.compare_bits)
 
 
 def _eqz_cost(n, rank, cfg, numel):
     w = _eqz_width(cfg)
-    return _tree_cost(n, cfg, numel, and_tree_plan(w), w)
+    return _tree_cost(n, cfg, numel, [2 * a for a in and_tree_plan(w)], w)
 
 
 def _reveal_cost(n, rank, cfg, numel, to=None, item=8):
@@ -95,8 +122,15 @@ KERNELS = {k.name: k for k in [
            Cost(0, 0) if _uses_local_trunc(n, cfg) else Cost(1, _open_bytes(n, 8 * numel))),
     Kernel("msb", _msb_cost),
     Kernel("eqz", _eqz_cost),
-    Kernel("and_bits", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, 2 * numel)),
-           "bitwise AND of XOR-shared uint8 words (8 bits each); numel counts bytes"),
+    Kernel("and_bits", lambda n, rank, cfg, numel, numel_b=None:
+           Cost(1, _open_bytes(n, numel + (numel if numel_b is None else numel_b))),
+           "bitwise AND of XOR-shared uint8 words (8 bits each); numel (numel_b when the "
+           "operands broadcast) counts bytes"),
+    Kernel("mask", lambda n, rank, cfg, numel: Cost(1 if numel else 0, _open_bytes(n, 8 * numel)),
+           "open x - A under a keyed mask, once per tensor; numel counts every tensor"),
+    Kernel("mul_masked", lambda n, rank, cfg, **_: Cost(0, 0), "product of masked tensors"),
+    Kernel("matmul_masked", lambda n, rank, cfg, **_: Cost(0, 0)),
+    Kernel("conv2d_masked", lambda n, rank, cfg, **_: Cost(0, 0)),
     Kernel("b2a", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, packed_len(numel)))),
     Kernel("select", lambda n, rank, cfg, numel:
            Cost(1, _open_bytes(n, packed_len(numel) + 8 * numel))),
@@ -109,6 +143,13 @@ KERNELS = {k.name: k for k in [
 class Semi2k(Protocol):
     name = "semi2k"
     kernels = KERNELS
+    and_broadcasts = True             # and_bits takes operands that broadcast
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Keyed masks are numbered in program order, the same at every party (SPMD); a
+        # number is never used twice in a run, so no mask ever hides two tensors.
+        self._mask_keys = itertools.count()
 
     # -- opening helpers ------------------------------------------------------------------
     def _open(self, *xs: torch.Tensor) -> list[torch.Tensor]:
@@ -164,6 +205,42 @@ class Semi2k(Protocol):
         z += t["c"]
         return z
 
+    def mask(self, *xs):
+        if not xs:
+            return []
+        keyed = []
+        for x in xs:
+            key = next(self._mask_keys)
+            keyed.append((key, self.provider.get("mask", shape=list(x.shape), key=key)["a"]))
+        # Opens x - A, A uniform and keyed for this tensor alone: discloses nothing.
+        es = self._open(*(x - a for x, (_, a) in zip(xs, keyed)))
+        return [Masked(x, e, a, key) for x, e, (key, a) in zip(xs, es, keyed)]
+
+    def _bilinear_masked(self, op, mx, my, fn, params=None):
+        if mx.e is None or my.e is None or (mx.a is None and my.a is None):
+            return self._bilinear(op, mx.share, my.share, fn, params)   # nothing to reuse
+        t = self.provider.get("beaver_keyed", op=op, shape_a=list(mx.e.shape),
+                              shape_b=list(my.e.shape), key_a=mx.key, key_b=my.key,
+                              params=params or {})
+        if mx.a is not None:              # x y = e_x y + A_x e_y + A_x A_y
+            z = fn(mx.e, my.share)
+            z += fn(mx.a, my.e)
+        else:                             # x y = x e_y + e_x A_y + A_x A_y
+            z = fn(mx.share, my.e)
+            z += fn(mx.e, my.a)
+        z += t["c"]
+        return z
+
+    def mul_masked(self, mx, my):
+        return self._bilinear_masked("mul", mx, my, lambda a, b: a * b)
+
+    def matmul_masked(self, mx, my):
+        return self._bilinear_masked("matmul", mx, my, ringmm.matmul)
+
+    def conv2d_masked(self, mx, my, **params):
+        return self._bilinear_masked("conv2d", mx, my,
+                                     lambda a, b: ringmm.conv2d(a, b, **params), params)
+
     def mul(self, x, y):
         return self._bilinear("mul", x, y, lambda a, b: a * b)
 
@@ -198,9 +275,36 @@ class Semi2k(Protocol):
         mask = wrap((1 << w) - 1) if w < 64 else -1
         dt = _masked_dtype(w)
         # Opens x + r mod 2^w, r uniform mod 2^w: discloses nothing about x.
-        (c,) = self._open((x + m["r"]).to(dt) if w < 64 else x + m["r"])
-        c = c.to(torch.int64) & mask
+        if _split_wire(w):
+            c = self._open_split(x + m["r"], w) & mask
+        else:
+            (c,) = self._open((x + m["r"]).to(dt) if w < 64 else x + m["r"])
+            c = c.to(torch.int64) & mask
         return pack_rows(bit_rows(c, w).reshape(w, -1)), m["r_bits"]
+
+    def _open_split(self, c, w):
+        """Open ring shares mod 2^w (32 < w < 64) in one round, each share sent in w bits:
+        its low 32 bits as an int32 and bits 32..w-1 as packed bit rows. Shares do not
+        add up piecewise (the low halves carry), so each peer's share is reassembled
+        before summing."""
+        n, hi_rows = c.numel(), w - 32
+        lo = c.to(torch.int32)                                   # wraps: the low 32 bits
+        hi = pack_rows(bit_rows(c >> 32, hi_rows).reshape(hi_rows, -1))
+        self.comm.count_round()
+        for p in self.comm.parties():
+            if p != self.rank:
+                self.comm.send_tensor(p, lo)
+                self.comm.send_tensor(p, hi)
+        total = c.clone()
+        for p in self.comm.parties():
+            if p == self.rank:
+                continue
+            lo_p = self.comm.recv_tensor(p, lo.shape, torch.int32)
+            hi_p = self.comm.recv_tensor(p, hi.shape, torch.uint8)
+            total += lo_p.to(torch.int64) & 0xFFFFFFFF
+            for j in range(hi_rows):
+                total += unpack_row(hi_p[j], n).to(torch.int64).reshape(c.shape) << (32 + j)
+        return total
 
     def msb(self, x):
         c, r = self._masked_low_bits(x, self.config.compare_bits)
@@ -218,7 +322,10 @@ class Semi2k(Protocol):
         return unpack_row(and_all(self, same), x.numel()).reshape(x.shape)
 
     def and_bits(self, a, b):
-        t = self.provider.get("and", shape=list(a.shape))
+        if a.shape != b.shape:        # broadcast: each operand masked and opened once
+            t = self.provider.get("and_bcast", shape_a=list(a.shape), shape_b=list(b.shape))
+        else:
+            t = self.provider.get("and", shape=list(a.shape))
         # Opens a ^ u and b ^ v with uniform u, v: discloses nothing.
         e, f = self._open_words(a ^ t["u"], b ^ t["v"])
         z = t["w"] ^ (e & t["v"]) ^ (f & t["u"])

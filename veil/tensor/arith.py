@@ -13,6 +13,7 @@ from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
 from ..ring import is_float
 from ..ring import check_public
+from .fixed import masked_pair
 from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
                    public_frac, public_is_integral, result_dtype)
 
@@ -69,6 +70,10 @@ class ArithMixin:
                 return self._select(other, dtype)
             if self._bits is not None and other._bits is not None:
                 return self._wrap_bits(proto().and_bit_elements(self._bits, other._bits))
+            masked = masked_pair(self, other)    # a fixed operand: its opening is reused
+            if masked is not None:
+                return self._rescale(proto().mul_masked(*masked), self.frac + other.frac,
+                                     dtype)
             x, y = torch.broadcast_tensors(self.share, other.share)
             return self._product(proto().mul, proto().mul_trunc, x, y, other, dtype)
         pub = as_public(other)
@@ -189,6 +194,10 @@ class ArithMixin:
         dtype, frac = self._binary_setup(other)
         if is_secret(other):
             _meta(torch.matmul, self, other)   # torch's shape error here, not at the dealer
+            masked = masked_pair(self, other)    # a fixed operand: its opening is reused
+            if masked is not None:
+                return self._rescale(proto().matmul_masked(*masked), self.frac + other.frac,
+                                     dtype)
             return self._product(proto().matmul, proto().matmul_trunc, self.share,
                                  other.share, other, dtype)
         pub = as_public(other)

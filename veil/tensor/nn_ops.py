@@ -17,6 +17,7 @@ from ..errors import ProtocolUsageError
 from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
                    public_frac, public_is_integral, result_dtype)
 from .arith import _meta
+from .fixed import fixed_move, masked_pair
 from .reduce import max_tree
 
 
@@ -24,13 +25,14 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def _bilinear(x, w, local_fn, kernel):
+def _bilinear(x, w, local_fn, kernel, masked_kernel=None):
     """``local_fn`` applied to (x, w) where at least one is secret; returns a SecretTensor."""
     dtype = result_dtype(x, w)
     sec = x if is_secret(x) else w
     if is_secret(x) and is_secret(w):
         _meta(local_fn, x, w)                 # torch's shape error, before the dealer sees it
-        z = kernel(x.share, w.share)
+        masked = masked_pair(x, w) if masked_kernel is not None else None
+        z = kernel(x.share, w.share) if masked is None else masked_kernel(*masked)
         return sec._rescale(z, x.frac + w.frac, dtype)
     pub = as_public(w if is_secret(x) else x)
     pf = public_frac(pub) if pub.is_floating_point() and not public_is_integral(pub) else 0
@@ -54,7 +56,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ProtocolUsageError("conv2d padding must be int, tuple, 'same' or 'valid'")
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     out = _bilinear(x, weight, lambda a, b: F.conv2d(a, b, **params),
-                    lambda a, b: proto().conv2d(a, b, **params))
+                    lambda a, b: proto().conv2d(a, b, **params),
+                    lambda a, b: proto().conv2d_masked(a, b, **params))
     return _add_bias(out, bias, (1, -1, 1, 1))
 
 
@@ -72,7 +75,8 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def linear(x, weight, bias=None):
     """torch.nn.functional.linear: x @ weight.T + bias."""
-    wt = weight.transpose(-1, -2) if is_secret(weight) else as_public(weight).transpose(-1, -2)
+    wt = fixed_move(weight, "T", lambda w: w.transpose(-1, -2)) if is_secret(weight) \
+        else as_public(weight).transpose(-1, -2)
     out = x.matmul(wt) if is_secret(x) else wt.__rmatmul__(as_public(x))
     return _add_bias(out, bias, (-1,))
 
