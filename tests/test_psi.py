@@ -5,6 +5,7 @@ import pytest
 
 import veil
 from veil.psi.ecdh import hash_to_u
+from veil.psi.rr22 import available as rr22_available
 
 
 def _psi(keys0, keys1, parties=2, pair=(0, 1)):
@@ -96,3 +97,27 @@ def test_null_keys_and_bad_arguments_are_refused():
         _psi([1, None], [1])
     with pytest.raises(veil.PartyError, match="two distinct parties"):
         veil.run(lambda: veil.psi([1], parties=(0, 0)), parties=2)
+
+
+@pytest.mark.parametrize("protocol", ["ecdh", "rr22"])
+def test_protocols_agree_with_plaintext_with_duplicates(protocol):
+    """Both backends: the many-to-many join equals pandas' merge, row pairs equal keys."""
+    pd = pytest.importorskip("pandas")
+    if protocol == "rr22" and not rr22_available():
+        pytest.skip("the PSI environment (.venv-psi, `make psi-env`) is not built")
+    rng = np.random.default_rng(3)
+    k0 = rng.integers(0, 400, 600)                 # numpy fast path, duplicates
+    k1 = [int(x) for x in rng.integers(0, 400, 500)]   # general path, duplicates
+
+    def job():
+        info = {}
+        keys = {0: k0, 1: k1}.get(veil.rank())
+        return veil.psi(keys, parties=(0, 1), protocol=protocol, info=info), info
+    out = veil.run(job, parties=2)
+    (a, info0), (b, info1) = out
+    assert info0 == info1 and info0["protocol"] == protocol
+    want = pd.DataFrame({"k": k0}).merge(pd.DataFrame({"k": k1}), on="k")
+    assert len(a) == len(b) == len(want)
+    assert (k0[a] == np.asarray(k1)[b]).all()
+    assert sorted(zip(a.tolist(), b.tolist())) == sorted(
+        (int(i), int(j)) for i in range(len(k0)) for j in range(len(k1)) if k0[i] == k1[j])

@@ -1,0 +1,221 @@
+"""RR22 PSI (Raghuraman-Rindal, CCS 2022: VOLE-based OPRF + OKVS) via SecretFlow's `spu.libpsi`.
+
+Why a subprocess: `spu` 0.9.5 (the only release on PyPI; SecretFlow publishes its PSI
+library nowhere else there) pins Python < 3.12 and numpy < 2, which veil's own
+environment cannot hold. `make test` (and `make psi-env`) build it into ``.venv-psi``
+from ``requirements-psi.txt``; another interpreter can be named with ``VEIL_PSI_PYTHON``.
+Each key holder starts one `rr22_worker.py` process; the two talk to each other directly.
+
+Transport: libpsi speaks brpc over its own TCP connection (it cannot be handed veil's
+channel). Parties on one host (``veil.run``, ``veil run -n N``) use 127.0.0.1, unencrypted
+but never leaving the host. Parties on different hosts (``veil run --cluster``) use TLS
+with their cluster certificates: each side presents its party certificate and verifies
+the peer's against the cluster's trust list (every listed certificate, as veil's own
+links do; brpc does not pin the exact certificate per rank, veil's links do). Its port
+is picked at run time on the party's listen address and told to the peer over veil's
+link, so a firewall must let the two parties reach each other on ephemeral ports.
+
+Threat model: two semi-honest parties (RR22's semi-honest variant, as libpsi runs it).
+Disclosed to both: the other's number of distinct keys and which of their own keys are
+in the intersection — the same as the ECDH fallback. Keys go in as 128-bit BLAKE2b
+digests of their canonical bytes (distinct keys collide with probability < n²/2^129).
+
+What comes back from the subprocess is checked before use: positions in range and
+distinct, the count equal to the peer's, and the ordered intersection identical at both
+sides (a SHA-256 over it is exchanged; both already know the intersection).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PartyError, ProtocolUsageError
+
+WORKER = Path(__file__).with_name("rr22_worker.py")
+DIGEST = 16
+
+
+class PSIBackendError(ProtocolUsageError):
+    """The RR22 subprocess could not run or failed; the message says what to change."""
+
+
+def python_path() -> Path | None:
+    """The interpreter of the PSI environment, or None if there is none."""
+    env = os.environ.get("VEIL_PSI_PYTHON")
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parents[2]
+    p = root / ".venv-psi" / "bin" / "python"
+    return p if p.exists() else None
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(python: str) -> bool:
+    try:
+        r = subprocess.run([python, str(WORKER), "--probe"],
+                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def available() -> bool:
+    """Whether RR22 can run here (the PSI environment exists and imports `spu.libpsi`)."""
+    p = python_path()
+    return p is not None and _probe(str(p))
+
+
+def digests(keys: list[bytes]) -> np.ndarray:
+    """Each canonical key's 128-bit BLAKE2b digest, as fixed-width bytes ('S16')."""
+    b2 = hashlib.blake2b
+    buf = b"".join(b2(k, digest_size=DIGEST, person=b"veil-psi-rr22").digest() for k in keys)
+    return np.frombuffer(buf, dtype=f"S{DIGEST}") if keys else np.zeros(0, f"S{DIGEST}")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _transport(comm, peer: int, folder: Path) -> tuple[list[str | None], dict | None, str]:
+    """(listen host of each of the two ranks, TLS files or None, this side's listen host)."""
+    if os.environ.get("VEIL_PARTY") and os.environ.get("VEIL_CLUSTER"):
+        from ..net.cluster import LOOPBACK
+        from ..net.launch import env_cluster
+        cluster = env_cluster()
+        me, them = cluster.entry(comm.rank), cluster.entry(peer)
+        if me.host in LOOPBACK and them.host in LOOPBACK:
+            return them.host, None, me.listen_host
+        trust = folder / "trust.pem"
+        trust.write_text(cluster.trust_pem())
+        key = Path(os.environ.get("VEIL_KEY") or me.cert.with_suffix(".key"))
+        return them.host, {"cert": str(me.cert), "key": str(key), "ca": str(trust)}, \
+            me.listen_host
+    return "127.0.0.1", None, "127.0.0.1"
+
+
+def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]:
+    """Positions in ``keys`` (distinct) of the intersection with the peer's, common order.
+
+    The common order is ascending key digest, the same at both sides.
+    """
+    name = comm.peer_name(peer)
+    python = python_path()
+    if python is None or not _probe(str(python)):
+        raise PSIBackendError("protocol='rr22' needs the PSI environment: run `make psi-env` "
+                              "(builds .venv-psi from requirements-psi.txt) or set "
+                              "VEIL_PSI_PYTHON to a Python with spu==0.9.5; or pass "
+                              "protocol='ecdh'")
+    dig = digests(keys)
+    folder = Path(tempfile.mkdtemp(prefix="veil-psi-"))          # mode 0700
+    try:
+        peer_host, tls, my_host = _transport(comm, peer, folder)
+        port = _free_port(my_host)
+        # Discloses this party's PSI port to the peer (it must connect there).
+        comm.count_round()
+        comm.send_obj(peer, port)
+        peer_port = comm.recv_obj(peer)
+        if not isinstance(peer_port, int) or isinstance(peer_port, bool) or \
+                not 0 < peer_port < 65536:
+            raise PartyError(name, "sent a malformed PSI port")
+        addrs = [f"{my_host}:{port}", f"{peer_host}:{peer_port}"]
+        if not first:
+            addrs.reverse()
+        cfg = {"rank": 0 if first else 1, "addrs": addrs, "tls": tls,
+               "recv_timeout_ms": max(60_000, len(keys) // 50),
+               "connect_retries": 150}
+        _write_private(folder / "config.json", json.dumps(cfg).encode())
+        lines = "".join(f"{d.hex()},{i}\n" for i, d in enumerate(dig.tolist()))
+        _write_private(folder / "keys.csv", b"k,i\n" + lines.encode())
+        del lines
+        ok, why = _run_worker(python, folder)
+        n_common = -1
+        idx = None
+        if ok:
+            idx, n_common, why = _read_result(folder, len(keys))
+            ok = idx is not None
+        # Both sides say how it went and how many keys they found, before using anything.
+        comm.count_round()
+        comm.send_obj(peer, n_common)
+        peer_n = comm.recv_obj(peer)
+        if not ok:
+            raise PSIBackendError(f"the RR22 PSI subprocess failed: {why}")
+        if not isinstance(peer_n, int) or isinstance(peer_n, bool):
+            raise PartyError(name, "sent a malformed PSI result count")
+        if peer_n < 0:
+            raise PartyError(name, "reports that its RR22 PSI subprocess failed")
+        if peer_n != n_common:
+            raise PartyError(name, f"found {peer_n} common keys where this party found "
+                                   f"{n_common} (the PSI runs disagree)")
+        order = np.argsort(dig[idx], kind="stable")
+        idx = idx[order]
+        h = hashlib.sha256(dig[idx].tobytes()).digest()
+        comm.count_round()
+        comm.send_bytes(peer, h)
+        if bytes(comm.recv_bytes(peer)) != h:
+            raise PartyError(name, "has a different intersection (the PSI runs disagree)")
+        return idx.tolist()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _run_worker(python: Path, folder: Path) -> tuple[bool, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEIL_")}
+    env["TMPDIR"] = str(folder)                       # libpsi's scratch files stay private
+    log = folder / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(python), str(WORKER), str(folder)], cwd=folder, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        try:
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if rc == 0:
+        return True, ""
+    return False, _last_error(log, rc)
+
+
+def _last_error(log: Path, rc: int) -> str:
+    text = log.read_bytes().decode("utf-8", "replace").splitlines()
+    errs = [ln for ln in text if "Error" in ln or "error msg" in ln]
+    detail = errs[-1][-300:] if errs else ""
+    how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+    return f"{how}" + (f": {detail}" if detail else "")
+
+
+def _read_result(folder: Path, n: int):
+    try:
+        idx = np.fromfile(folder / "index.bin", dtype="<i8")
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError) as exc:
+        return None, -1, f"unreadable result ({type(exc).__name__})"
+    if not isinstance(report, dict) or report.get("intersection") != len(idx):
+        return None, -1, "result count differs from its report"
+    if len(idx) and (idx.min() < 0 or idx.max() >= n):
+        return None, -1, "result has positions out of range"
+    if len(np.unique(idx)) != len(idx):
+        return None, -1, "result has repeated positions"
+    return idx.astype(np.int64), len(idx), ""
+
+
+__all__ = ["rr22_intersect", "available", "python_path", "digests", "PSIBackendError"]
