@@ -100,9 +100,9 @@ def _transport(comm, peer: int, folder: Path) -> tuple[list[str | None], dict | 
             return them.host, None, me.listen_host
         trust = folder / "trust.pem"
         trust.write_text(cluster.trust_pem())
-        key = Path(os.environ.get("VEIL_KEY") or me.cert.with_suffix(".key"))
-        return them.host, {"cert": str(me.cert), "key": str(key), "ca": str(trust)}, \
-            me.listen_host
+        key = Path(os.environ.get("VEIL_KEY") or me.cert.with_suffix(".key")).resolve()
+        return them.host, {"cert": str(me.cert.resolve()), "key": str(key),
+                           "ca": str(trust)}, me.listen_host
     return "127.0.0.1", None, "127.0.0.1"
 
 
@@ -122,8 +122,11 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
     folder = Path(tempfile.mkdtemp(prefix="veil-psi-"))          # mode 0700
     try:
         peer_host, tls, my_host = _transport(comm, peer, folder)
+        _write_private(folder / "keys.csv", b"k,i\n" + "".join(
+            f"{d.hex()},{i}\n" for i, d in enumerate(dig.tolist())).encode())
         port = _free_port(my_host)
-        # Discloses this party's PSI port to the peer (it must connect there).
+        # Discloses this party's PSI port to the peer (it must connect there). Sent once
+        # the input is written, so both workers start together.
         comm.count_round()
         comm.send_obj(peer, port)
         peer_port = comm.recv_obj(peer)
@@ -135,12 +138,9 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
             addrs.reverse()
         cfg = {"rank": 0 if first else 1, "addrs": addrs, "tls": tls,
                "recv_timeout_ms": max(60_000, len(keys) // 50),
-               "connect_retries": 150}
+               "connect_retries": 100}
         _write_private(folder / "config.json", json.dumps(cfg).encode())
-        lines = "".join(f"{d.hex()},{i}\n" for i, d in enumerate(dig.tolist()))
-        _write_private(folder / "keys.csv", b"k,i\n" + lines.encode())
-        del lines
-        ok, why = _run_worker(python, folder)
+        ok, why = _run_worker(python, folder, comm)
         n_common = -1
         idx = None
         if ok:
@@ -149,9 +149,9 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
         # Both sides say how it went and how many keys they found, before using anything.
         comm.count_round()
         comm.send_obj(peer, n_common)
-        peer_n = comm.recv_obj(peer)
         if not ok:
             raise PSIBackendError(f"the RR22 PSI subprocess failed: {why}")
+        peer_n = comm.recv_obj(peer)
         if not isinstance(peer_n, int) or isinstance(peer_n, bool):
             raise PartyError(name, "sent a malformed PSI result count")
         if peer_n < 0:
@@ -177,15 +177,34 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _run_worker(python: Path, folder: Path) -> tuple[bool, str]:
+def _abort_signal(comm):
+    """The run's shared stop signal, where there is one (in-process runs: on their
+    channels); networked runs rely on the worker's own link timeouts instead."""
+    for ch in comm.channels.values():
+        abort = getattr(ch, "_abort", None)
+        if abort is not None:
+            return abort
+    return None
+
+
+def _run_worker(python: Path, folder: Path, comm) -> tuple[bool, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEIL_")}
     env["TMPDIR"] = str(folder)                       # libpsi's scratch files stay private
     log = folder / "worker.log"
+    abort = _abort_signal(comm)
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(python), str(WORKER), str(folder)], cwd=folder, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         try:
-            rc = proc.wait()
+            while True:
+                try:
+                    rc = proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    if abort is not None and abort.is_set():
+                        proc.kill()
+                        proc.wait()
+                        abort.check()                # raises: names the party that failed
         finally:
             if proc.poll() is None:
                 proc.kill()
