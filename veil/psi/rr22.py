@@ -89,21 +89,28 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _transport(comm, peer: int, folder: Path) -> tuple[list[str | None], dict | None, str]:
-    """(listen host of each of the two ranks, TLS files or None, this side's listen host)."""
+def _cluster():
+    """The cluster file of a ``veil run`` party, or None in-process."""
     if os.environ.get("VEIL_PARTY") and os.environ.get("VEIL_CLUSTER"):
-        from ..net.cluster import LOOPBACK
         from ..net.launch import env_cluster
-        cluster = env_cluster()
-        me, them = cluster.entry(comm.rank), cluster.entry(peer)
-        if me.host in LOOPBACK and them.host in LOOPBACK:
-            return them.host, None, me.listen_host
-        trust = folder / "trust.pem"
-        trust.write_text(cluster.trust_pem())
-        key = Path(os.environ.get("VEIL_KEY") or me.cert.with_suffix(".key")).resolve()
-        return them.host, {"cert": str(me.cert.resolve()), "key": str(key),
-                           "ca": str(trust)}, me.listen_host
-    return "127.0.0.1", None, "127.0.0.1"
+        return env_cluster()
+    return None
+
+
+def _transport(comm, peer: int, folder: Path) -> tuple[str, dict | None, str]:
+    """(the peer's host, TLS files or None, this side's listen host)."""
+    cluster = _cluster()
+    if cluster is None:
+        return "127.0.0.1", None, "127.0.0.1"
+    from ..net.cluster import LOOPBACK
+    me, them = cluster.entry(comm.rank), cluster.entry(peer)
+    if me.host in LOOPBACK and them.host in LOOPBACK:
+        return them.host, None, me.listen_host
+    trust = folder / "trust.pem"
+    trust.write_text(cluster.trust_pem())
+    key = Path(os.environ.get("VEIL_KEY") or me.cert.with_suffix(".key")).resolve()
+    return them.host, {"cert": str(me.cert.resolve()), "key": str(key),
+                       "ca": str(trust)}, me.listen_host
 
 
 def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]:
@@ -140,7 +147,7 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
                "recv_timeout_ms": max(60_000, len(keys) // 50),
                "connect_retries": 100}
         _write_private(folder / "config.json", json.dumps(cfg).encode())
-        ok, why = _run_worker(python, folder, comm)
+        ok, why = _run_worker(python, folder, comm, deadline_s(len(keys)))
         n_common = -1
         idx = None
         if ok:
@@ -187,7 +194,15 @@ def _abort_signal(comm):
     return None
 
 
-def _run_worker(python: Path, folder: Path, comm) -> tuple[bool, str]:
+def deadline_s(n: int) -> float:
+    """How long a worker may run before it is stopped: generous (10^7 keys: ~9 min; the
+    PSI takes ~1.5 min), since it only guards against a hang such as a peer that never
+    completes the TLS handshake. ``VEIL_PSI_TIMEOUT`` (seconds) overrides it."""
+    env = os.environ.get("VEIL_PSI_TIMEOUT")
+    return float(env) if env else 120.0 + 40e-6 * n
+
+
+def _run_worker(python: Path, folder: Path, comm, deadline: float) -> tuple[bool, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEIL_")}
     env["TMPDIR"] = str(folder)                       # libpsi's scratch files stay private
     log = folder / "worker.log"
@@ -195,12 +210,19 @@ def _run_worker(python: Path, folder: Path, comm) -> tuple[bool, str]:
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(python), str(WORKER), str(folder)], cwd=folder, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        import time
+        stop = time.monotonic() + deadline
         try:
             while True:
                 try:
                     rc = proc.wait(timeout=0.2)
                     break
                 except subprocess.TimeoutExpired:
+                    if time.monotonic() > stop:
+                        proc.kill()
+                        proc.wait()
+                        return False, f"no result after {deadline:g} s" + \
+                            _detail(log, " (last error: {})")
                     if abort is not None and abort.is_set():
                         proc.kill()
                         proc.wait()
@@ -214,12 +236,17 @@ def _run_worker(python: Path, folder: Path, comm) -> tuple[bool, str]:
     return False, _last_error(log, rc)
 
 
-def _last_error(log: Path, rc: int) -> str:
+def _detail(log: Path, fmt: str) -> str:
+    """The worker's last error line (libpsi / brpc: paths, addresses, TLS reasons; never
+    key material, which the worker only holds as digests)."""
     text = log.read_bytes().decode("utf-8", "replace").splitlines()
-    errs = [ln for ln in text if "Error" in ln or "error msg" in ln]
-    detail = errs[-1][-300:] if errs else ""
+    errs = [ln for ln in text if "Error" in ln or "error msg" in ln or "Fail to" in ln]
+    return fmt.format(errs[-1][-300:].strip()) if errs else ""
+
+
+def _last_error(log: Path, rc: int) -> str:
     how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
-    return f"{how}" + (f": {detail}" if detail else "")
+    return how + _detail(log, ": {}")
 
 
 def _read_result(folder: Path, n: int):
