@@ -44,6 +44,9 @@ from ..errors import PartyError, ProtocolUsageError
 
 WORKER = Path(__file__).with_name("rr22_worker.py")
 DIGEST = 16
+# The benchmark's byte counter (veil/bench/psi_bench.py): maps the peer's "host:port" to
+# an address that relays to it. None outside the benchmark.
+PEER_ADDRESS_HOOK = None
 
 
 class PSIBackendError(ProtocolUsageError):
@@ -129,8 +132,7 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
     folder = Path(tempfile.mkdtemp(prefix="veil-psi-"))          # mode 0700
     try:
         peer_host, tls, my_host = _transport(comm, peer, folder)
-        _write_private(folder / "keys.csv", b"k,i\n" + "".join(
-            f"{d.hex()},{i}\n" for i, d in enumerate(dig.tolist())).encode())
+        _write_keys(folder / "keys.csv", dig)
         port = _free_port(my_host)
         # Discloses this party's PSI port to the peer (it must connect there). Sent once
         # the input is written, so both workers start together.
@@ -141,6 +143,8 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
                 not 0 < peer_port < 65536:
             raise PartyError(name, "sent a malformed PSI port")
         addrs = [f"{my_host}:{port}", f"{peer_host}:{peer_port}"]
+        if PEER_ADDRESS_HOOK is not None:
+            addrs[1] = PEER_ADDRESS_HOOK(addrs[1])
         if not first:
             addrs.reverse()
         cfg = {"rank": 0 if first else 1, "addrs": addrs, "tls": tls,
@@ -176,6 +180,16 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
         return idx.tolist()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_keys(path: Path, dig: np.ndarray, block: int = 1 << 20) -> None:
+    """``k,i`` rows (hex digest, position), written in blocks to bound memory."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(b"k,i\n")
+        for lo in range(0, len(dig), block):
+            part = dig[lo:lo + block].tolist()
+            f.write("".join(f"{d.hex()},{lo + i}\n" for i, d in enumerate(part)).encode())
 
 
 def _write_private(path: Path, data: bytes) -> None:
