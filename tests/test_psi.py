@@ -117,7 +117,8 @@ def test_protocols_agree_with_plaintext_with_duplicates(protocol):
         return veil.psi(keys, parties=(0, 1), protocol=protocol, info=info), info
     out = veil.run(job, parties=2)
     (a, info0), (b, info1) = out
-    assert info0 == info1 and info0["protocol"] == protocol
+    assert info0["protocol"] == info1["protocol"] == protocol
+    assert info0["common"] == info1["common"] == len(set(k0.tolist()) & set(k1))
     want = pd.DataFrame({"k": k0}).merge(pd.DataFrame({"k": k1}), on="k")
     assert len(a) == len(b) == len(want)
     assert (k0[a] == np.asarray(k1)[b]).all()

@@ -104,7 +104,8 @@ def party_job(n: int, protocol: str, repeat: int) -> None:
                    "veil_bytes": s1["bytes_sent"] - s0["bytes_sent"],
                    "rounds": s1["rounds"] - s0["rounds"],
                    "relay_up": sum(x.up for x in relays),
-                   "relay_down": sum(x.down for x in relays)}
+                   "relay_down": sum(x.down for x in relays),
+                   "split": {k: round(v, 2) for k, v in info.get("seconds", {}).items()}}
             best = rec if best is None or dt < best["seconds"] else best
         best["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         best["load"] = round(os.getloadavg()[0], 1)
@@ -129,7 +130,7 @@ def measure(n: int, protocol: str, repeat: int) -> dict:
             "seconds": round(max(a["seconds"], b["seconds"]), 2),
             "bytes_per_key_party": round(max(sent) / n, 1), "bytes_total": sum(sent),
             "rounds": a["rounds"], "peak_rss_mb": max(a["peak_rss_mb"], b["peak_rss_mb"]),
-            "load": max(a["load"], b["load"])}
+            "load": max(a["load"], b["load"]), "split": [a["split"], b["split"]]}
 
 
 def table(rows: list[dict]) -> str:
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     for proto in args.protocol:
         for n in ([int(k) for k in args.keys] if args.keys else SIZES[proto]):
             rows.append(measure(n, proto, args.repeat))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+            print(table(rows[-1:]).splitlines()[-1], rows[-1]["split"] or "", flush=True)
     text = table(rows)
     print(text)
     if args.docs:

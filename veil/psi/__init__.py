@@ -120,7 +120,8 @@ def psi(keys, parties: tuple[int, int] = (0, 1), *, protocol: str = "auto",
     pass tuples or a DataFrame. Other parties pass ``None`` and get ``None``.
     ``protocol``: "auto" (RR22 if both key holders have it, else ECDH), "rr22" or "ecdh";
     both holders pass the same. ``info``: a dict to receive ``protocol`` (the one that
-    ran) and ``common`` (the number of common distinct keys).
+    ran), ``common`` (the number of common distinct keys) and, for RR22, ``seconds``
+    (preparing the input, the worker, checking its result).
     """
     ctx = current()
     a, b = parties
@@ -135,9 +136,12 @@ def psi(keys, parties: tuple[int, int] = (0, 1), *, protocol: str = "auto",
     distinct, codes = distinct_keys(keys)
     chosen = _choose(comm, peer, protocol, len(distinct))
     if chosen == "rr22":
-        common = rr22_intersect(comm, peer, distinct, first=ctx.rank == a)
+        timings = {}
+        common = rr22_intersect(comm, peer, distinct, first=ctx.rank == a, timings=timings)
+        if info is not None:
+            info["seconds"] = timings
     else:
-        common = ecdh_intersect(comm, peer, distinct)
+        common = ecdh_intersect(comm, peer, list(distinct))
     if info is not None:
         info.update(protocol=chosen, common=len(common))
     common = np.asarray(common, dtype=np.int64)
@@ -168,12 +172,28 @@ def psi(keys, parties: tuple[int, int] = (0, 1), *, protocol: str = "auto",
     return join_layout(codes, common, mine, theirs, first=ctx.rank == a)
 
 
-def distinct_keys(keys) -> tuple[list[bytes], np.ndarray]:
+class IntKeys:
+    """Distinct integer keys, turned into canonical bytes one at a time (10^7 keys as
+    bytes objects would take ~0.5 GB; RR22 needs only their digests)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self):
+        for v in self.values.tolist():
+            p = b"i" + str(int(v)).encode()             # = _atom(v), framed as in
+            yield len(p).to_bytes(4, "little") + p      # canonical_keys
+
+
+def distinct_keys(keys) -> tuple[list[bytes] | IntKeys, np.ndarray]:
     """(distinct canonical keys, each row's index into them). Integer arrays go through
     numpy (same canonical bytes as the general path, computed once per distinct value)."""
     if isinstance(keys, np.ndarray) and keys.ndim == 1 and keys.dtype.kind in "iub":
         uniq, codes = np.unique(keys, return_inverse=True)
-        return canonical_keys(uniq), codes.astype(np.int64).reshape(-1)
+        return IntKeys(uniq), codes.astype(np.int64).reshape(-1)
     index: dict[bytes, int] = {}
     codes = [index.setdefault(k, len(index)) for k in canonical_keys(keys)]
     return list(index), np.asarray(codes, dtype=np.int64)

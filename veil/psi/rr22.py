@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +80,13 @@ def available() -> bool:
     return p is not None and _probe(str(p))
 
 
-def digests(keys: list[bytes]) -> np.ndarray:
+def digests(keys) -> np.ndarray:
     """Each canonical key's 128-bit BLAKE2b digest, as fixed-width bytes ('S16')."""
+    out = np.empty(len(keys), dtype=f"S{DIGEST}")
     b2 = hashlib.blake2b
-    buf = b"".join(b2(k, digest_size=DIGEST, person=b"veil-psi-rr22").digest() for k in keys)
-    return np.frombuffer(buf, dtype=f"S{DIGEST}") if keys else np.zeros(0, f"S{DIGEST}")
+    for i, k in enumerate(keys):
+        out[i] = b2(k, digest_size=DIGEST, person=b"veil-psi-rr22").digest()
+    return out
 
 
 def _free_port(host: str) -> int:
@@ -116,7 +119,8 @@ def _transport(comm, peer: int, folder: Path) -> tuple[str, dict | None, str]:
                        "ca": str(trust)}, me.listen_host
 
 
-def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]:
+def rr22_intersect(comm, peer: int, keys, first: bool, timings: dict | None = None
+                   ) -> np.ndarray:
     """Positions in ``keys`` (distinct) of the intersection with the peer's, common order.
 
     The common order is ascending key digest, the same at both sides.
@@ -128,6 +132,7 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
                               "(builds .venv-psi from requirements-psi.txt) or set "
                               "VEIL_PSI_PYTHON to a Python with spu==0.9.5; or pass "
                               "protocol='ecdh'")
+    t0 = time.perf_counter()
     dig = digests(keys)
     folder = Path(tempfile.mkdtemp(prefix="veil-psi-"))          # mode 0700
     try:
@@ -151,7 +156,9 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
                "recv_timeout_ms": max(60_000, len(keys) // 50),
                "connect_retries": 100}
         _write_private(folder / "config.json", json.dumps(cfg).encode())
+        t_prep = time.perf_counter()
         ok, why = _run_worker(python, folder, comm, deadline_s(len(keys)))
+        t_run = time.perf_counter()
         n_common = -1
         idx = None
         if ok:
@@ -177,7 +184,10 @@ def rr22_intersect(comm, peer: int, keys: list[bytes], first: bool) -> list[int]
         comm.send_bytes(peer, h)
         if bytes(comm.recv_bytes(peer)) != h:
             raise PartyError(name, "has a different intersection (the PSI runs disagree)")
-        return idx.tolist()
+        if timings is not None:
+            timings.update(prepare=t_prep - t0, worker=t_run - t_prep,
+                           check=time.perf_counter() - t_run)
+        return idx
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -224,7 +234,6 @@ def _run_worker(python: Path, folder: Path, comm, deadline: float) -> tuple[bool
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(python), str(WORKER), str(folder)], cwd=folder, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        import time
         stop = time.monotonic() + deadline
         try:
             while True:
