@@ -10,10 +10,10 @@ from veil.psi.ecdh import hash_to_u
 from veil.psi.rr22 import available as rr22_available
 
 
-def _psi(keys0, keys1, parties=2, pair=(0, 1)):
+def _psi(keys0, keys1, parties=2, pair=(0, 1), protocol="auto"):
     def job():
         keys = {pair[0]: keys0, pair[1]: keys1}.get(veil.rank())
-        return veil.psi(keys, parties=pair)
+        return veil.psi(keys, parties=pair, protocol=protocol)
     return veil.run(job, parties=parties)
 
 
@@ -214,3 +214,23 @@ def test_missing_rr22_environment(monkeypatch, tmp_path):
         veil.run(job("rr22"), parties=2)
     with pytest.raises(veil.PartyError, match="protocol must be one of"):
         veil.run(job("kkrt"), parties=2)
+
+
+@needs_rr22
+def test_rr22_wire_carries_neither_keys_nor_their_digests(monkeypatch):
+    """Everything libpsi's connection carries (captured by a relay): no key, no canonical
+    key bytes, no 128-bit input digest appears in it."""
+    rr22 = importlib.import_module("veil.psi.rr22")
+    from veil.bench.psi_bench import Relay
+    from veil.psi import canonical_keys
+    wire = []
+    monkeypatch.setattr(rr22, "PEER_ADDRESS_HOOK", lambda addr: Relay(addr, wire).address)
+    keys = [f"secret-email-{i}@example.com" for i in range(200)]
+    out = _psi(keys, keys[100:] + ["other@example.com"], protocol="rr22")
+    assert sorted(out[0].tolist()) == list(range(100, 200))
+    blob = b"".join(wire)
+    assert len(blob) > 10_000                     # the PSI did run through the relay
+    canon = canonical_keys(keys)
+    for k, c, d in zip(keys, canon, rr22.digests(canon)):
+        assert k.encode() not in blob and c not in blob
+        assert bytes(d) not in blob and d.hex().encode() not in blob

@@ -33,7 +33,8 @@ BEGIN, END = "<!-- bench:psi:begin -->", "<!-- bench:psi:end -->"
 class Relay:
     """Counts the bytes of TCP connections to one address, each way."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, capture: list | None = None) -> None:
+        self.capture = capture                   # a list to keep every chunk in (tests)
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.srv = socket.create_server(("127.0.0.1", 0))
@@ -67,6 +68,8 @@ class Relay:
                     break
                 b.sendall(buf)
                 with self.lock:
+                    if self.capture is not None:
+                        self.capture.append(bytes(buf))
                     setattr(self, way, getattr(self, way) + len(buf))
         except OSError:
             pass
