@@ -219,11 +219,12 @@ def _abort_signal(comm):
 
 
 def deadline_s(n: int) -> float:
-    """How long a worker may run before it is stopped: generous (10^7 keys: ~9 min; the
-    PSI takes ~1.5 min), since it only guards against a hang such as a peer that never
-    completes the TLS handshake. ``VEIL_PSI_TIMEOUT`` (seconds) overrides it."""
+    """How long a worker may run before it is stopped: generous (10^7 keys: ~38 min; the
+    PSI takes ~1.5 min unloaded, more on a loaded host), since it only guards against a
+    hang such as a peer that never completes the TLS handshake. ``VEIL_PSI_TIMEOUT``
+    (seconds) overrides it."""
     env = os.environ.get("VEIL_PSI_TIMEOUT")
-    return float(env) if env else 120.0 + 40e-6 * n
+    return float(env) if env else 300.0 + 200e-6 * n
 
 
 def _run_worker(python: Path, folder: Path, comm, deadline: float) -> tuple[bool, str]:
