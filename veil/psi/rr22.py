@@ -153,7 +153,7 @@ def rr22_intersect(comm, peer: int, keys, first: bool, timings: dict | None = No
         if not first:
             addrs.reverse()
         cfg = {"rank": 0 if first else 1, "addrs": addrs, "tls": tls,
-               "recv_timeout_ms": max(60_000, len(keys) // 50),
+               "recv_timeout_ms": max(120_000, len(keys) // 20),   # generous: loaded hosts
                "connect_retries": 100}
         _write_private(folder / "config.json", json.dumps(cfg).encode())
         t_prep = time.perf_counter()
