@@ -145,6 +145,12 @@ def test_left_join_constructs_that_would_guess_nulls_are_refused(sql, match):
         run_query(_tables(), sql)
 
 
+def test_left_join_of_prealigned_tables_is_refused():
+    tables = _tables(dup=False, n0=12, n1=12)
+    with pytest.raises(veil.PartyError, match="LEFT JOIN of prealigned tables"):
+        run_query(tables, f"SELECT SUM(d.b) {LEFT}", prealigned=("orders", "ads"))
+
+
 @pytest.mark.parametrize("join", ["psi", "secret"])
 def test_null_keys_and_type_mismatch_are_refused(join):
     tables = _tables()

@@ -338,6 +338,9 @@ class Splitter:
                                      f"{self.join_request!r}")
         forbid = [i.name for i in self.aliases.values() if not i.policy.reveal_key_after_join]
         if plan.prealigned:
+            if plan.left_owner is not None:
+                raise UnsupportedSQL("LEFT JOIN of prealigned tables is not supported: "
+                                     "their rows all match by construction; use JOIN")
             plan.join_mode = "psi"
         elif self.join_request == "auto":
             # The PSI join reveals membership: only where every policy allows it.
