@@ -126,8 +126,8 @@ def test_protocols_agree_with_plaintext_with_duplicates(protocol):
         (int(i), int(j)) for i in range(len(k0)) for j in range(len(k1)) if k0[i] == k1[j])
 
 
-needs_rr22 = pytest.mark.skipif(not rr22_available(),
-                                reason="the PSI environment (.venv-psi, `make psi-env`) is not built")
+needs_rr22 = pytest.mark.skipif(
+    not rr22_available(), reason="the PSI environment (.venv-psi, `make psi-env`) is not built")
 
 
 def _cluster_at(tmp_path, host, name="c"):
@@ -139,8 +139,8 @@ def _cluster_at(tmp_path, host, name="c"):
         key, cert = make_self_signed(f"veil {role}", 2)
         write_key(d / f"{role}.key", key)
         write_cert(d / f"{role}.crt", cert)
-    path = write_cluster(d / "cluster.toml", None, [(host, 1, "party0.crt"), (host, 2, "party1.crt")],
-                         (host, "dealer.crt"))
+    path = write_cluster(d / "cluster.toml", None,
+                         [(host, 1, "party0.crt"), (host, 2, "party1.crt")], (host, "dealer.crt"))
     return load_cluster(path)
 
 
