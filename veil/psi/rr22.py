@@ -176,8 +176,7 @@ def rr22_intersect(comm, peer: int, keys, first: bool, timings: dict | None = No
         if peer_n != n_common:
             raise PartyError(name, f"found {peer_n} common keys where this party found "
                                    f"{n_common} (the PSI runs disagree)")
-        order = np.argsort(dig[idx], kind="stable")
-        idx = idx[order]
+        idx = idx[_digest_order(dig[idx])]
         h = hashlib.sha256(dig[idx].tobytes()).digest()
         comm.count_round()
         comm.send_bytes(peer, h)
@@ -189,6 +188,13 @@ def rr22_intersect(comm, peer: int, keys, first: bool, timings: dict | None = No
         return idx
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _digest_order(d: np.ndarray) -> np.ndarray:
+    """Indices sorting 16-byte digests ascending (as two big-endian words: a numpy string
+    sort of 5·10^6 digests takes seconds)."""
+    w = np.frombuffer(d.tobytes(), dtype=">u8").reshape(-1, 2)
+    return np.lexsort((w[:, 1], w[:, 0]))
 
 
 def _write_keys(path: Path, dig: np.ndarray, block: int = 1 << 20) -> None:
