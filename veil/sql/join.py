@@ -84,8 +84,7 @@ def _psi(rows, run, check_nulls, count) -> int:
     idx, pad = None, None
     if rank in (a, b):
         table = _local(rows, run, check_nulls)
-        keys = table.select(plan.join_keys[rank]).to_pylist()
-        idx = psi([tuple(r.values()) for r in keys], parties=(a, b),
+        idx = psi(_psi_keys(table, plan.join_keys[rank]), parties=(a, b),
                   protocol=plan.psi_protocol)
         rows.table = table.take(pa.array(idx, type=pa.int64()))
         if rank == left:
@@ -102,6 +101,13 @@ def _psi(rows, run, check_nulls, count) -> int:
         rows.table = pa.concat_tables([rows.table, null_rows(rows, pad)])
     rows.join_flags = JoinFlags(np.r_[np.ones(n, bool), np.zeros(pad, bool)], None)
     return n + pad
+
+
+def _psi_keys(table: pa.Table, cols: list[str]):
+    """One integer key column as a numpy array (veil.psi's fast path), else row tuples."""
+    if len(cols) == 1 and pa.types.is_integer(table.schema.field(cols[0]).type):
+        return table.column(cols[0]).to_numpy()
+    return [tuple(r.values()) for r in table.select(cols).to_pylist()]
 
 
 def null_rows(rows, k: int) -> pa.Table:
