@@ -234,3 +234,17 @@ def test_rr22_wire_carries_neither_keys_nor_their_digests(monkeypatch):
     for k, c, d in zip(keys, canon, rr22.digests(canon)):
         assert k.encode() not in blob and c not in blob
         assert bytes(d) not in blob and d.hex().encode() not in blob
+
+
+@needs_rr22
+def test_rr22_between_parties_1_and_2_of_three():
+    """RR22 between two of three parties: the third gets None and no traffic."""
+    def job():
+        keys = {1: np.arange(0, 500), 2: np.arange(250, 900)}.get(veil.rank())
+        res = veil.psi(keys, parties=(1, 2), protocol="rr22")
+        return res, veil.stats()["bytes_received"]
+    out = veil.run(job, parties=3)
+    assert out[0][0] is None and out[0][1] == 0
+    a, b = out[1][0], out[2][0]
+    assert sorted(np.arange(0, 500)[a].tolist()) == list(range(250, 500))
+    assert (np.arange(0, 500)[a] == np.arange(250, 900)[b]).all()
