@@ -197,14 +197,33 @@ def _digest_order(d: np.ndarray) -> np.ndarray:
     return np.lexsort((w[:, 1], w[:, 0]))
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def key_lines(dig: np.ndarray, start: int = 0) -> bytes:
+    """CSV rows ``<32 hex digits>,<position>\n`` for digests numbered from ``start``,
+    built with numpy (a Python f-string per key costs ~1 µs: 10 s at 10^7 keys)."""
+    n = len(dig)
+    raw = np.frombuffer(dig.tobytes(), dtype=np.uint8).reshape(n, DIGEST)
+    width = max(1, len(str(start + n - 1)) if n else 1)
+    rows = np.empty((n, 2 * DIGEST + width + 2), dtype=np.uint8)
+    rows[:, 0:2 * DIGEST:2] = _HEX[raw >> 4]
+    rows[:, 1:2 * DIGEST:2] = _HEX[raw & 15]
+    rows[:, 2 * DIGEST] = ord(",")
+    pos = np.arange(start, start + n, dtype=np.int64)
+    for k in range(width):                       # zero-padded decimal, most significant first
+        rows[:, 2 * DIGEST + 1 + k] = ord("0") + (pos // 10 ** (width - 1 - k)) % 10
+    rows[:, -1] = ord("\n")
+    return rows.tobytes()
+
+
 def _write_keys(path: Path, dig: np.ndarray, block: int = 1 << 20) -> None:
     """``k,i`` rows (hex digest, position), written in blocks to bound memory."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(b"k,i\n")
         for lo in range(0, len(dig), block):
-            part = dig[lo:lo + block].tolist()
-            f.write("".join(f"{d.hex()},{lo + i}\n" for i, d in enumerate(part)).encode())
+            f.write(key_lines(dig[lo:lo + block], lo))
 
 
 def _write_private(path: Path, data: bytes) -> None:
