@@ -10,7 +10,8 @@ import veil
 
 
 def run_query(tables: dict, sql: str, parties: int = 2, reveal_to=1, policies=None,
-              bounds=None, prealigned=(), chunk_rows: int = 1 << 18, protocol="semi2k"):
+              bounds=None, prealigned=(), chunk_rows: int = 1 << 18, protocol="semi2k",
+              join="auto", psi="auto"):
     """tables: name → (owner, DataFrame). Returns every party's result."""
     policies, bounds = policies or {}, bounds or {}
 
@@ -20,7 +21,7 @@ def run_query(tables: dict, sql: str, parties: int = 2, reveal_to=1, policies=No
             db.register(name, df if veil.rank() == owner else None, owner=owner,
                         policy=policies.get(name), bounds=bounds.get(name, "measured"),
                         prealigned=name in prealigned)
-        return db.query(sql, reveal_to=reveal_to)
+        return db.query(sql, reveal_to=reveal_to, join=join, psi=psi)
     return veil.run(job, parties=parties, protocol=protocol)
 
 

@@ -23,7 +23,8 @@ def _refused(sql, match, **kw):
     (f"SELECT SUM(o.nope) {JOIN}", "nope"),
     (f"SELECT SUM(o.a) OVER () {JOIN}", "window functions are not supported"),
     (f"SELECT DISTINCT o.cat {JOIN}", "SELECT DISTINCT is not supported"),
-    ("SELECT o.a FROM orders o LEFT JOIN ads d ON o.id = d.id", "LEFT JOIN is not supported"),
+    ("SELECT o.a FROM orders o FULL JOIN ads d ON o.id = d.id", "FULL JOIN is not supported"),
+    ("SELECT o.a FROM orders o RIGHT JOIN ads d ON o.id = d.id", "LEFT JOIN with the two"),
     (f"SELECT STDDEV(o.a) {JOIN}", "aggregate STDDEV"),
     (f"SELECT COUNT(DISTINCT o.a) {JOIN}", "DISTINCT"),
     (f"SELECT SUM(o.a / d.b) {JOIN}", "division"),
@@ -112,7 +113,7 @@ def test_compare_only_column_cannot_be_aggregated_and_party_lists_apply():
 
 def test_join_key_rules():
     _refused(f"SELECT SUM(o.a) {JOIN}", "reveal_key_after_join=False",
-             policies={"orders": Policy(reveal_key_after_join=False)})
+             policies={"orders": Policy(reveal_key_after_join=False)}, join="psi")
     _refused(f"SELECT o.id, SUM(d.b) {JOIN} GROUP BY o.id", "orders.id allows 'join'",
              policies={"orders": Policy(columns={"id": "join"})})
 

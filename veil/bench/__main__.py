@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     if args.group == "he":                    # CKKS inference: its own table (he_workloads)
         from .he_workloads import main as he_main
         return he_main()
+    if args.group == "psi":  # PSI alone: two OS processes per size (veil/bench/psi_bench.py)
+        from .psi_bench import main as psi_main
+        return psi_main(sys.argv[1:] if argv is None else argv)
     if args.group == "fl":  # federated learning has its own runner (Flower apps, not veil.run)
         from ..fl.bench import main as fl_main
         return fl_main(sys.argv[1:] if argv is None else argv)

@@ -24,6 +24,7 @@ from ..context import current
 from ..errors import ProtocolUsageError
 from .evaluate import Evaluator, extreme, masked, onehot_public, onehot_share
 from .exact import SBool, SInt, check_bound
+from .join import join_env
 from .labels import group_codes, group_labels, public_groups, send_labels
 from .plan import Plan
 from .source import Rows, check_nulls, column
@@ -70,6 +71,7 @@ class Executor:
             if batch is not None:
                 check_nulls(batch, plan)
             env = _share_chunk(plan, m, batch, self.rank)
+            env.update(join_env(self.rows, m))        # join flags __p / __w (join.py)
             ev = Evaluator(env, plan.constants, m)
             mask = ev.as_bool(ev.value(plan.mask), plan.mask) if plan.mask is not None else None
             if plan.aggregate:

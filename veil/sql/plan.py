@@ -64,6 +64,10 @@ class Plan:
     items: dict[str, Item] = field(default_factory=dict)
     join_keys: dict[int, list[str]] = field(default_factory=dict)   # owner → __j names
     prealigned: bool = False
+    join_mode: str = "psi"                    # psi | secret (veil/sql/join.py)
+    psi_protocol: str = "auto"                # veil.psi's protocol= for a PSI join
+    left_owner: int | None = None             # LEFT JOIN: the owner whose rows all stay
+    secret_join_max_pairs: int = 1 << 20
     mask: exp.Expression | None = None
     grouped: bool = False
     group_owner: int | None = None
@@ -104,9 +108,15 @@ def _refuse_unsupported(ast: exp.Expression) -> None:
         raise UnsupportedSQL("SELECT DISTINCT is not supported (use GROUP BY)")
     for j in ast.args.get("joins") or []:
         side, kind = (j.side or "").upper(), (j.kind or "").upper()
-        if side or kind not in ("", "INNER"):
+        if side == "RIGHT" and kind in ("", "OUTER"):
+            raise UnsupportedSQL("RIGHT JOIN is not supported: write it as a LEFT JOIN "
+                                 "with the two tables swapped")
+        if (side and side != "LEFT") or kind not in ("", "INNER", "OUTER"):
             raise UnsupportedSQL(f"{(side + ' ' + kind).strip()} JOIN is not supported "
-                                 f"(INNER JOIN only)")
+                                 f"(INNER JOIN and LEFT JOIN only)")
+        if j.args.get("using") and side:
+            raise UnsupportedSQL("LEFT JOIN … USING is not supported: write "
+                                 "LEFT JOIN … ON a.key = b.key")
     for agg in ast.find_all(exp.AggFunc):
         if type(agg) not in AGGS:
             raise UnsupportedSQL(f"aggregate {agg.sql_name()} is not supported "

@@ -22,6 +22,7 @@ from .catalog import LocalEngine, TableInfo, check_name, parse_info, public_info
 from .execute import Executor
 from .plan import parse
 from .policy import Policy
+from .join import SECRET_JOIN_MAX_PAIRS
 from .split import Splitter
 
 DEFAULT_CHUNK = 1 << 18
@@ -35,7 +36,8 @@ class Session:
     until a query's secret part shares it.
     """
 
-    def __init__(self, chunk_rows: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, chunk_rows: int = DEFAULT_CHUNK, *,
+                 secret_join_max_pairs: int = SECRET_JOIN_MAX_PAIRS) -> None:
         ctx = current()
         if not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise ProtocolUsageError("chunk_rows must be a positive int")
@@ -43,6 +45,9 @@ class Session:
         self.engine = LocalEngine()
         self.tables: dict[str, TableInfo] = {}
         self.chunk_rows = chunk_rows
+        if not isinstance(secret_join_max_pairs, int) or secret_join_max_pairs < 0:
+            raise ProtocolUsageError("secret_join_max_pairs must be a non-negative int")
+        self.secret_join_max_pairs = secret_join_max_pairs
 
     def __repr__(self) -> str:
         return f"Session(party={self.rank}, tables={sorted(self.tables)})"
@@ -93,12 +98,17 @@ class Session:
         self.tables[name] = info
 
     def query(self, sql: str, reveal_to: int | None = None, *, progress: bool = False,
-              dp=None):
+              join: str = "auto", psi: str = "auto", dp=None):
         """Run ``sql`` over the registered tables; a pandas DataFrame at the receiver.
 
         ``reveal_to``: the party that gets the result (``None``: every party); the
         others get ``None``. Refused before any data moves if the SQL is unsupported or
         breaks a column policy. See docs/sql.md for what each step discloses.
+        ``join`` (two parties' tables): ``"psi"`` aligns rows by private set
+        intersection (the key owners learn which keys match); ``"secret"`` keeps that
+        secret (a secret match flag over all n·m row pairs; refused above
+        ``secret_join_max_pairs``); ``"auto"``: PSI unless a table's policy forbids
+        revealing join keys. ``psi``: `veil.psi`'s protocol ("auto", "rr22", "ecdh").
         ``dp``: a `veil.dp.sql.SQLPrivacy`: the aggregates are revealed with noise
         generated inside MPC, (ε, δ)-DP (ungrouped SUM / COUNT / AVG).
         """
@@ -108,7 +118,8 @@ class Session:
                                      f"or None, got {reveal_to!r}")
         receivers = list(range(self.world)) if reveal_to is None else [reveal_to]
         ast = parse(sql, self.tables)
-        plan = Splitter(ast, self.tables, self.engine, receivers).split()
+        plan = Splitter(ast, self.tables, self.engine, receivers, join=join, psi=psi,
+                        secret_join_max_pairs=self.secret_join_max_pairs).split()
         executor = Executor(plan, self.engine, reveal_to, self.chunk_rows, progress)
         if dp is not None:                  # DP release of the aggregates (veil.dp.sql)
             executor = dp.wrap(executor, plan)

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..context import current
 from ..errors import PartyError, ProtocolUsageError
-from ..psi import canonical_keys, psi
+from ..psi import canonical_keys
 from .catalog import LocalEngine
 from .plan import Plan
 from .types import encode_sql
@@ -100,17 +100,10 @@ class Rows:
         return counts[0]
 
     def _psi_join(self) -> int:
-        a, b = self.plan.owners
-        idx = None
-        if self.rank in (a, b):
-            table = _run(self.engine, self.sql, self.engine.arrow)
-            check_nulls(table, self.plan)
-            keys = table.select(self.plan.join_keys[self.rank]).to_pylist()
-            idx = psi([tuple(r.values()) for r in keys], parties=(a, b))
-            self.table = table.take(pa.array(idx, type=pa.int64()))
-        # Discloses the join size to every party (the secret part's length).
-        n = self.comm.broadcast_obj(None if idx is None else len(idx), a)
-        return _count(n, self.comm.peer_name(a))
+        # PSI or secret join, INNER or LEFT (veil/sql/join.py); sets self.table and the
+        # per-row join flags (self.join_flags) that execute.py adds to each chunk.
+        from .join import align
+        return align(self, _run, check_nulls, _count)
 
     def chunks(self):
         """Yield (rows in chunk, this owner's arrow batch or None) with equal sizes everywhere."""

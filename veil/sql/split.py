@@ -13,13 +13,18 @@ from .catalog import LocalEngine, TableInfo
 from .plan import (AGGS, COMPARE, SECRET_NODES, Agg, Item, Plan, UnsupportedSQL, conjuncts,
                    owners_of, policy_uses)
 from .policy import PolicyError
-from .types import encode_sql, encoding_of, literal_encoding
+from .types import Encoding, encode_sql, encoding_of, literal_encoding
+
+# Secret-part nodes that are not NULL-strict (NULL in does not always give NULL out).
+NON_STRICT = (exp.And, exp.Or, exp.Case, exp.If, exp.Coalesce, exp.Is)
 
 
 class Splitter:
     def __init__(self, ast: exp.Select, tables: dict[str, TableInfo], engine: LocalEngine,
-                 receivers: list[int]) -> None:
+                 receivers: list[int], join: str = "auto", psi: str = "auto",
+                 secret_join_max_pairs: int = 1 << 20) -> None:
         self.ast, self.engine, self.receivers = ast, engine, receivers
+        self.join_request = join
         self.aliases: dict[str, TableInfo] = {}
         for t in ast.find_all(exp.Table):
             self.aliases[t.alias_or_name] = tables[t.name.lower()]
@@ -27,6 +32,11 @@ class Splitter:
                          owners=sorted({i.owner for i in self.aliases.values()}))
         self._sql_to_item: dict[tuple[int, str, str], str] = {}
         self._key_pairs: list[tuple[exp.Expression, exp.Expression]] = []
+        self.plan.psi_protocol = psi
+        self.plan.secret_join_max_pairs = secret_join_max_pairs
+        self._nullable_cache: dict[str, bool] = {}
+        self.nullable_owner: int | None = None
+        self._left_join_setup()
 
     # -- items: values an owner computes locally --------------------------------------------
     def _item(self, owner: int, e: exp.Expression, prefix: str) -> str:
@@ -147,6 +157,76 @@ class Splitter:
         self.plan.constants[name] = (int(v), enc)
         return exp.column(name)
 
+    # -- LEFT JOIN: the nullable side ------------------------------------------------------------
+    def _left_join_setup(self) -> None:
+        joins = self.ast.args.get("joins") or []
+        lefts = [j for j in joins if (j.side or "").upper() == "LEFT"]
+        if not lefts:
+            return
+        if len(lefts) > 1 or len(joins) > 1:
+            raise UnsupportedSQL("a LEFT JOIN must be the query's only join (two tables)")
+        j = lefts[0]
+        alias = j.this.alias_or_name
+        info = self.aliases.get(alias)
+        others = {i.owner for a, i in self.aliases.items() if a != alias}
+        if info is None or info.owner in others or len(others) != 1:
+            raise UnsupportedSQL("LEFT JOIN is supported between tables of two different "
+                                 "parties")
+        for c in conjuncts(j.args.get("on")):
+            if not (isinstance(c, exp.EQ) and len(owners_of(c, self.aliases)) == 2 and
+                    len(owners_of(c.this, self.aliases)) == 1 and
+                    len(owners_of(c.expression, self.aliases)) == 1):
+                raise UnsupportedSQL(f"LEFT JOIN … ON takes only key equalities between the "
+                                     f"two parties' columns, not {c.sql()}; move other "
+                                     f"conditions to WHERE (which filters after the join)")
+        self.nullable_owner = info.owner
+        (self.plan.left_owner,) = others
+
+    def _item_null(self, item: Item) -> bool:
+        """Whether the item is NULL when its owner's row is missing (SQL, run by DuckDB on
+        the public schema: e.g. ``d.b`` is, ``COALESCE(d.b, 0)`` and ``d.b IS NULL`` not)."""
+        if item.name not in self._nullable_cache:
+            from .join import null_row_sql
+            select = f"SELECT ({item.sql}) IS NULL AS n"
+            self._nullable_cache[item.name] = bool(self.engine.scalar(
+                null_row_sql(self.plan, item.owner, select)))
+        return self._nullable_cache[item.name]
+
+    def _nullable(self, e: exp.Expression | None) -> bool:
+        """Whether a lowered tree is NULL on a LEFT JOIN row without a right-side match.
+
+        Strict operators (arithmetic, comparisons, BETWEEN, IN, NOT) pass NULL through;
+        AND / OR / CASE over a nullable value are refused rather than guessed."""
+        if e is None or self.nullable_owner is None:
+            return False
+        if isinstance(e, exp.Column):
+            item = self.plan.items.get(e.name)
+            return item is not None and item.owner == self.nullable_owner and \
+                self._item_null(item)
+        if not any(self._nullable(k) for k in e.iter_expressions()):
+            return False
+        if isinstance(e, NON_STRICT):
+            raise UnsupportedSQL(
+                f"{type(e).__name__.upper()} over a LEFT JOIN's right-side columns across "
+                f"parties (NULL where a row has no match) is not supported; wrap those "
+                f"columns in COALESCE(col, value) or split the condition with AND in WHERE")
+        return True
+
+    def _null_guard(self, tree: exp.Expression) -> exp.Expression:
+        """A WHERE condition that is NULL on unmatched rows filters them (NULL ≠ true)."""
+        if self._nullable(tree):
+            return exp.And(this=tree, expression=exp.column("__p"))
+        return tree
+
+    def _counter(self, agg_node: exp.Expression) -> exp.Expression:
+        """The row count that decides whether an aggregate is NULL (no non-NULL input)."""
+        arg = agg_node.this
+        if self.nullable_owner is None or arg is None or isinstance(arg, exp.Star):
+            return exp.column("__n")
+        if self._nullable(self.lower(arg.copy())):
+            return self._agg("sum", exp.column("__p"))
+        return exp.column("__n")
+
     # -- the whole query ------------------------------------------------------------------
     def split(self) -> Plan:
         ast, plan = self.ast, self.plan
@@ -163,7 +243,9 @@ class Splitter:
                     len(owners_of(c.this, self.aliases)) == 1 and
                     len(owners_of(c.expression, self.aliases)) == 1):
                 join_eqs.append(c)
-            elif len(owners) <= 1 and not self._prealigned():
+            elif len(owners) <= 1 and not self._prealigned() and not (
+                    self.nullable_owner is not None and self.nullable_owner in owners):
+                # (a LEFT JOIN filters the nullable side after the join: not pushed down)
                 for p in (owners or plan.owners):
                     plan.local_where.setdefault(p, []).append(c.sql("duckdb"))
             else:
@@ -174,8 +256,11 @@ class Splitter:
             plan.from_sql[p] = self._from(p)
         mask = None
         for c in secret_conds:
-            lc = self.lower(c)
+            lc = self._null_guard(self.lower(c))
             mask = lc if mask is None else exp.And(this=mask, expression=lc)
+        if plan.join_mode == "secret":           # only pairs with equal keys count
+            w = exp.column("__w")
+            mask = w if mask is None else exp.And(this=mask, expression=w)
         plan.mask = mask
         has_agg = any(s.find(exp.AggFunc) for s in ast.expressions) or ast.args.get("group") \
             or ast.args.get("having")
@@ -183,7 +268,15 @@ class Splitter:
             self._aggregate()
         else:
             self._rows()
+            for _, tree in plan.rows_out:
+                if self._nullable(tree):
+                    raise UnsupportedSQL(
+                        f"a row-level LEFT JOIN result with the right side's {tree.sql()} "
+                        f"(NULL on unmatched rows) is not supported; aggregate it, or wrap "
+                        f"it in COALESCE(col, value)")
         self._encode_items()
+        for flag in ("__p", "__w"):              # join flags (veil/sql/join.py), bool rows
+            plan.items[flag] = Item(flag, -1, "", Encoding("bool", 2, 0, "BOOLEAN"))
         for tree in self._secret_trees():
             self._check_units(tree)
         return plan
@@ -240,11 +333,25 @@ class Splitter:
             raise UnsupportedSQL("tables of two parties need an equality join condition "
                                  "(JOIN … ON a.key = b.key); cross joins are not supported")
         plan.prealigned = self._prealigned()
-        for alias, info in self.aliases.items():
-            if not info.policy.reveal_key_after_join and not plan.prealigned:
-                raise PolicyError(f"policy of {info.name} forbids revealing join keys "
-                                  f"(reveal_key_after_join=False), and a PSI join reveals "
-                                  f"intersection membership to both parties")
+        if self.join_request not in ("auto", "psi", "secret"):
+            raise ProtocolUsageError(f"join must be 'auto', 'psi' or 'secret', got "
+                                     f"{self.join_request!r}")
+        forbid = [i.name for i in self.aliases.values() if not i.policy.reveal_key_after_join]
+        if plan.prealigned:
+            if plan.left_owner is not None:
+                raise UnsupportedSQL("LEFT JOIN of prealigned tables is not supported: "
+                                     "their rows all match by construction; use JOIN")
+            plan.join_mode = "psi"
+        elif self.join_request == "auto":
+            # The PSI join reveals membership: only where every policy allows it.
+            plan.join_mode = "secret" if forbid else "psi"
+        else:
+            plan.join_mode = self.join_request
+        if plan.join_mode == "psi" and forbid and not plan.prealigned:
+            raise PolicyError(f"policy of {forbid[0]} forbids revealing join keys "
+                              f"(reveal_key_after_join=False), and a PSI join reveals "
+                              f"intersection membership to both parties; use "
+                              f"join='secret' (membership stays secret, O(n·m))")
         for eq in eqs:
             sides = sorted([eq.this, eq.expression],
                            key=lambda s: next(iter(owners_of(s, self.aliases))))
@@ -275,12 +382,17 @@ class Splitter:
         if len(gowners) > 1:
             raise UnsupportedSQL("GROUP BY on columns of more than one party is not supported")
         plan.grouped = bool(group)
+        if group and gowners == {self.nullable_owner}:
+            raise UnsupportedSQL("GROUP BY a LEFT JOIN's right-side columns is not "
+                                 "supported (unmatched rows would form a NULL group); "
+                                 "group by the left table's columns")
         if group:
             (plan.group_owner,) = gowners
             plan.group_keys = [self._item(plan.group_owner, g, "__g") for g in group]
             mine = {plan.items[n].sql: i for i, n in
                     enumerate(plan.join_keys.get(plan.group_owner, []))}
-            if len(plan.owners) == 2 and all(plan.items[g].sql in mine for g in plan.group_keys):
+            if len(plan.owners) == 2 and all(plan.items[g].sql in mine for g in plan.group_keys) \
+                    and plan.join_mode == "psi" and plan.left_owner is None:
                 peer = next(p for p in plan.owners if p != plan.group_owner)
                 plan.group_peer_keys = [plan.join_keys[peer][mine[plan.items[g].sql]]
                                         for g in plan.group_keys]
@@ -294,8 +406,22 @@ class Splitter:
                 if arg is not None and len(owners_of(arg, self.aliases)) == 1:
                     arg = self.lower(exp.Not(this=exp.Is(this=arg.copy(), expression=exp.Null())))
                     return self._agg("sum", arg)
+                if arg is not None and self._nullable(self.lower(arg.copy())):
+                    return self._agg("sum", exp.column("__p"))    # LEFT JOIN: matched rows
                 return exp.column("__n")                       # secret columns are not NULL
             larg = self.lower(arg.copy())
+            if self._nullable(larg):
+                # LEFT JOIN: NULL on unmatched rows, which SUM / AVG skip.
+                if kind in ("min", "max"):
+                    raise UnsupportedSQL(f"{kind.upper()} over a LEFT JOIN's right-side "
+                                         f"columns is not supported; use COALESCE(col, "
+                                         f"value) or an INNER JOIN")
+                guarded = exp.Mul(this=exp.Paren(this=larg), expression=exp.column("__p"))
+                s = self._agg("sum", guarded)
+                if kind == "avg":
+                    return exp.Div(this=exp.Cast(this=s, to=exp.DataType.build("DOUBLE")),
+                                   expression=self._agg("sum", exp.column("__p")))
+                return s
             if kind == "avg":
                 s = self._agg("sum", larg)
                 return exp.Div(this=exp.Cast(this=s, to=exp.DataType.build("DOUBLE")),
@@ -310,7 +436,7 @@ class Splitter:
                             self._agg_kind(a.name) == "count":
                         return a
                     # SQL: SUM/AVG/MIN/MAX over no rows is NULL.
-                    return exp.Case(ifs=[exp.If(this=exp.EQ(this=exp.column("__n"),
+                    return exp.Case(ifs=[exp.If(this=exp.EQ(this=self._counter(node),
                                                             expression=exp.Literal.number(0)),
                                                 true=exp.Null())], default=a)
                 for i, g in enumerate(group):
