@@ -7,6 +7,9 @@ The launcher (veil/cli.py) sets, per process:
 ``VEIL_CLUSTER``          path of the cluster file (veil/net/cluster.py)
 ``VEIL_KEY``              this party's private key (default: its cert, ``.key``)
 ``VEIL_INSECURE=1``       plain TCP, only from the loud ``--insecure`` flag
+``VEIL_BULK=tls``         TLS for the whole connection (``--tls-only``); by default the
+                          links switch to AES-GCM records after the TLS handshake
+                          (veil.net.aead)
 ``VEIL_INSECURE_SEED=1``  allow ``veil.run(seed=...)``, only from ``--insecure-seed``
 ``VEIL_INSECURE_PROTOCOL=1``  allow a protocol named ``insecure_*``, only from
                           ``--insecure-protocol``
