@@ -20,7 +20,9 @@ fails TLS or presents a certificate that is not that peer's.
 
 Handshake, after TLS: the dialler sends HELLO {rank, cluster id}; the listener checks the
 peer's certificate is *the one pinned for that rank* (not merely one it trusts), and
-answers HELLO, or REFUSE with the reason, which both sides then report.
+answers HELLO, or REFUSE with the reason, which both sides then report. Unless both
+run TLS-only (``VEIL_BULK=tls``), each hello carries an X25519 key and both ends then
+switch the connection to AES-GCM records (veil.net.aead); ends that disagree are refused.
 """
 
 from __future__ import annotations
