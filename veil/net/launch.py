@@ -55,6 +55,7 @@ from .cluster import Cluster, load_cluster
 from .connect import Connector, clean, listen
 from .hub import Hub
 from .link import DATA, END, START, out_of_step
+from .memory import keep_freed_memory
 from .tls import Identity, warn_insecure
 
 # Config fields that are each party's own business (local resource bounds), not compared.
@@ -107,6 +108,7 @@ class Node:
         self.name = cluster.entry(rank).name
         self.runs = 0
         self.stopped: PartyError | None = None
+        keep_freed_memory()              # one party per process: reuse, not page faults
         insecure = os.environ.get("VEIL_INSECURE") == "1"
         if insecure:
             warn_insecure()
