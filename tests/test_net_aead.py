@@ -10,8 +10,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from veil.errors import PartyError
-from veil.net.aead import (AeadSocket, RECORD_MAX, direction_keys, public_bytes,
-                           shared_secret, transcript)
+from veil.net.aead import (
+    RECORD_MAX,
+    AeadSocket,
+    direction_keys,
+    public_bytes,
+    shared_secret,
+    transcript,
+)
 from veil.net.cluster import load_cluster, write_cluster
 from veil.net.loopback import connect_hubs, local_cluster
 
@@ -111,12 +117,12 @@ def _corrupt_last_byte(chunk):
 @pytest.mark.parametrize("action, match", [
     (_corrupt_last_byte, "party 1: sent a record that fails authentication"),
     (lambda c: [c, c], "party 1: sent a record that fails authentication"),     # replay
-    (lambda c: [b"\xff\xff\xff\xff" + os.urandom(64)], "party 1: sent bytes that are not "
-                                                       "an encrypted veil record"),
+    (lambda c: [b"\xff\xff\xff\xff" + os.urandom(64)],
+     "party 1: sent bytes that are not an encrypted veil record"),
     (lambda c: [(1000).to_bytes(4, "little") + os.urandom(1000)],
      "party 1: sent a record that fails authentication"),                      # forged
-    (lambda c: [c[:len(c) // 2], None], "party 1: closed its connection in the middle of "
-                                        "an encrypted record"),                 # cut
+    (lambda c: [c[:len(c) // 2], None],
+     "party 1: closed its connection in the middle of an encrypted record"),  # cut
 ])
 def test_a_bad_record_is_a_clear_error_naming_the_peer_never_a_hang(proxied, action, match):
     hubs, proxy = proxied()

@@ -12,6 +12,7 @@ Backward rules sit below each forward; derivatives that are themselves saturatin
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ def _linear_sigmoid(x):
 SPLINE_T, SPLINE_SIDE = 10.0, 32     # knots on [-T, T]: 0 and 32 on each side
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _spline(frac: int) -> tuple[tuple[float, ...], float, tuple[int, ...]]:
     """Knots t_j, the value left of them, and the slope change at each (scale frac).
 
@@ -67,8 +68,8 @@ def _spline(frac: int) -> tuple[tuple[float, ...], float, tuple[int, ...]]:
     xs = np.linspace(-SPLINE_T - 4, SPLINE_T + 4, 20001)
     hats = np.stack([np.interp(xs, t, row) for row in np.eye(len(t))], 1)
     y = np.linalg.lstsq(hats, 1.0 / (1.0 + np.exp(-xs)), rcond=None)[0]
-    slopes = [0] + [int(round(v * 2.0 ** frac)) for v in np.diff(y) / np.diff(t)] + [0]
-    d = tuple(b - a for a, b in zip(slopes, slopes[1:]))
+    slopes = [0] + [round(v * 2.0 ** frac) for v in np.diff(y) / np.diff(t)] + [0]
+    d = tuple(int(b - a) for a, b in itertools.pairwise(slopes))
     return tuple(float(v) for v in t), float(y[0]), d
 
 

@@ -50,7 +50,10 @@ import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -147,7 +150,7 @@ class AeadSocket(socket.socket):
 
     @classmethod
     def over(cls, raw: socket.socket, send_key: bytes, recv_key: bytes,
-             rekey_bytes: int = REKEY_BYTES) -> "AeadSocket":
+             rekey_bytes: int = REKEY_BYTES) -> AeadSocket:
         timeout = raw.gettimeout()
         s = cls(raw.family, raw.type, raw.proto, fileno=raw.detach())
         s.settimeout(timeout)
