@@ -227,3 +227,10 @@ def test_a_tls_only_party_and_an_aes_gcm_party_refuse_each_other_clearly(tmp_pat
         t.join(30)
     assert "party 1: refused its connection" in errors[0]
     assert "disagree on bulk encryption" in errors[0] and "--tls-only" in errors[1]
+
+
+def test_tls_only_flag_reaches_every_process_through_the_environment():
+    from veil.cli import _insecure_env, _run_parser
+    on = _run_parser().parse_args(["-n", "2", "--tls-only"])   # the script is split off
+    off = _run_parser().parse_args(["-n", "2"])
+    assert _insecure_env(on).get("VEIL_BULK") == "tls" and "VEIL_BULK" not in _insecure_env(off)
