@@ -19,6 +19,16 @@ def test_a_sequence_that_repeats_twice_is_predicted():
     assert p.period == 3 and [p.predict(i) for i in range(7, 11)] == list("abca")
 
 
+def test_memory_stays_bounded_and_predictions_right_in_a_long_run(monkeypatch):
+    import veil.offline.lookahead as L
+    monkeypatch.setattr(L, "MAX_PERIOD", 4)
+    p = Predictor()
+    for i in range(1000):
+        p.observe("abc"[i % 3])
+    assert len(p.seq) <= 16 and p.count == 1000
+    assert p.period == 3 and [p.predict(i) for i in range(1000, 1004)] == list("bcab")
+
+
 @pytest.mark.parametrize("seq, period", [("abcd", None), ("aab", None), ("abcabd", None),
                                          ("abcab", None), ("aabb", 1), ("xabab", 2)])
 def test_a_period_is_claimed_only_after_two_full_repeats(seq, period):

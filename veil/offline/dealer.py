@@ -83,7 +83,7 @@ class TrustedDealerUnsafe(Provider):
         self._comm, self._dealer, self._prg = comm, dealer_rank, prg
         self._queue: list[_Pending] = []
         self._pred = Predictor()
-        self._known: dict[str, tuple] = {}     # request key -> (kind, args, recipe)
+        self._known: dict[str, tuple] = {}     # request key -> (kind, args, recipe, key)
         # Predicted requests sent ahead (party 0) or to draw on use (others):
         # [key, recipe, party 0's pending material or None, reply bytes], oldest first.
         self._ahead: deque[list] = deque()
@@ -95,8 +95,8 @@ class TrustedDealerUnsafe(Provider):
     def get(self, kind: str, **args):
         key = json.dumps([kind, args], sort_keys=True)
         if key not in self._known:
-            self._known[key] = (kind, args, recipe(kind, args))
-        rec = self._known[key][2]
+            self._known[key] = (kind, args, recipe(kind, args), key)
+        _, _, rec, key = self._known[key]          # one string per distinct request
         if self._ahead and self._ahead[0][0] != key:
             self._mispredicted()
         if self._ahead:
@@ -132,8 +132,8 @@ class TrustedDealerUnsafe(Provider):
         # before; more would only be wasted at the end of the loop.
         while pred.period is not None and len(self._ahead) < min(AHEAD_COUNT, pred.period) \
                 and self._ahead_bytes < AHEAD_BYTES:
-            key = pred.predict(len(pred.seq) + len(self._ahead))
-            kind, args, rec = self._known[key]
+            key = pred.predict(pred.count + len(self._ahead))
+            kind, args, rec, _ = self._known[key]
             nbytes = _reply_bytes(rec)
             pending = self._issue(kind, args, rec) if self._comm.rank == 0 else None
             self._ahead.append([key, rec, pending, nbytes])

@@ -35,39 +35,53 @@ CANDIDATES = 8             # previous occurrences of the last request tried as a
 
 
 class Predictor:
-    """The request sequence so far, and the period it repeats with (None: not found)."""
+    """The request sequence so far, and the period it repeats with (None: not found).
+
+    Only the last ``2 * MAX_PERIOD`` requests are kept (all a period check looks at), so a
+    long training run costs bounded memory.
+    """
 
     def __init__(self) -> None:
-        self.seq: list[str] = []
+        self.seq: list[str] = []                      # the most recent requests
+        self.count = 0                                # requests observed in all
         self.period: int | None = None
+        self._base = 0                                # position of seq[0]
         self._pos: dict[str, deque] = {}
 
     def observe(self, key: str) -> None:
-        if self.period is not None and key != self.predict(len(self.seq)):
+        if self.period is not None and key != self.predict(self.count):
             self.period = None                        # the pattern broke: look again
         self.seq.append(key)
+        self.count += 1
+        if len(self.seq) > 4 * MAX_PERIOD:
+            drop = len(self.seq) - 2 * MAX_PERIOD
+            del self.seq[:drop]
+            self._base += drop
         pos = self._pos.setdefault(key, deque(maxlen=CANDIDATES + 1))
-        pos.append(len(self.seq) - 1)
+        pos.append(self.count - 1)
         if self.period is None:
             self.period = self._detect(pos)
 
     def forget_period(self) -> None:
         self.period = None
 
+    def _at(self, i: int) -> str:
+        return self.seq[i - self._base]
+
     def _detect(self, pos: deque) -> int | None:
-        seq, n = self.seq, len(self.seq)
+        n = self.count
         for p in reversed(list(pos)[:-1]):            # nearest earlier occurrence first
             period = n - 1 - p
             if period > MAX_PERIOD or 2 * period > n:
                 return None
             a, b = n - period, n - 2 * period
-            if all(seq[a + i] == seq[b + i] for i in range(period)):
+            if all(self._at(a + i) == self._at(b + i) for i in range(period)):
                 return period
         return None
 
     def predict(self, n: int) -> str:
-        """The request expected at position ``n`` (>= len(seq)) if the period holds."""
+        """The request expected at position ``n`` (>= count) if the period holds."""
         i = n - self.period
-        while i >= len(self.seq):
+        while i >= self.count:
             i -= self.period
-        return self.seq[i]
+        return self._at(i)
