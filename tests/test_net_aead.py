@@ -234,3 +234,26 @@ def test_tls_only_flag_reaches_every_process_through_the_environment():
     on = _run_parser().parse_args(["-n", "2", "--tls-only"])   # the script is split off
     off = _run_parser().parse_args(["-n", "2"])
     assert _insecure_env(on).get("VEIL_BULK") == "tls" and "VEIL_BULK" not in _insecure_env(off)
+
+
+def test_records_are_the_same_without_encrypt_into(monkeypatch):
+    """Older `cryptography` (no encrypt_into) takes the allocating calls: same records."""
+    import veil.net.aead as A
+    k = os.urandom(32)
+    msg = os.urandom(5000)
+    wires = []
+    for into in (True, False):
+        monkeypatch.setattr(A, "_INTO", into)
+        a, b = socket.socketpair()
+        x, y = AeadSocket.over(a, k, k), AeadSocket.over(b, k, k)
+        x.sendall(msg)
+        got = bytearray(len(msg))
+        n = 0
+        while n < len(msg):
+            n += y.recv_into(memoryview(got)[n:])
+        assert got == msg
+        x.sendall(b"z")
+        wires.append(bytes(x._obuf[:4 + 1 + 16]))
+        x.close()
+        y.close()
+    assert wires[0] == wires[1]

@@ -64,6 +64,9 @@ LEN = struct.Struct("<I")   # a record's ciphertext length (tag included)
 READ_AHEAD = 64 * 1024      # while no record is half-read, read up to this much at once
 REKEY_BYTES = 1 << 34       # bytes per direction and key before both ends ratchet it
 MODES = ("aes-gcm", "tls")  # VEIL_BULK: records after the handshake, or TLS throughout
+# encrypt_into / decrypt_into (no allocation per record) are recent in `cryptography`;
+# older versions (pyproject allows >= 42) take the allocating calls and one copy.
+_INTO = hasattr(AESGCM, "encrypt_into")
 
 
 class RecordError(Exception):
@@ -126,12 +129,18 @@ class _Direction:
             self._aes, self._since = AESGCM(self._key), 0
 
     def seal(self, plain, aad: bytes, out) -> None:
-        self._aes.encrypt_into(self.nonce(), plain, aad, out)
+        if _INTO:
+            self._aes.encrypt_into(self.nonce(), plain, aad, out)
+        else:
+            out[:] = self._aes.encrypt(self.nonce(), bytes(plain), aad)
         self.advance(len(plain))
 
     def open(self, sealed, aad: bytes, out) -> None:
         try:
-            self._aes.decrypt_into(self.nonce(), sealed, aad, out)
+            if _INTO:
+                self._aes.decrypt_into(self.nonce(), sealed, aad, out)
+            else:
+                out[:] = self._aes.decrypt(self.nonce(), bytes(sealed), aad)
         except InvalidTag:
             raise RecordError("sent a record that fails authentication (tampered with, "
                               "replayed, reordered, or not from this session); the link "
