@@ -57,6 +57,9 @@ def _run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--insecure-protocol", action="store_true", help="allow a protocol "
                     "named insecure_* (e.g. insecure_reference), which shows every input to "
                     "every party: only for debugging")
+    ap.add_argument("--tls-only", action="store_true", help="keep TLS for the whole "
+                    "connection instead of switching to AES-GCM records after the handshake "
+                    "(veil.net.aead; both are authenticated encryption, this one is slower)")
     ap.add_argument("--max-elements", type=int, help="largest tensor (elements) a peer may "
                     "announce or request (overrides Config.max_elements; default 2**28)")
     ap.add_argument("--network", help="emulate links: 'lan' (0.5 ms, 1 Gbit/s), 'wan' (40 ms, "
@@ -79,6 +82,8 @@ def _insecure_env(opts) -> dict:
     if opts.network is not None:
         Network.parse(opts.network)               # a bad spec fails before any process
         env["VEIL_NETWORK"] = opts.network
+    if opts.tls_only:
+        env["VEIL_BULK"] = "tls"
     return env
 
 

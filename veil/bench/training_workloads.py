@@ -25,10 +25,14 @@ import time
 import torch
 
 import veil
+from ..functions.approx import approximations
 from .registry import Workload, register_workload
 from .runner import run_workload
 
-LOGREG = dict(epochs=10, batch=32, lr=0.1, momentum=0.0, seed=0, split_at=15, label_owner=1)
+# The training sigmoid (BCE's gradient) is the 65-knot spline: 7 rounds instead of 13,
+# error 2.1e-4 instead of 1.7e-4 (veil.functions.approx); "exact" restores the default.
+LOGREG = dict(epochs=10, batch=32, lr=0.1, momentum=0.0, seed=0, split_at=15, label_owner=1,
+              sigmoid="spline")
 MLP = dict(epochs=10, batch=32, lr=0.01, seed=0, hidden=32, parties=3)
 
 
@@ -141,10 +145,10 @@ def _plain_flat(model):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-def _epochs_workload(setup, epochs):
+def _epochs_workload(setup, epochs, sigmoid=None):
     def secure(inp, timer):
         model, loader, crit, opt, _ = setup(inp["parts"])
-        with timer():
+        with timer(), approximations(sigmoid=sigmoid):
             for _ in range(epochs):
                 veil.nn.train.train_epoch(model, loader, crit, opt)
         return _flat(model)
@@ -158,15 +162,16 @@ def _register():
     def mlp_make():
         return {"parts": digits_parts(MLP["parties"], MLP["seed"])}
 
-    note = "vertical 15/15 cols, labels at party 1, SGD lr 0.1, batch 32; err = weights vs torch"
+    note = ("vertical 15/15 cols, labels at party 1, SGD lr 0.1, batch 32, spline sigmoid; "
+            "err = weights vs torch")
     register_workload(Workload(
         "train logreg breast_cancer 1 epoch", "training", lr_make,
         lambda i: _plain_flat(plain_logreg(i["parts"], epochs=1)[0]),
-        _epochs_workload(secure_logreg_setup, 1), parties=(2,), note=note))
+        _epochs_workload(secure_logreg_setup, 1, LOGREG["sigmoid"]), parties=(2,), note=note))
     register_workload(Workload(
         "train logreg breast_cancer 10 epochs", "training", lr_make,
         lambda i: _plain_flat(plain_logreg(i["parts"], epochs=10)[0]),
-        _epochs_workload(secure_logreg_setup, 10), parties=(2,),
+        _epochs_workload(secure_logreg_setup, 10, LOGREG["sigmoid"]), parties=(2,),
         note=note + "; anchor CrypTen 7.2 s, 3,750 rounds"))
     register_workload(Workload(
         "train mlp 64-32-10 digits 1 epoch", "training", mlp_make,
@@ -186,7 +191,8 @@ def run_logreg(parts=None, cfg=LOGREG, epochs=None, progress=False):
 
     def party():
         model, loader, crit, opt, test = secure_logreg_setup(parts, cfg)
-        hist = veil.nn.fit(model, loader, crit, opt, cfg["epochs"], progress=progress)
+        with approximations(sigmoid=cfg.get("sigmoid")):
+            hist = veil.nn.fit(model, loader, crit, opt, cfg["epochs"], progress=progress)
         return hist, veil.nn.evaluate(model, *test, to=cfg["label_owner"])
     t0 = time.perf_counter()
     hist, acc = veil.run(party, parties=2, seed=cfg["seed"])[cfg["label_owner"]]

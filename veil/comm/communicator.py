@@ -10,11 +10,11 @@ Payload bytes are counted; transport framing (a TCP length prefix, TLS records) 
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .channel import Channel, party_name
@@ -58,7 +58,8 @@ def tensor_to_bytes(t: torch.Tensor) -> memoryview:
 
 
 def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch.Tensor:
-    expected = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+    # math.prod of Python ints: exact and ~10x cheaper than np.prod per received message
+    expected = math.prod(int(d) for d in shape) * dtype.itemsize
     if len(buf) != expected:
         raise PartyError(sender, f"sent {len(buf)} bytes where {expected} were expected "
                                  f"(parties out of step: do all parties run the same program?)")

@@ -20,7 +20,9 @@ fails TLS or presents a certificate that is not that peer's.
 
 Handshake, after TLS: the dialler sends HELLO {rank, cluster id}; the listener checks the
 peer's certificate is *the one pinned for that rank* (not merely one it trusts), and
-answers HELLO, or REFUSE with the reason, which both sides then report.
+answers HELLO, or REFUSE with the reason, which both sides then report. Unless both
+run TLS-only (``VEIL_BULK=tls``), each hello carries an X25519 key and both ends then
+switch the connection to AES-GCM records (veil.net.aead); ends that disagree are refused.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import queue
 import socket
 import ssl
@@ -35,7 +38,10 @@ import threading
 import time
 from collections import deque
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from ..errors import PartyError
+from .aead import MODES, direction_keys, public_bytes, shared_secret, switch, transcript
 from .cluster import Cluster
 from .hub import Hub
 from .link import HEADER, HELLO, REFUSE, describe, tune
@@ -100,8 +106,13 @@ class Connector:
 
     def __init__(self, cluster: Cluster, rank: int, ident: Identity | None,
                  deadline_s: float, timeout: float, peers=None,
-                 handshake_s: float = HANDSHAKE_S) -> None:
+                 handshake_s: float = HANDSHAKE_S, bulk: str | None = None) -> None:
         self.c, self.rank, self.ident = cluster, rank, ident
+        # After TLS: AES-GCM records (veil.net.aead) unless TLS-only is asked for.
+        self.bulk = (bulk or os.environ.get("VEIL_BULK") or MODES[0]) if ident else None
+        if self.bulk is not None and self.bulk not in MODES:
+            raise PartyError(cluster.entry(rank).name, f"unknown bulk encryption "
+                                                       f"{self.bulk!r}; use one of {MODES}")
         self.n = cluster.n
         # Normally every other rank; a subset only in tests and benchmarks.
         self.peers = set(range(self.n + 1)) - {rank} if peers is None else set(peers)
@@ -180,7 +191,8 @@ class Connector:
                     return (f"the process at {e.where} presented a certificate that is not "
                             f"{e.name}'s ({self._holder(fp)}); check the cert paths in the "
                             f"cluster file and the --party value")
-            _send(sock, HELLO, {"veil": VERSION, "rank": self.rank, "cluster": self.cid})
+            key = X25519PrivateKey.generate() if self.bulk == "aes-gcm" else None
+            _send(sock, HELLO, self._hello(key))
             kind, msg = _recv(sock, time.monotonic() + max(self._left(), 0.1))
         except (OSError, ValueError) as exc:
             sock.close()
@@ -193,9 +205,48 @@ class Connector:
             if self._client:            # authenticated: it is j, and it says why
                 raise self._err(j, f"refused this party's connection: {why}")
             return f"refused: {why}"
+        if self._client:                # authenticated as j: a mismatch will not go away
+            try:
+                keys = self._keys(key, msg, j)
+            except ValueError as exc:
+                sock.close()
+                raise self._err(j, str(exc)) from None
+            if keys is not None:
+                try:
+                    sock = switch(sock, *keys)
+                except OSError as exc:
+                    sock.close()
+                    return f"the switch to bulk encryption failed: {describe(exc)}"
         sock.settimeout(None)
         self.hub.add(sock, j, e.name)
         return None
+
+    # -- bulk encryption ----------------------------------------------------------------------
+    def _hello(self, key) -> dict:
+        hello = {"veil": VERSION, "rank": self.rank, "cluster": self.cid}
+        if key is not None:
+            hello["bulk"] = public_bytes(key).hex()
+        return hello
+
+    def _keys(self, key, msg: dict, peer: int) -> tuple[bytes, bytes] | None:
+        """After the hellos: None to stay on TLS, or this end's (send, receive) keys for
+        AES-GCM records. ValueError if the two ends disagree or the peer's key is bad."""
+        theirs = msg.get("bulk")
+        if (key is None) != (theirs is None):
+            mine = "TLS only (--tls-only)" if key is None else "AES-GCM records after TLS"
+            raise ValueError(f"it and this party disagree on bulk encryption (this party: "
+                             f"{mine}): start every process with the same --tls-only "
+                             f"setting")
+        if key is None:
+            return None
+        try:
+            peer_pub = bytes.fromhex(theirs) if isinstance(theirs, str) else None
+        except ValueError:
+            peer_pub = None
+        secret = shared_secret(key, peer_pub)         # ValueError if malformed
+        t = transcript(self.cid, (self.rank, self.c.fingerprint(self.rank), public_bytes(key)),
+                       (peer, self.c.fingerprint(peer), peer_pub))
+        return direction_keys(secret, t, self.rank, peer)
 
     def _holder(self, fp: str | None) -> str:
         other = self.c.rank_of_fingerprint(fp) if fp else None
@@ -324,9 +375,20 @@ class Connector:
             if self._server:          # authenticated as that peer: waiting will not help
                 raise self._err(claimed, f"refused its connection from {where}: {problem}")
             return None
+        key = X25519PrivateKey.generate() if self.bulk == "aes-gcm" else None
+        keys = None
+        if self._server:
+            try:
+                keys = self._keys(key, msg, claimed)
+            except ValueError as exc:     # authenticated as that peer: tell it, and stop
+                self._refuse(sock, where, str(exc))
+                raise self._err(claimed, f"refused its connection from {where}: {exc}") \
+                    from None
         try:
             sock.settimeout(min(max(self._left(), 0.1), self.handshake_s))
-            _send(sock, HELLO, {"veil": VERSION, "rank": self.rank, "cluster": self.cid})
+            _send(sock, HELLO, self._hello(key))
+            if keys is not None:
+                sock = switch(sock, *keys)
         except OSError as exc:
             return self._drop(sock, where, f"the hello reply failed: {describe(exc)}")
         sock.settimeout(None)

@@ -7,6 +7,9 @@ The launcher (veil/cli.py) sets, per process:
 ``VEIL_CLUSTER``          path of the cluster file (veil/net/cluster.py)
 ``VEIL_KEY``              this party's private key (default: its cert, ``.key``)
 ``VEIL_INSECURE=1``       plain TCP, only from the loud ``--insecure`` flag
+``VEIL_BULK=tls``         TLS for the whole connection (``--tls-only``); by default the
+                          links switch to AES-GCM records after the TLS handshake
+                          (veil.net.aead)
 ``VEIL_INSECURE_SEED=1``  allow ``veil.run(seed=...)``, only from ``--insecure-seed``
 ``VEIL_INSECURE_PROTOCOL=1``  allow a protocol named ``insecure_*``, only from
                           ``--insecure-protocol``
@@ -52,6 +55,7 @@ from .cluster import Cluster, load_cluster
 from .connect import Connector, clean, listen
 from .hub import Hub
 from .link import DATA, END, START, out_of_step
+from .memory import keep_freed_memory
 from .tls import Identity, warn_insecure
 
 # Config fields that are each party's own business (local resource bounds), not compared.
@@ -104,6 +108,7 @@ class Node:
         self.name = cluster.entry(rank).name
         self.runs = 0
         self.stopped: PartyError | None = None
+        keep_freed_memory()              # one party per process: reuse, not page faults
         insecure = os.environ.get("VEIL_INSECURE") == "1"
         if insecure:
             warn_insecure()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from ..comm import Channel
 from ..comm.limits import CONTROL_MAX
 from ..errors import PartyError
+from .aead import RecordError
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -116,6 +117,8 @@ class Link(Channel):
             return self.sock.send(chunk)
         except WOULD_BLOCK:
             return None
+        except RecordError as exc:
+            raise LinkLost(str(exc), "step") from None
         except (ssl.SSLError, OSError) as exc:
             raise LinkLost(describe(exc)) from None
 
@@ -127,6 +130,8 @@ class Link(Channel):
             return None
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return 0
+        except RecordError as exc:         # AES-GCM records (veil.net.aead): bad or cut
+            raise LinkLost(str(exc), "step") from None
         except (ssl.SSLError, OSError) as exc:
             raise LinkLost(describe(exc)) from None
 

@@ -49,9 +49,10 @@ def identity(cluster: Cluster, rank: int) -> Identity:
 
 def connect_hubs(cluster: Cluster, listeners: list[socket.socket], *, ranks=None,
                  secure: bool = True, deadline_s: float = 10.0,
-                 timeout: float = 10.0) -> dict[int, Hub]:
+                 timeout: float = 10.0, bulk: str | None = None) -> dict[int, Hub]:
     """Connect ``ranks`` (default: every party and the dealer) to each other, in threads of
-    this process; return their hubs. Re-raises the first rank's error, if any."""
+    this process; return their hubs. Re-raises the first rank's error, if any. ``bulk``:
+    "aes-gcm" or "tls" (veil.net.aead; default: ``VEIL_BULK``, else "aes-gcm")."""
     ranks = list(range(cluster.n + 1) if ranks is None else ranks)
     hubs: dict[int, Hub] = {}
     errors: dict[int, BaseException] = {}
@@ -61,7 +62,8 @@ def connect_hubs(cluster: Cluster, listeners: list[socket.socket], *, ranks=None
             ident = identity(cluster, r) if secure else None
             lst = listeners[r] if r < cluster.n else None
             peers = [p for p in ranks if p != r]
-            hubs[r] = Connector(cluster, r, ident, deadline_s, timeout, peers).run(lst)
+            hubs[r] = Connector(cluster, r, ident, deadline_s, timeout, peers,
+                                bulk=bulk).run(lst)
         except BaseException as exc:          # noqa: BLE001 - re-raised below
             errors[r] = exc
 

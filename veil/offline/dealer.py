@@ -9,15 +9,21 @@ Cost: each party shares one AES seed with the dealer, so all random parts and th
 shares of parties 1..n-1 are generated locally; only party 0 receives its derived shares
 (one offline round per request). Party 0 sends the request (kind and shapes: public).
 The dealer checks every request before drawing anything (veil.offline.requests): a
-malformed or oversized one stops the run, naming party 0.
+malformed or oversized one stops the run, naming party 0. Once the request sequence
+repeats, party 0 sends predicted requests ahead so the dealer works ahead of the parties
+(veil.offline.lookahead: bounded, and identical at every party, so PRGs stay in step).
 """
 
 from __future__ import annotations
+
+import json
+from collections import OrderedDict, deque
 
 from ..comm import OFFLINE, Communicator
 from ..comm.limits import MAX_ELEMENTS
 from ..errors import PartyError
 from ..ring import numel
+from .lookahead import AHEAD_BYTES, AHEAD_COUNT, MAX_PERIOD, Predictor
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe
 from .prg import PRG
 from .provider import Provider
@@ -67,31 +73,97 @@ class _Pending(dict):
         self._done = True
 
 
+# distinct requests remembered: every request the predictor's window can still name
+KNOWN_MAX = 4 * MAX_PERIOD + AHEAD_COUNT
+
+
+def _reply_bytes(rec) -> int:
+    """Bytes of the dealer's reply to party 0 for a recipe (its derived parts)."""
+    return sum(numel(p.shape) * (8 if p.domain == RING else 1) for p in rec.derived)
+
+
 class TrustedDealerUnsafe(Provider):
     """Party side of the trusted dealer (see module docstring for the trust it needs)."""
 
     def __init__(self, comm: Communicator, dealer_rank: int, prg: PRG) -> None:
         self._comm, self._dealer, self._prg = comm, dealer_rank, prg
         self._queue: list[_Pending] = []
+        self._pred = Predictor()
+        # request key -> (kind, args, recipe, key), most recently used last
+        self._known: OrderedDict[str, tuple] = OrderedDict()
+        # Predicted requests sent ahead (party 0) or to draw on use (others):
+        # [key, recipe, party 0's pending material or None, reply bytes], oldest first.
+        self._ahead: deque[list] = deque()
+        self._ahead_bytes = 0
 
     def __repr__(self) -> str:
         return f"TrustedDealerUnsafe(rank={self._comm.rank})"
 
     def get(self, kind: str, **args):
-        rec = recipe(kind, args)
-        if not rec.derived and all(p.key is not None for p in rec.randoms):
-            # keyed masks only: every party draws its own, the dealer has nothing to do
-            return {p.name: _draw(self._prg, p) for p in rec.randoms}
+        if kind == "mask":
+            # keyed masks only: every party draws its own from its dealer seed forked by
+            # the key; the dealer has nothing to do, and nothing to predict
+            return {p.name: _draw(self._prg, p) for p in recipe(kind, args).randoms}
+        key = json.dumps([kind, args], sort_keys=True)
+        known = self._known.get(key)
+        if known is None:
+            known = self._known[key] = (kind, args, recipe(kind, args), key)
+            if len(self._known) > KNOWN_MAX:      # keyed requests (fresh keys) never
+                self._known.popitem(last=False)   # repeat: keep the recent ones only
+        else:
+            self._known.move_to_end(key)
+        _, _, rec, key = known                     # one string per distinct request
+        if self._ahead and self._ahead[0][0] != key:
+            self._mispredicted()
+        if self._ahead:
+            _, _, pending, nbytes = self._ahead.popleft()
+            self._ahead_bytes -= nbytes
+            out = pending if self._comm.rank == 0 else self._local(rec)
+        else:
+            out = self._issue(kind, args, rec)
+        self._pred.observe(key)
+        self._work_ahead()
+        return out
+
+    def _local(self, rec) -> dict:
+        """Parties 1..n-1: every part from the PRG shared with the dealer."""
+        out = {p.name: _draw(self._prg, p) for p in rec.randoms}
+        out.update({p.name: _draw(self._prg, p) for p in rec.derived})
+        return out
+
+    def _issue(self, kind: str, args: dict, rec):
         if self._comm.rank != 0:
-            out = {p.name: _draw(self._prg, p) for p in rec.randoms}
-            out.update({p.name: _draw(self._prg, p) for p in rec.derived})
-            return out
+            return self._local(rec)
         with self._comm.phase(OFFLINE):
             self._comm.count_round()
             self._comm.send_obj(self._dealer, {"kind": kind, "args": args})
         pending = _Pending(self, rec.derived, **{p.name: _draw(self._prg, p) for p in rec.randoms})
         self._queue.append(pending)
         return pending
+
+    def _work_ahead(self) -> None:
+        """Send (party 0) or note (others) the predicted next requests, within bounds."""
+        pred = self._pred
+        # One period ahead is enough to overlap a step's dealer work with the step
+        # before; more would only be wasted at the end of the loop.
+        while pred.period is not None and len(self._ahead) < min(AHEAD_COUNT, pred.period) \
+                and self._ahead_bytes < AHEAD_BYTES:
+            key = pred.predict(pred.count + len(self._ahead))
+            kind, args, rec, _ = self._known[key]
+            nbytes = _reply_bytes(rec)
+            pending = self._issue(kind, args, rec) if self._comm.rank == 0 else None
+            self._ahead.append([key, rec, pending, nbytes])
+            self._ahead_bytes += nbytes
+
+    def _mispredicted(self) -> None:
+        """The program asked for something else: every party drops the same entries in
+        the same order (others draw theirs; party 0's replies are read and dropped)."""
+        while self._ahead:
+            _, rec, _, _ = self._ahead.popleft()
+            if self._comm.rank != 0:
+                self._local(rec)
+        self._ahead_bytes = 0
+        self._pred.forget_period()
 
     def _drain(self, upto: _Pending) -> None:
         while self._queue:

@@ -1,0 +1,89 @@
+"""The dealer works ahead: predict party 0's next requests from the ones it already made.
+
+A training loop asks the dealer for the same sequence of material every step, and a
+model's forward asks for the same sequence every batch. Once the sequence has repeated
+twice, every party predicts that it goes on repeating; party 0 then sends the predicted
+requests ahead of time (one period, at most `AHEAD_COUNT` requests and `AHEAD_BYTES`
+bytes of replies not yet used: the bound on the dealer's buffered work), so the dealer
+computes them
+while the parties are busy with the online protocol instead of while party 0 waits.
+
+Prediction needs no message: every party sees the same (public) request sequence, so all
+make the same prediction, and when the program asks for something else they all drop
+the same predicted entries in the same order (parties 1..n-1 draw and discard their
+material; party 0 reads and discards the replies), which keeps every PRG in step with
+the dealer. A misprediction costs at most the bounded look-ahead in dealer work and
+offline bytes; it never changes a result. The dealer still checks each request as
+untrusted input (veil.offline.requests): speculative requests are ordinary requests.
+
+>>> p = Predictor()
+>>> for k in "abcabc":
+...     p.observe(k)
+>>> p.period, p.predict(6), p.predict(7)
+(3, 'a', 'b')
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+AHEAD_COUNT = 128          # predicted requests in flight at most (the dealer reads
+                           # at most 128 KiB of requests ahead: a few hundred bytes each)
+AHEAD_BYTES = 32 << 20     # bytes of predicted replies not yet used, at most
+MAX_PERIOD = 4096          # longest repeating sequence looked for
+CANDIDATES = 8             # previous occurrences of the last request tried as a period
+
+
+class Predictor:
+    """The request sequence so far, and the period it repeats with (None: not found).
+
+    Only the last ``2 * MAX_PERIOD`` requests are kept (all a period check looks at), so a
+    long training run costs bounded memory.
+    """
+
+    def __init__(self) -> None:
+        self.seq: list[str] = []                      # the most recent requests
+        self.count = 0                                # requests observed in all
+        self.period: int | None = None
+        self._base = 0                                # position of seq[0]
+        self._pos: dict[str, deque] = {}
+
+    def observe(self, key: str) -> None:
+        if self.period is not None and key != self.predict(self.count):
+            self.period = None                        # the pattern broke: look again
+        self.seq.append(key)
+        self.count += 1
+        if len(self.seq) > 4 * MAX_PERIOD:
+            drop = len(self.seq) - 2 * MAX_PERIOD
+            del self.seq[:drop]
+            self._base += drop
+            # forget requests no longer in the window (keyed requests never repeat)
+            self._pos = {k: q for k, q in self._pos.items() if q[-1] >= self._base}
+        pos = self._pos.setdefault(key, deque(maxlen=CANDIDATES + 1))
+        pos.append(self.count - 1)
+        if self.period is None:
+            self.period = self._detect(pos)
+
+    def forget_period(self) -> None:
+        self.period = None
+
+    def _at(self, i: int) -> str:
+        return self.seq[i - self._base]
+
+    def _detect(self, pos: deque) -> int | None:
+        n = self.count
+        for p in reversed(list(pos)[:-1]):            # nearest earlier occurrence first
+            period = n - 1 - p
+            if period > MAX_PERIOD or 2 * period > n:
+                return None
+            a, b = n - period, n - 2 * period
+            if all(self._at(a + i) == self._at(b + i) for i in range(period)):
+                return period
+        return None
+
+    def predict(self, n: int) -> str:
+        """The request expected at position ``n`` (>= count) if the period holds."""
+        i = n - self.period
+        while i >= self.count:
+            i -= self.period
+        return self._at(i)
