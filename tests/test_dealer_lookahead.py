@@ -29,6 +29,17 @@ def test_memory_stays_bounded_and_predictions_right_in_a_long_run(monkeypatch):
     assert p.period == 3 and [p.predict(i) for i in range(1000, 1004)] == list("bcab")
 
 
+def test_requests_that_never_repeat_are_forgotten(monkeypatch):
+    # keyed requests (a fresh mask key per inference) are all distinct: the predictor
+    # must not remember each one for the rest of the run
+    import veil.offline.lookahead as L
+    monkeypatch.setattr(L, "MAX_PERIOD", 4)
+    p = Predictor()
+    for i in range(1000):
+        p.observe(f"keyed-{i}" if i % 2 else "w")
+    assert len(p._pos) <= 4 * 4 + 1 and p.count == 1000
+
+
 @pytest.mark.parametrize("seq, period", [("abcd", None), ("aab", None), ("abcabd", None),
                                          ("abcab", None), ("aabb", 1), ("xabab", 2)])
 def test_a_period_is_claimed_only_after_two_full_repeats(seq, period):
