@@ -43,6 +43,11 @@ def _kernel_calls(p):
         "trunc": (lambda: p.trunc(x, 16), {"numel": NUMEL}),
         "msb": (lambda: p.msb(x), {"numel": NUMEL}),
         "eqz": (lambda: p.eqz(x), {"numel": NUMEL}),
+        # width= overrides compare_bits per call; the declared cost follows it.
+        "msb@12": (lambda: p.msb(x, width=12), {"numel": NUMEL, "width": 12}),
+        "msb@64": (lambda: p.msb(x, width=64), {"numel": NUMEL, "width": 64}),
+        "eqz@12": (lambda: p.eqz(x, width=12), {"numel": NUMEL, "width": 12}),
+        "eqz@41": (lambda: p.eqz(x, width=41), {"numel": NUMEL, "width": 41}),
         "and_bits": (lambda: p.and_bits(bits, bits), {"numel": NUMEL}),
         "b2a": (lambda: p.b2a(bits), {"numel": NUMEL}),
         "select": (lambda: p.select(bits, x), {"numel": NUMEL}),
@@ -55,7 +60,7 @@ def _measure():
     p = current().protocol
     out = {}
     for name, (call, sizes) in _kernel_calls(p).items():
-        kernel = name.split("_to_")[0]
+        kernel = name.split("_to_")[0].split("@")[0]
         if kernel not in p.kernels or (name == "share_to_2" and p.n < 3):
             continue                       # optional fused kernels (base: trunc(mul))
         s0 = veil.stats()

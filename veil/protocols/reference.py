@@ -73,12 +73,12 @@ class InsecureReference(Protocol):
         """v mod 2^w read as a signed w-bit number (sign-extended by shifts)."""
         return (v << (64 - w)) >> (64 - w) if w < 64 else v
 
-    def msb(self, x):
-        low = self._low_signed(self._plain(x)[0], self.config.compare_bits)
+    def msb(self, x, width=None):
+        low = self._low_signed(self._plain(x)[0], self.check_width(width))
         return self._mine((low < 0).to(torch.uint8))
 
-    def eqz(self, x):
-        low = self._low_signed(self._plain(x)[0], self.config.compare_bits - 1)  # as semi2k
+    def eqz(self, x, width=None):
+        low = self._low_signed(self._plain(x)[0], self.check_width(width) - 1)  # as semi2k
         return self._mine((low == 0).to(torch.uint8))
 
     def and_bits(self, a, b):

@@ -7,10 +7,9 @@ column's declared type or bound, never from the data), and a decimal ``scale`` (
 for v / 10^scale). Each operation derives the result's bound and refuses, before any
 traffic, when it could leave the ring's exact range — no silent wrap-around.
 
-Comparisons run the protocol's ``msb`` kernel at the narrowest width that is still exact
-for the operands' bound (``_width``), up to the full 64-bit ring: a 10^12-cent money
-column compares exactly. The seam: ``Protocol.msb`` reads its width from
-``config.compare_bits``; `compare_width` sets that for one call (see its note).
+Comparisons run the protocol's ``msb`` / ``eqz`` kernels with ``width=`` the narrowest
+width that is still exact for the operands' bound (``_width``), up to the full 64-bit
+ring: a 10^12-cent money column compares exactly, and a 16-bit column pays for 18 bits.
 
 >>> import torch, veil
 >>> from veil.sql.exact import SInt
@@ -24,40 +23,17 @@ column compares exactly. The seam: ``Protocol.msb`` reads its width from
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import replace
-
 import torch
 
-from ..config import min_compare_bits
 from ..context import current
 from ..errors import RangeError
 
 RING_MAX = 1 << 63            # shares live in Z_2^64; signed values need |v| < 2^63
-MIN_WIDTH = min_compare_bits(16)   # the narrowest width Config accepts at 16 frac bits
+MIN_WIDTH = 2                 # the narrowest width the kernels take (sign + one bit)
 
 
 def _proto():
     return current().protocol
-
-
-@contextmanager
-def compare_width(proto, width: int):
-    """Run the protocol's comparison kernels at ``width`` bits for one call.
-
-    Seam note: `Protocol.msb`/`eqz` take their width from ``config.compare_bits`` (a
-    per-run setting). Exact SQL comparisons need a per-call width, so this swaps the
-    party's (frozen) config for the duration of one kernel call; a party's kernels run
-    one at a time on its own thread, so nothing else sees the swap. The general fix is
-    a ``width=`` argument on the kernels (protocols/ is owned by another change).
-    """
-    old = proto.config
-    # A wider width is still exact; Config has a floor (min_compare_bits).
-    proto.config = replace(old, compare_bits=max(width, min_compare_bits(old.frac_bits)))
-    try:
-        yield
-    finally:
-        proto.config = old
 
 
 def _width(bound: int) -> int:
@@ -152,9 +128,7 @@ class SInt:
 
     # -- comparisons -> SBool ------------------------------------------------------------
     def _sign(self) -> "SBool":
-        p = _proto()
-        with compare_width(p, _width(self.bound)):
-            return SBool(xor=p.msb(self.sh))
+        return SBool(xor=_proto().msb(self.sh, width=_width(self.bound)))
 
     def __lt__(self, o: "SInt") -> "SBool":
         return (self - o)._sign()
@@ -170,9 +144,7 @@ class SInt:
 
     def eq(self, o: "SInt") -> "SBool":
         d = self - o
-        p = _proto()
-        with compare_width(p, _width(d.bound)):
-            return SBool(xor=p.eqz(d.sh))
+        return SBool(xor=_proto().eqz(d.sh, width=_width(d.bound)))
 
     def reveal(self, to: int | None = None) -> torch.Tensor | None:
         # Discloses the value to the receiver(s): callers reveal only query results.
