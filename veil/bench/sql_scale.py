@@ -53,11 +53,14 @@ def _table(n: int, which: int, parquet_dir: str | None):
         return pd.concat(parts, ignore_index=True)
     import pyarrow as pa
     import pyarrow.parquet as pq
-    path = os.path.join(parquet_dir, f"party{which}.parquet")
+    path = os.path.join(parquet_dir, f"party{which}-{n}.parquet")
+    if os.path.exists(path) and pq.ParquetFile(path).metadata.num_rows == n:
+        return path                           # written by an earlier run (same seed)
     schema = pa.schema([("id", pa.int64()), (name, pa.int64())])
-    with pq.ParquetWriter(path, schema) as w:
+    with pq.ParquetWriter(path + ".part", schema) as w:
         for s, c in _blocks(n, which):
             w.write_table(pa.table({"id": np.arange(s, s + len(c)), name: c}, schema=schema))
+    os.replace(path + ".part", path)          # complete files only, for the reuse above
     return path
 
 

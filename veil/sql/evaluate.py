@@ -105,10 +105,19 @@ class Evaluator:
             if e.args.get("default") is None:
                 raise UnsupportedSQL("CASE WHEN without ELSE gives NULL, which secret "
                                      "values cannot hold; add an ELSE")
-            out = self.as_int(self.value(e.args["default"]))
+            default = self.value(e.args["default"])
+            # ELSE 0 (the usual masked-sum idiom): the last branch is one select, with no
+            # public zero vector to subtract and add back.
+            out = None if isinstance(default, Const) and default.v == 0 \
+                else self.as_int(default)
             for branch in reversed(e.args["ifs"]):
                 cond = self.as_bool(self.value(branch.this), branch.this)
-                out = cond.where(self.as_int(self.value(branch.args["true"])), out)
+                val = self.as_int(self.value(branch.args["true"]))
+                if out is None:
+                    val = val.rescale(max(val.scale, default.enc.scale))
+                    out = cond.apply(val)
+                else:
+                    out = cond.where(val, out)
             return out
         raise UnsupportedSQL(f"{type(e).__name__.upper()} is not supported in the secret part")
 
