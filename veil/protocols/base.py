@@ -38,6 +38,27 @@ def compare_width(cfg: Config, width: int | None) -> int:
     return width
 
 
+class ConfigAtWidth:
+    """A run's `Config` read at another comparison width: ``compare_bits`` is ``width``,
+    every other field is the run's. Lets a kernel's cost and body written against
+    ``cfg.compare_bits`` serve a per-call ``width=`` unchanged."""
+
+    __slots__ = ("_cfg", "compare_bits")
+
+    def __init__(self, cfg: Config, width: int) -> None:
+        self._cfg, self.compare_bits = cfg, width
+
+    def __getattr__(self, name):
+        return getattr(self._cfg, name)
+
+
+def at_width(cost: Callable[..., "Cost"]) -> Callable[..., "Cost"]:
+    """A comparison kernel's declared cost with a ``width=`` size (None: compare_bits)."""
+    def cost_at(n, rank, cfg, numel, width=None):
+        return cost(n, rank, ConfigAtWidth(cfg, compare_width(cfg, width)), numel)
+    return cost_at
+
+
 @dataclass(frozen=True)
 class Cost:
     rounds: int
@@ -114,6 +135,10 @@ class Protocol(ABC):
         Refuses widths outside 2..64 (the ring has 64 bits; one bit is the sign).
         """
         return compare_width(self.config, width)
+
+    def config_at(self, width: int | None) -> "Config | ConfigAtWidth":
+        """This run's config read at the comparison width of one kernel call."""
+        return ConfigAtWidth(self.config, self.check_width(width))
 
     @abstractmethod
     def and_bits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor: ...

@@ -18,7 +18,7 @@ Kernels and the papers they follow:
   result in {floor(x / 2^f), floor(x / 2^f) + 1}, never fails for |x| < 2^62.
 * msb: open c = (x + r) mod 2^w with a dealer mask r whose w low bits are also
   XOR-shared; then x mod 2^w = c + ~r + 1, whose sign bit needs the carry into bit
-  w-1: a carry tree of ceil(log2(w-1)) AND layers (w = ``width=``, default compare_bits).
+  w-1: a carry tree of ceil(log2(w-1)) AND layers (w = compare_bits).
 * eqz: same mask on w - 1 bits; x == 0 mod 2^(w-1) iff every bit of c XNOR r is 1: an
   AND tree. Exact on msb's domain |x| < 2^(w-1).
 * b2a / select: daBits (Rotaru & Wood 2019). select multiplies x by a secret bit b in one
@@ -33,7 +33,7 @@ from .. import ringmm
 from ..offline.materials import RING
 from ..ring import (bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits,
                     unpack_row, wrap)
-from .base import Cost, Kernel, Protocol, compare_width
+from .base import Cost, Kernel, Protocol, at_width
 from .circuits import and_all, and_tree_plan, carry_out, carry_plan
 
 
@@ -55,10 +55,10 @@ def _uses_local_trunc(n: int, cfg) -> bool:
     return n == 2 and cfg.truncation in ("auto", "local")
 
 
-def _eqz_width(width: int) -> int:
-    # x == 0 is decided on width - 1 bits: exact on the same domain as msb
-    # (|x| < 2^(width-1)), and one AND layer fewer at the default 33 bits.
-    return width - 1
+def _eqz_width(cfg) -> int:
+    # x == 0 is decided on compare_bits - 1 bits: exact on the same domain as msb
+    # (|x| < 2^(compare_bits-1)), and one AND layer fewer at the default 33 bits.
+    return cfg.compare_bits - 1
 
 
 def _tree_cost(n, cfg, numel, plan, width):
@@ -67,13 +67,12 @@ def _tree_cost(n, cfg, numel, plan, width):
     return Cost(1 + len(plan), _open_bytes(n, by))
 
 
-def _msb_cost(n, rank, cfg, numel, width=None):
-    w = compare_width(cfg, width)
-    return _tree_cost(n, cfg, numel, carry_plan(w - 1), w)
+def _msb_cost(n, rank, cfg, numel):
+    return _tree_cost(n, cfg, numel, carry_plan(cfg.compare_bits - 1), cfg.compare_bits)
 
 
-def _eqz_cost(n, rank, cfg, numel, width=None):
-    w = _eqz_width(compare_width(cfg, width))
+def _eqz_cost(n, rank, cfg, numel):
+    w = _eqz_width(cfg)
     return _tree_cost(n, cfg, numel, and_tree_plan(w), w)
 
 
@@ -105,6 +104,8 @@ KERNELS = {k.name: k for k in [
            Cost(1, _open_bytes(n, packed_len(numel))) if to is None
            else Cost(1, 0 if rank == to else packed_len(numel))),
 ]}
+# msb/eqz take width= per call; their costs read it through the config (at_width).
+KERNELS.update({k: Kernel(k, at_width(KERNELS[k].cost)) for k in ("msb", "eqz")})
 
 
 class Semi2k(Protocol):
@@ -214,7 +215,7 @@ class Semi2k(Protocol):
         return unpack_row(packed, x.numel()).reshape(x.shape)
 
     def eqz(self, x, width=None):
-        c, r = self._masked_low_bits(x, _eqz_width(self.check_width(width)))
+        c, r = self._masked_low_bits(x, _eqz_width(self.config_at(width)))
         same = self.xor_public(r, c ^ 0xFF)                  # c XNOR r, per bit
         return unpack_row(and_all(self, same), x.numel()).reshape(x.shape)
 
