@@ -110,7 +110,8 @@ def test_values_beyond_the_bound_are_refused_at_the_owner():
 
 @pytest.mark.parametrize("parties", [2, 3])
 def test_sdh_traffic_matches_the_kernels_declared_costs(parties):
-    """SDH row: msb at 18 bits + mul + select; bytes counted == kernels' declared costs."""
+    """SDH row: msb at 18 bits + select (on a) + the summed product a·b as one (1, n)·(n, 1)
+    matmul; bytes counted == kernels' declared costs."""
     pytest.importorskip("duckdb")
     import pandas as pd
     n = 1000
@@ -127,7 +128,7 @@ def test_sdh_traffic_matches_the_kernels_declared_costs(parties):
         proto = veil.context.current().protocol
         declared = sum(proto.declared_cost(k, **sz).bytes_sent
                        for k, sz in [("msb", {"numel": n, "width": 18}),
-                                     ("mul", {"numel_x": n, "numel_y": n}),
+                                     ("matmul", {"numel_x": n, "numel_y": n}),
                                      ("select", {"numel": n})])
         s0 = veil.stats()["bytes_sent"]
         out = db.query("SELECT SUM(CASE WHEN x.a > y.b THEN x.a * y.b ELSE 0 END) AS s "

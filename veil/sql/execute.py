@@ -23,7 +23,7 @@ from sqlglot import exp
 from ..context import current
 from ..errors import ProtocolUsageError
 from .evaluate import Evaluator, extreme, masked, onehot_public, onehot_share
-from .exact import SBool, SInt, check_bound
+from .exact import Product, SBool, SInt, check_bound
 from .labels import group_codes, group_labels, public_groups, send_labels
 from .plan import Plan
 from .source import Rows, check_nulls, column
@@ -151,7 +151,10 @@ class Executor:
                 v = mask.to_int() if mask is not None else SInt.public(1, (m,))
                 v = SInt(v.sh, 2)
             else:
-                v = ev.as_int(ev.value(agg.arg))
+                v = ev.value(agg.arg)
+                # An ungrouped SUM of a product stays a dot product (exact.Product).
+                if not (isinstance(v, Product) and agg.kind == "sum" and not plan.grouped):
+                    v = ev.as_int(v)
             if agg.kind in ("sum", "count"):
                 sums.append(masked(v, mask, "sum"))
                 sum_names.append(agg.name)
