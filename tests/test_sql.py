@@ -259,6 +259,6 @@ def test_a_summed_product_needs_one_dealer_number_per_chunk():
     rows = "SELECT MAX(x.a * y.b) AS s FROM ta x JOIN tb y ON x.id = y.id"
     (out, offline), _ = veil.run(job, dot, parties=2)
     assert int(out["s"][0]) == int((a["a"] * b["b"]).sum())
-    assert offline == 8                         # c of the one (1, n)·(n, 1) product
+    assert offline == 8                         # c of the one (n,)·(n,) dot product
     (_, offline_rows), _ = veil.run(job, rows, parties=2)
     assert offline_rows >= 8 * n                # the elementwise product's c, per row

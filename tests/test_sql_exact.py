@@ -110,7 +110,7 @@ def test_values_beyond_the_bound_are_refused_at_the_owner():
 
 @pytest.mark.parametrize("parties", [2, 3])
 def test_sdh_traffic_matches_the_kernels_declared_costs(parties):
-    """SDH row: msb at 18 bits + select (on a) + the summed product a·b as one (1, n)·(n, 1)
+    """SDH row: msb at 18 bits + select (on a) + the summed product a·b as one (n,)·(n,)
     matmul; bytes counted == kernels' declared costs."""
     pytest.importorskip("duckdb")
     import pandas as pd

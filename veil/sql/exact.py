@@ -154,7 +154,7 @@ class SInt:
 class Product:
     """``a · b`` not multiplied yet: a SUM of it needs only Σ a_i·b_i, one dot product.
 
-    As a (1, n) · (n, 1) matmul, the Beaver triple opens the same 16 B/row as an
+    As an (n,) · (n,) matmul, the Beaver triple opens the same 16 B/row as an
     elementwise product, but the dealer's ``c`` is one number per chunk instead of one per
     row (8 B/row less dealer traffic, and no per-row ``c`` to draw, correct or add), and
     the products are summed inside the kernel. A mask goes onto one factor,
@@ -188,7 +188,9 @@ class Product:
     def sum(self) -> SInt:
         n = self.a.sh.numel()
         bound = check_bound(self.bound * max(1, n), "SUM")
-        z = _proto().matmul(self.a.sh.reshape(1, n), self.b.sh.reshape(n, 1))
+        # 1-D · 1-D: torch runs an int64 dot product (a (1, n) · (n, 1) int64 matmul
+        # takes a naive GEMM path, ~100x slower).
+        z = _proto().matmul(self.a.sh.reshape(n), self.b.sh.reshape(n))
         return SInt(z.reshape(()), bound, self.scale)
 
 
