@@ -71,7 +71,7 @@ class SInt:
         p = _proto()
         if p.rank == owner:
             # Two-sided, since abs(-2^63) overflows back to -2^63 in int64.
-            if values.numel() and bool(((values >= bound) | (values <= -bound)).any()):
+            if values.numel() and (int(values.max()) >= bound or int(values.min()) <= -bound):
                 raise RangeError(f"a value is outside its declared bound {bound:.3g}")
             values = values.to(torch.int64).reshape(shape)
         return SInt(p.share(values, owner, tuple(shape)), check_bound(bound, "a column"), scale)
