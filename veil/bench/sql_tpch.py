@@ -71,6 +71,18 @@ _SQL = {0: """SELECT id, (price / 100.0)::DECIMAL(15,2) AS l_extendedprice,
                 (DATE '1992-01-02' + ship::INTEGER) AS l_shipdate FROM blk"""}
 
 
+def part_table(n: int, which: int):
+    """Party ``which``'s lineitem columns as one pyarrow table, in memory (small sf)."""
+    import duckdb
+    import pyarrow as pa
+    con = duckdb.connect()
+    parts = []
+    for start in range(0, n, BLOCK):
+        blk = _part(n, which, start)                                # noqa: F841 (DuckDB scan)
+        parts.append(con.sql(_SQL[which]).to_arrow_table())
+    return pa.concat_tables(parts)
+
+
 def write_part(n: int, which: int, out_dir: str) -> str:
     """Party ``which``'s lineitem columns as Parquet (reused when already written)."""
     import duckdb
