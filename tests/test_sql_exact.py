@@ -37,7 +37,8 @@ def test_width_follows_the_bound():
         _width((1 << 63) + 1)
 
 
-@pytest.mark.parametrize("protocol,parties", [("semi2k", 2), ("semi2k", 3), ("rep3", 3)])
+@pytest.mark.parametrize("protocol,parties", [("semi2k", 2), ("semi2k", 3), ("rep3", 3),
+                                              ("insecure_reference", 2)])
 def test_kernel_width_is_exact_up_to_its_domain_and_wraps_beyond(protocol, parties):
     """msb/eqz(width=w) are exact for |x| < 2^(w-1), the edges included; a value one past
     the edge wraps (which is why SQL derives w from a bound); widths outside 2..64 are
