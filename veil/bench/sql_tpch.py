@@ -130,10 +130,10 @@ def main() -> None:
         out = []
         for q in args.query or sorted(QUERIES):
             db = veil.sql.Session(chunk_rows=args.chunk)
-            db.register("fin", mine if r == 0 else None, owner=0, prealigned=True,
-                        bounds={"l_extendedprice": 10 ** 6, "l_discount": 1, "l_tax": 1})
-            db.register("logi", mine if r == 1 else None, owner=1, prealigned=True,
-                        bounds={"l_quantity": 100})
+            # Measured bounds (the default): declared round-number bounds would make the
+            # Q1 charge sum over 6·10^6 rows exceed the 2^63 check.
+            db.register("fin", mine if r == 0 else None, owner=0, prealigned=True)
+            db.register("logi", mine if r == 1 else None, owner=1, prealigned=True)
             s0, t0, c0 = veil.stats(), time.perf_counter(), time.process_time()
             got = db.query(QUERIES[q], reveal_to=0)
             dt, cpu, s1 = time.perf_counter() - t0, time.process_time() - c0, veil.stats()

@@ -98,10 +98,9 @@ def _tpch_secure(q):
         import veil
         from .sql_tpch import QUERIES
         db = veil.sql.Session()
-        db.register("fin", inp["fin"] if veil.rank() == 0 else None, owner=0, prealigned=True,
-                    bounds={"l_extendedprice": 10 ** 6, "l_discount": 1, "l_tax": 1})
+        db.register("fin", inp["fin"] if veil.rank() == 0 else None, owner=0, prealigned=True)
         db.register("logi", inp["logi"] if veil.rank() == 1 else None, owner=1,
-                    prealigned=True, bounds={"l_quantity": 100})
+                    prealigned=True)
         with timer():
             out = db.query(QUERIES[q], reveal_to=0)
         return None if out is None else _tpch_numbers(out)
