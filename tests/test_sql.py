@@ -262,3 +262,28 @@ def test_a_summed_product_needs_one_dealer_number_per_chunk():
     assert offline == 8                         # c of the one (n,)·(n,) dot product
     (_, offline_rows), _ = veil.run(job, rows, parties=2)
     assert offline_rows >= 8 * n                # the elementwise product's c, per row
+
+
+@pytest.mark.parametrize("protocol,parties", [("semi2k", 2), ("semi2k", 3), ("rep3", 3)])
+def test_masked_sums_share_one_select_round(protocol, parties):
+    """Under a cross-party WHERE, every summed column is masked in one batched select
+    (and COUNT(*) is the mask itself): exact, and three sums take the rounds of one."""
+    tables = random_tables(8, 90, 90)
+    where = "FROM orders o JOIN ads d ON o.id = d.id WHERE o.a > d.b GROUP BY d.campaign"
+    three = f"SELECT d.campaign, SUM(o.a) AS s, SUM(d.clicks) AS c, SUM(o.price) AS p, " \
+            f"COUNT(*) AS n {where}"
+    # The same columns (each measured bound is agreed once per column), one masked sum.
+    one = f"SELECT d.campaign, SUM(o.a + d.clicks + o.price) AS s, COUNT(*) AS n {where}"
+
+    def job(sql):
+        db = veil.sql.Session()
+        for name, (owner, df) in tables.items():
+            db.register(name, df if veil.rank() == owner else None, owner=owner)
+        s0 = veil.stats()["rounds"]
+        out = db.query(sql, reveal_to=1)
+        return out, veil.stats()["rounds"] - s0
+    got3 = veil.run(job, three, parties=parties, protocol=protocol)
+    got1 = veil.run(job, one, parties=parties, protocol=protocol)
+    assert_same(got3[1][0], pooled(tables, three), rtol=1e-12)
+    assert_same(got1[1][0], pooled(tables, one), rtol=1e-12)
+    assert got3[0][1] == got1[0][1]

@@ -240,11 +240,16 @@ class SBool:
         return SBool(arith=SInt(p.add_public(-a.sh, torch.ones_like(a.sh)), 2))
 
     def apply(self, v: SInt) -> SInt:
-        """v where the bit is 1, 0 elsewhere (one round)."""
+        """v where the bit is 1, 0 elsewhere (one round). ``v`` may stack several columns
+        (K, n) over the n bits: all are masked in that one round."""
+        shape = v.sh.shape
+
+        def full(t):
+            return t if t.shape == shape else t.expand(shape).contiguous()
         if self.xor is not None:
-            return SInt(_proto().select(self.xor, v.sh), v.bound, v.scale)
+            return SInt(_proto().select(full(self.xor), v.sh), v.bound, v.scale)
         # A 0/1 factor keeps v's bound: multiply the shares directly.
-        return SInt(_proto().mul(self.arith.sh, v.sh), v.bound, v.scale)
+        return SInt(_proto().mul(full(self.arith.sh), v.sh), v.bound, v.scale)
 
     def where(self, x: SInt, y: SInt) -> SInt:
         """CASE WHEN self THEN x ELSE y: y + bit·(x − y)."""
