@@ -78,7 +78,7 @@ def part_table(n: int, which: int):
     con = duckdb.connect()
     parts = []
     for start in range(0, n, BLOCK):
-        blk = _part(n, which, start)                                # noqa: F841 (DuckDB scan)
+        con.register("blk", pa.table(_part(n, which, start)))
         parts.append(con.sql(_SQL[which]).to_arrow_table())
     return pa.concat_tables(parts)
 
@@ -86,6 +86,7 @@ def part_table(n: int, which: int):
 def write_part(n: int, which: int, out_dir: str) -> str:
     """Party ``which``'s lineitem columns as Parquet (reused when already written)."""
     import duckdb
+    import pyarrow as pa
     import pyarrow.parquet as pq
     path = os.path.join(out_dir, f"lineitem{which}-{n}.parquet")
     if os.path.exists(path) and pq.ParquetFile(path).metadata.num_rows == n:
@@ -93,7 +94,7 @@ def write_part(n: int, which: int, out_dir: str) -> str:
     con, writer = duckdb.connect(), None
     try:
         for start in range(0, n, BLOCK):
-            blk = _part(n, which, start)                            # noqa: F841 (DuckDB scan)
+            con.register("blk", pa.table(_part(n, which, start)))
             t = con.sql(_SQL[which]).to_arrow_table()
             if writer is None:
                 writer = pq.ParquetWriter(path + ".part", t.schema)
