@@ -10,18 +10,9 @@ shares of parties 1..n-1 are generated locally; only party 0 receives its derive
 (one offline round per request). Party 0 sends the request (kind and shapes: public).
 The dealer checks every request before drawing anything (veil.offline.requests): a
 malformed or oversized one stops the run, naming party 0.
-
-Working ahead: a caller that knows its next requests (a data-oblivious loop over equal
-chunks, e.g. veil.sql) passes them to `ask_ahead`, so the dealer makes the next chunk's
-material while the parties compute this one. The requests go out in the order the later
-``get`` calls will consume them, so the dealer's PRG streams stay in step with the
-parties'; a ``get`` that does not match the next asked-ahead request stops the run
-instead of desynchronising the streams.
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 from ..comm import OFFLINE, Communicator
 from ..comm.limits import MAX_ELEMENTS
@@ -80,41 +71,11 @@ class TrustedDealerUnsafe(Provider):
     def __init__(self, comm: Communicator, dealer_rank: int, prg: PRG) -> None:
         self._comm, self._dealer, self._prg = comm, dealer_rank, prg
         self._queue: list[_Pending] = []
-        self._ahead: deque = deque()          # (kind, args, material) asked for ahead
-        self._recording: list | None = None
 
     def __repr__(self) -> str:
         return f"TrustedDealerUnsafe(rank={self._comm.rank})"
 
     def get(self, kind: str, **args):
-        if self._recording is not None:
-            self._recording.append((kind, args))
-        if self._ahead:
-            want_kind, want_args, material = self._ahead.popleft()
-            if (want_kind, want_args) != (kind, args):
-                raise RuntimeError(f"dealer material asked ahead for {want_kind!r} but the "
-                                   f"computation asked for {kind!r}: the loop that asked "
-                                   f"ahead is not data-oblivious (a bug in the caller)")
-            return material
-        return self._make(kind, args)
-
-    def record(self) -> list:
-        self._recording = []
-        return self._recording
-
-    def stop_recording(self) -> None:
-        self._recording = None
-
-    def drop_ahead(self) -> None:
-        self._ahead.clear()
-        self._recording = None
-
-    def ask_ahead(self, requests: list) -> None:
-        for kind, args in requests:
-            self._ahead.append((kind, args, self._make(kind, args)))
-
-    def _make(self, kind: str, args: dict):
-        """Party 0: send the request, draw the random parts; others: draw everything."""
         rec = recipe(kind, args)
         if self._comm.rank != 0:
             out = {p.name: _draw(self._prg, p) for p in rec.randoms}

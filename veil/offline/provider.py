@@ -20,26 +20,6 @@ class Provider(ABC):
     def close(self) -> None:
         """Tell any helper process the run is over."""
 
-    def record(self) -> list | None:
-        """Start noting this party's requests (kind, args) in a list, returned; None when
-        the provider cannot ask ahead (then `ask_ahead` is never needed)."""
-        return None
-
-    def stop_recording(self) -> None:
-        """Stop adding to the list `record` returned."""
-
-    def drop_ahead(self) -> None:
-        """Forget material asked ahead and not used (every party drew it, so the PRG
-        streams stay in step): call when the loop that asked ahead ends early."""
-
-    def ask_ahead(self, requests: list) -> None:
-        """Have material for ``requests`` made now, before the calls that will use it.
-
-        The next ``get`` calls must ask for exactly these, in this order: the caller runs
-        a data-oblivious computation (e.g. one more chunk of the same size) whose requests
-        depend only on shapes. A provider without a helper process ignores this.
-        """
-
 
 class NoDealer(Provider):
     """The provider of protocols that make their randomness from pairwise PRGs (rep3)."""

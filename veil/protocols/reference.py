@@ -26,8 +26,9 @@ KERNELS = {k.name: k for k in [
     Kernel("matmul", lambda n, rank, cfg, numel_x, numel_y: _all(n, numel_x + numel_y)),
     Kernel("conv2d", lambda n, rank, cfg, numel_x, numel_y: _all(n, numel_x + numel_y)),
     Kernel("trunc", lambda n, rank, cfg, numel: _all(n, numel)),
-    Kernel("msb", lambda n, rank, cfg, numel: _all(n, numel)),
-    Kernel("eqz", lambda n, rank, cfg, numel: _all(n, numel)),
+    # Opens the plaintext whatever the width (width= only selects the low bits read).
+    Kernel("msb", lambda n, rank, cfg, numel, width=None: _all(n, numel)),
+    Kernel("eqz", lambda n, rank, cfg, numel, width=None: _all(n, numel)),
     Kernel("and_bits", lambda n, rank, cfg, numel: _all(n, 2 * numel, 1)),
     Kernel("b2a", lambda n, rank, cfg, numel: _all(n, numel, 1)),
     Kernel("select", lambda n, rank, cfg, numel: _all(n, numel, 9)),

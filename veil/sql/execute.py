@@ -41,43 +41,6 @@ def _share_chunk(plan: Plan, m: int, batch, rank: int) -> dict:
     return env
 
 
-class _Ahead:
-    """Lets the dealer make chunk i+2's material while the parties compute chunk i.
-
-    The loop body is data-oblivious: from chunk 1 on (chunk 0 starts the MIN/MAX
-    accumulators, which compare nothing yet) its dealer requests depend only on the chunk
-    size. So chunk 1's requests are recorded and asked ahead for every later chunk of the
-    same size, two chunks ahead (`Provider.ask_ahead`; a mismatch stops the run).
-    """
-
-    def __init__(self, provider, n: int, chunk: int) -> None:
-        self.provider, self.n, self.chunk = provider, n, chunk
-        self.requests: list | None = None
-
-    def size(self, i: int) -> int:
-        return max(0, min(self.chunk, self.n - i * self.chunk))
-
-    def before(self, i: int) -> None:
-        if i == 1:
-            self.requests = self.provider.record()
-
-    def after(self, i: int) -> None:
-        if self.requests is None:
-            return
-        if i == 1:
-            self.provider.stop_recording()
-            self._ask(2)
-        if i >= 1:
-            self._ask(i + 2)
-
-    def _ask(self, i: int) -> None:
-        if self.size(i) == self.size(1):
-            self.provider.ask_ahead(self.requests)
-
-    def close(self) -> None:
-        self.provider.drop_ahead()
-
-
 class Executor:
     def __init__(self, plan: Plan, engine, to: int | None, chunk: int, progress: bool) -> None:
         self.plan, self.engine, self.to = plan, engine, to
@@ -103,11 +66,7 @@ class Executor:
         rows_out: dict[str, list] = {name: [] for name, _ in plan.rows_out}
         mask_parts, raw_parts = [], {}
         bar = _bar(self.rows.n) if self.progress and self.rank == 0 else None
-        ahead = _Ahead(current().provider, self.rows.n, self.rows.chunk)
-        try:
-            self._chunks(ahead, labels, groups, acc, rows_out, mask_parts, raw_parts, bar)
-        finally:
-            ahead.close()
+        self._chunks(labels, groups, acc, rows_out, mask_parts, raw_parts, bar)
         if bar is not None:
             bar.close()
         self.rows.check_alignment()
@@ -115,10 +74,9 @@ class Executor:
             return self._finish_aggregate(acc, groups, labels)
         return self._finish_rows(rows_out, mask_parts, raw_parts)
 
-    def _chunks(self, ahead, labels, groups, acc, rows_out, mask_parts, raw_parts, bar):
+    def _chunks(self, labels, groups, acc, rows_out, mask_parts, raw_parts, bar):
         plan = self.plan
-        for i, (m, batch) in enumerate(self.rows.chunks()):
-            ahead.before(i)
+        for m, batch in self.rows.chunks():
             if batch is not None:
                 check_nulls(batch, plan)
             env = _share_chunk(plan, m, batch, self.rank)
@@ -140,7 +98,6 @@ class Executor:
                     mask_parts.append(mask)
             if bar is not None:
                 bar.update(m)
-            ahead.after(i)
 
     # -- aggregates ----------------------------------------------------------------------
     def _aggregate_chunk(self, ev, mask, m, groups, codes, acc) -> None:
