@@ -38,6 +38,12 @@ class Evaluator:
             return v.to_int()
         return v
 
+    def summand(self, e: exp.Expression, dot: bool):
+        """An aggregate's argument as an `SInt`; with ``dot`` (an ungrouped SUM) a product
+        stays a deferred `Product`, which the SUM takes as one dot product."""
+        v = self.value(e)
+        return v if dot and isinstance(v, Product) else self.as_int(v)
+
     def as_bool(self, v, e) -> SBool:
         if isinstance(v, SBool):
             return v

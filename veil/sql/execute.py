@@ -23,7 +23,7 @@ from sqlglot import exp
 from ..context import current
 from ..errors import ProtocolUsageError
 from .evaluate import Evaluator, extreme, masked, onehot_public, onehot_share
-from .exact import Product, SBool, SInt, check_bound
+from .exact import SBool, SInt, check_bound
 from .labels import group_codes, group_labels, public_groups, send_labels
 from .plan import Plan
 from .source import Rows, check_nulls, column
@@ -108,12 +108,10 @@ class Executor:
                 v = mask.to_int() if mask is not None else SInt.public(1, (m,))
                 v = SInt(v.sh, 2)
             else:
-                v = ev.value(agg.arg)
                 # An ungrouped SUM of a product stays a dot product (exact.Product).
-                if not (isinstance(v, Product) and agg.kind == "sum" and not plan.grouped):
-                    v = ev.as_int(v)
+                v = ev.summand(agg.arg, dot=agg.kind == "sum" and not plan.grouped)
             if agg.kind in ("sum", "count"):
-                if mask is not None and agg.arg is not None and not isinstance(v, Product):
+                if mask is not None and agg.arg is not None and isinstance(v, SInt):
                     pending.append((len(sums), v))             # masked below, together
                 elif agg.arg is not None:
                     v = masked(v, mask, "sum")
