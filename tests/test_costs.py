@@ -150,3 +150,31 @@ def test_rep3_meets_issue_targets():
             assert (mm.rounds, mm.bytes_sent) == (1, 8000)      # output-sized traffic
             assert fx.rounds <= 2
             assert msb.rounds <= 8 and msb.bytes_sent / 1000 <= 120
+
+
+WIDTHS = (("msb", 2), ("msb", 12), ("msb", 64), ("eqz", 12), ("eqz", 41))
+
+
+def _measure_widths():
+    """msb/eqz with width= (overriding compare_bits per call): counted vs declared."""
+    p = current().protocol
+    x = p.add_public(p.zeros(SHAPE), torch.randint(-1000, 1000, SHAPE))
+    out = {}
+    for kernel, width in WIDTHS:
+        s0 = veil.stats()
+        getattr(p, kernel)(x, width=width)
+        s1 = veil.stats()
+        declared = p.declared_cost(kernel, numel=NUMEL, width=width)
+        out[(kernel, width)] = ((s1["rounds"] - s0["rounds"], s1["bytes_sent"] - s0["bytes_sent"]),
+                                (declared.rounds, declared.bytes_sent))
+    return out
+
+
+@pytest.mark.parametrize("protocol,parties", PROTOCOL_GRID)
+def test_declared_cost_follows_the_comparison_width(protocol, parties):
+    for rank, table in enumerate(veil.run(_measure_widths, parties=parties, protocol=protocol,
+                                          seed=3)):
+        for (kernel, width), (counted, declared) in table.items():
+            assert counted == declared, (f"{protocol} n={parties} party {rank} {kernel} at "
+                                         f"width {width}: counted {counted} != declared "
+                                         f"{declared}")

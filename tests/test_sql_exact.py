@@ -31,9 +31,65 @@ def test_comparison_exact_over_the_full_64_bit_range():
 
 
 def test_width_follows_the_bound():
-    assert _width(2) == MIN_WIDTH == 19 and _width(1 << 32) == 33 and _width(1 << 40) == 41
+    assert _width(2) == MIN_WIDTH == 2 and _width(1 << 17) == 18
+    assert _width(1 << 32) == 33 and _width(1 << 40) == 41
     with pytest.raises(RangeError):
         _width((1 << 63) + 1)
+
+
+@pytest.mark.parametrize("protocol,parties", [("semi2k", 2), ("semi2k", 3), ("rep3", 3),
+                                              ("insecure_reference", 2)])
+def test_kernel_width_is_exact_up_to_its_domain_and_wraps_beyond(protocol, parties):
+    """msb/eqz(width=w) are exact for |x| < 2^(w-1), the edges included; a value one past
+    the edge wraps (which is why SQL derives w from a bound); widths outside 2..64 are
+    refused before any traffic."""
+    def job():
+        p = veil.context.current().protocol
+        out = {}
+        for w in (2, 12, 18, 41, 64):
+            top = (1 << (w - 1)) - 1
+            xs = torch.tensor([top, -top, 0, 1, -1, top // 3, -(top // 3)] if w < 64
+                              else [top, -top, 0, 1, -1])
+            sh = p.add_public(p.zeros(xs.shape), xs)
+            lt = p.reveal_bits(p.msb(sh, width=w)).tolist()
+            eq = p.reveal_bits(p.eqz(sh, width=w)).tolist()
+            out[w] = (xs.tolist(), lt, eq)
+        over = p.add_public(p.zeros((1,)), torch.tensor([1 << 11]))
+        out["wrapped"] = p.reveal_bits(p.msb(over, width=12)).tolist()
+        for bad in (1, 65, 12.5, True):
+            with pytest.raises(ValueError, match="width must be an int in 2..64"):
+                p.msb(over, width=bad)
+            with pytest.raises(ValueError, match="width must be an int in 2..64"):
+                p.eqz(over, width=bad)
+        return out
+    out = veil.run(job, parties=parties, protocol=protocol, seed=1)[0]
+    for w in (2, 12, 18, 41, 64):
+        xs, lt, eq = out[w]
+        assert lt == [int(x < 0) for x in xs], w
+        assert eq == [int(x == 0) for x in xs], w
+    assert out["wrapped"] == [1]          # 2^11 read on 12 bits is negative: beyond the width
+
+
+def test_sql_comparison_width_is_the_operands_bound():
+    """The comparison traffic follows the declared bound: 2^16 columns pay for 18 bits,
+    10^12-cent columns for 42 (declared msb cost at that width == counted)."""
+    def job():
+        p = veil.context.current().protocol
+        res = {}
+        for bound, width in ((1 << 16, 18), (10 ** 12, 42)):
+            a = SInt.share(torch.tensor([bound - 1, 3]) if veil.rank() == 0 else None, 0,
+                           (2,), bound)
+            b = SInt.share(torch.tensor([-(bound - 1), 3]) if veil.rank() == 1 else None, 1,
+                           (2,), bound)
+            s0 = veil.stats()
+            bit = a > b
+            s1 = veil.stats()
+            cost = p.declared_cost("msb", numel=2, width=width)
+            res[bound] = ((s1["rounds"] - s0["rounds"], s1["bytes_sent"] - s0["bytes_sent"]),
+                          (cost.rounds, cost.bytes_sent), bit.to_int().reveal().tolist())
+        return res
+    for counted, declared, bits in veil.run(job, parties=2, seed=0)[0].values():
+        assert counted == declared and bits == [1, 0]
 
 
 def test_products_and_sums_that_could_wrap_are_refused():
@@ -55,7 +111,8 @@ def test_values_beyond_the_bound_are_refused_at_the_owner():
 
 @pytest.mark.parametrize("parties", [2, 3])
 def test_sdh_traffic_matches_the_kernels_declared_costs(parties):
-    """SDH row: msb at 19 bits + mul + select; bytes counted == kernels' declared costs."""
+    """SDH row: msb at 18 bits + select (on a) + the summed product a·b as one (n,)·(n,)
+    matmul; bytes counted == kernels' declared costs."""
     pytest.importorskip("duckdb")
     import pandas as pd
     n = 1000
@@ -70,12 +127,10 @@ def test_sdh_traffic_matches_the_kernels_declared_costs(parties):
         db.register("tb", pd.DataFrame({"id": range(n), "b": b.numpy()})
                     if veil.rank() == 1 else None, owner=1, prealigned=True)
         proto = veil.context.current().protocol
-        from dataclasses import replace
-        cfg = replace(proto.config, compare_bits=MIN_WIDTH)
-        declared = sum(k.cost(n=parties, rank=veil.rank(), cfg=cfg, **sz).bytes_sent
-                       for k, sz in [(proto.kernels["msb"], {"numel": n}),
-                                     (proto.kernels["mul"], {"numel_x": n, "numel_y": n}),
-                                     (proto.kernels["select"], {"numel": n})])
+        declared = sum(proto.declared_cost(k, **sz).bytes_sent
+                       for k, sz in [("msb", {"numel": n, "width": 18}),
+                                     ("matmul", {"numel_x": n, "numel_y": n}),
+                                     ("select", {"numel": n})])
         s0 = veil.stats()["bytes_sent"]
         out = db.query("SELECT SUM(CASE WHEN x.a > y.b THEN x.a * y.b ELSE 0 END) AS s "
                        "FROM ta x JOIN tb y ON x.id = y.id", reveal_to=0)

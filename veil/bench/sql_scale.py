@@ -53,11 +53,14 @@ def _table(n: int, which: int, parquet_dir: str | None):
         return pd.concat(parts, ignore_index=True)
     import pyarrow as pa
     import pyarrow.parquet as pq
-    path = os.path.join(parquet_dir, f"party{which}.parquet")
+    path = os.path.join(parquet_dir, f"party{which}-{n}.parquet")
+    if os.path.exists(path) and pq.ParquetFile(path).metadata.num_rows == n:
+        return path                           # written by an earlier run (same seed)
     schema = pa.schema([("id", pa.int64()), (name, pa.int64())])
-    with pq.ParquetWriter(path, schema) as w:
+    with pq.ParquetWriter(path + ".part", schema) as w:
         for s, c in _blocks(n, which):
             w.write_table(pa.table({"id": np.arange(s, s + len(c)), name: c}, schema=schema))
+    os.replace(path + ".part", path)          # complete files only, for the reuse above
     return path
 
 
@@ -66,6 +69,8 @@ def main() -> None:
     ap.add_argument("--rows", type=float, default=1e6)
     ap.add_argument("--chunk", type=int, default=1 << 18)
     ap.add_argument("--parquet", help="write each party's column here and stream it")
+    ap.add_argument("--profile", action="store_true", help="time every protocol kernel "
+                    "(veil.Config(profile=True)) and print each party's split")
     ap.add_argument("--psi", action="store_true", help="time veil.psi alone on N x N keys "
                     "(half of them common) instead of the SDH query")
     args = ap.parse_args()
@@ -80,22 +85,26 @@ def main() -> None:
         db.register("ta", mine if r == 0 else None, owner=0, prealigned=True)
         db.register("tb", mine if r == 1 else None, owner=1, prealigned=True)
         del mine
-        s0, t0 = veil.stats(), time.perf_counter()
+        s0, t0, c0 = veil.stats(), time.perf_counter(), time.process_time()
         out = db.query(SDH, reveal_to=0)
         dt, s1 = time.perf_counter() - t0, veil.stats()
         ok = None
         if out is not None:
             ok = (int(out["s"][0]), int(out["sb"][0])) == _expected(n)
-        rec = {"party": r, "rows": n, "seconds": round(dt, 2),
+        cpu = time.process_time() - c0
+        rec = {"party": r, "rows": n, "seconds": round(dt, 2), "cpu_seconds": round(cpu, 2),
                "bytes_per_row": round((s1["bytes_sent"] - s0["bytes_sent"]) / n, 2),
                "rounds": s1["rounds"] - s0["rounds"],
                "offline_bytes_per_row": round((s1["offline_bytes_received"] -
                                                s0["offline_bytes_received"]) / n, 2),
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-               "exact": ok, "source": "parquet" if args.parquet else "dataframe"}
+               "exact": ok, "source": "parquet" if args.parquet else "dataframe",
+               "load": [round(x, 2) for x in os.getloadavg()]}
         print(json.dumps(rec), flush=True)
+        if args.profile:
+            print(json.dumps({"party": r, "profile": veil.profile()}), flush=True)
         return rec
-    veil.run(job, parties=2)
+    veil.run(job, parties=2, config=veil.Config(profile=args.profile))
 
 
 def _psi(n: int) -> None:

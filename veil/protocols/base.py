@@ -25,6 +25,40 @@ from ..offline import Provider
 from ..offline.prg import PRG
 
 
+def compare_width(cfg: Config, width: int | None) -> int:
+    """``width`` checked to lie in 2..64, or the config's ``compare_bits`` when None.
+
+    Used by the kernels and by their declared costs, so both read the same width.
+    """
+    if width is None:
+        return cfg.compare_bits
+    if isinstance(width, bool) or not isinstance(width, int) or not 2 <= width <= 64:
+        raise ValueError(f"a comparison width must be an int in 2..64 (the 64-bit ring), "
+                         f"got {width!r}; values needing more bits cannot be compared exactly")
+    return width
+
+
+class ConfigAtWidth:
+    """A run's `Config` read at another comparison width: ``compare_bits`` is ``width``,
+    every other field is the run's. Lets a kernel's cost and body written against
+    ``cfg.compare_bits`` serve a per-call ``width=`` unchanged."""
+
+    __slots__ = ("_cfg", "compare_bits")
+
+    def __init__(self, cfg: Config, width: int) -> None:
+        self._cfg, self.compare_bits = cfg, width
+
+    def __getattr__(self, name):
+        return getattr(self._cfg, name)
+
+
+def at_width(cost: Callable[..., "Cost"]) -> Callable[..., "Cost"]:
+    """A comparison kernel's declared cost with a ``width=`` size (None: compare_bits)."""
+    def cost_at(n, rank, cfg, numel, width=None):
+        return cost(n, rank, ConfigAtWidth(cfg, compare_width(cfg, width)), numel)
+    return cost_at
+
+
 @dataclass(frozen=True)
 class Cost:
     rounds: int
@@ -99,13 +133,30 @@ class Protocol(ABC):
     def trunc(self, x: torch.Tensor, bits: int) -> torch.Tensor: ...
 
     @abstractmethod
-    def msb(self, x: torch.Tensor) -> torch.Tensor:
-        """XOR-shared bit: 1 where x < 0 (exact for |x| < 2^(compare_bits-1))."""
+    def msb(self, x: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """XOR-shared bit: 1 where x < 0, exact for |x| < 2^(width-1).
+
+        ``width`` (2..64, default ``config.compare_bits``) is the number of low ring bits
+        the comparison reads: narrower is cheaper (rounds and bytes follow it, see the
+        kernel table), wider covers larger values. Values beyond the width wrap, so the
+        caller states a width its operands' bound fits (`check_width`).
+        """
 
     @abstractmethod
-    def eqz(self, x: torch.Tensor) -> torch.Tensor:
-        """XOR-shared bit: 1 where x == 0; exact for |x| < 2^(compare_bits-1), like msb
-        (semi2k decides it on the low compare_bits - 1 bits)."""
+    def eqz(self, x: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """XOR-shared bit: 1 where x == 0; exact for |x| < 2^(width-1), like msb
+        (semi2k decides it on the low width - 1 bits)."""
+
+    def check_width(self, width: int | None) -> int:
+        """The comparison width a kernel call runs at: ``width`` or ``config.compare_bits``.
+
+        Refuses widths outside 2..64 (the ring has 64 bits; one bit is the sign).
+        """
+        return compare_width(self.config, width)
+
+    def config_at(self, width: int | None) -> "Config | ConfigAtWidth":
+        """This run's config read at the comparison width of one kernel call."""
+        return ConfigAtWidth(self.config, self.check_width(width))
 
     @abstractmethod
     def and_bits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor: ...

@@ -26,8 +26,9 @@ KERNELS = {k.name: k for k in [
     Kernel("matmul", lambda n, rank, cfg, numel_x, numel_y: _all(n, numel_x + numel_y)),
     Kernel("conv2d", lambda n, rank, cfg, numel_x, numel_y: _all(n, numel_x + numel_y)),
     Kernel("trunc", lambda n, rank, cfg, numel: _all(n, numel)),
-    Kernel("msb", lambda n, rank, cfg, numel: _all(n, numel)),
-    Kernel("eqz", lambda n, rank, cfg, numel: _all(n, numel)),
+    # Opens the plaintext whatever the width (width= only selects the low bits read).
+    Kernel("msb", lambda n, rank, cfg, numel, width=None: _all(n, numel)),
+    Kernel("eqz", lambda n, rank, cfg, numel, width=None: _all(n, numel)),
     Kernel("and_bits", lambda n, rank, cfg, numel: _all(n, 2 * numel, 1)),
     Kernel("b2a", lambda n, rank, cfg, numel: _all(n, numel, 1)),
     Kernel("select", lambda n, rank, cfg, numel: _all(n, numel, 9)),
@@ -73,12 +74,12 @@ class InsecureReference(Protocol):
         """v mod 2^w read as a signed w-bit number (sign-extended by shifts)."""
         return (v << (64 - w)) >> (64 - w) if w < 64 else v
 
-    def msb(self, x):
-        low = self._low_signed(self._plain(x)[0], self.config.compare_bits)
+    def msb(self, x, width=None):
+        low = self._low_signed(self._plain(x)[0], self.check_width(width))
         return self._mine((low < 0).to(torch.uint8))
 
-    def eqz(self, x):
-        low = self._low_signed(self._plain(x)[0], self.config.compare_bits - 1)  # as semi2k
+    def eqz(self, x, width=None):
+        low = self._low_signed(self._plain(x)[0], self.check_width(width) - 1)  # as semi2k
         return self._mine((low == 0).to(torch.uint8))
 
     def and_bits(self, a, b):

@@ -303,13 +303,12 @@ class Rep3(Protocol):
         return RepShare(g, y2)
 
     # -- comparisons ----------------------------------------------------------------------
-    def _masked_rows(self, x):
+    def _masked_rows(self, x, w):
         """Open c = (x + r) mod 2^w to parties 0 and 1; r known to party 2 only.
 
         Returns replicated boolean rows (w, ceil(n/8)) of c and of r (packed 8 per byte).
         """
         x = self._rep(x)
-        w = self.config.compare_bits
         shape, n = tuple(x.shape), x.numel()
         mask = -1 if w == 64 else (1 << w) - 1
         dt = masked_dtype(w)
@@ -337,8 +336,8 @@ class Rep3(Protocol):
             n *= int(d)
         return RepShare(unpack_row(packed.a, n).reshape(shape), unpack_row(packed.b, n).reshape(shape))
 
-    def msb(self, x):
-        c, r = self._masked_rows(x)
+    def msb(self, x, width=None):
+        c, r = self._masked_rows(x, self.check_width(width))
         nr = self.xor_public(r, torch.full(r.shape, 0xFF, dtype=torch.uint8))   # ~r
         p = (nr ^ c)[:-1]
         g = self._reshare_and_public(c[:-1], nr[:-1])
@@ -363,8 +362,8 @@ class Rep3(Protocol):
         self._send(2, g2)
         return RepShare(m, g2)
 
-    def eqz(self, x):
-        c, r = self._masked_rows(x)
+    def eqz(self, x, width=None):
+        c, r = self._masked_rows(x, self.check_width(width))
         same = self.xor_public(c ^ r, torch.full(r.shape, 0xFF, dtype=torch.uint8))
         return self._unpack(and_all(self, same), tuple(x.shape))
 

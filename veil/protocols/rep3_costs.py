@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..ring import packed_len
-from .base import Cost, Kernel
+from .base import Cost, Kernel, compare_width
 from .circuits import and_tree_plan, carry_plan
 
 
@@ -29,22 +29,23 @@ def _out(numel_x, numel_y, numel_z):
     return numel_z if numel_z is not None else max(numel_x, numel_y)
 
 
-def _open_cost(rank, cfg, numel):
+def _open_cost(rank, w, numel):
     """Party 2 sends c = x + r (w bits) to parties 0 and 1; they send nothing."""
-    return 2 * _c_bytes(cfg.compare_bits) * numel if rank == 2 else 0
+    return 2 * _c_bytes(w) * numel if rank == 2 else 0
 
 
-def _msb_cost(n, rank, cfg, numel):
-    w = cfg.compare_bits
+def _msb_cost(n, rank, cfg, numel, width=None):
+    w = compare_width(cfg, width)
     plan = carry_plan(w - 1)
     reshare = (w - 1) * packed_len(numel) if rank in (0, 1) else 0
     ands = sum(plan) * packed_len(numel)
-    return Cost(2 + len(plan), _open_cost(rank, cfg, numel) + reshare + ands)
+    return Cost(2 + len(plan), _open_cost(rank, w, numel) + reshare + ands)
 
 
-def _eqz_cost(n, rank, cfg, numel):
-    plan = and_tree_plan(cfg.compare_bits)
-    return Cost(1 + len(plan), _open_cost(rank, cfg, numel) + sum(plan) * packed_len(numel))
+def _eqz_cost(n, rank, cfg, numel, width=None):
+    w = compare_width(cfg, width)
+    plan = and_tree_plan(w)
+    return Cost(1 + len(plan), _open_cost(rank, w, numel) + sum(plan) * packed_len(numel))
 
 
 def _trunc_cost(rank, cfg, numel):

@@ -47,7 +47,7 @@ from .. import ringmm
 from ..offline.materials import RING
 from ..ring import (bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits,
                     unpack_row, wrap)
-from .base import Cost, Kernel, Masked, Protocol
+from .base import Cost, Kernel, Masked, Protocol, at_width
 from .circuits import and_all, and_tree_plan, carry_out, carry_rows_opened
 
 
@@ -138,6 +138,8 @@ KERNELS = {k.name: k for k in [
            Cost(1, _open_bytes(n, packed_len(numel))) if to is None
            else Cost(1, 0 if rank == to else packed_len(numel))),
 ]}
+# msb/eqz take width= per call; their costs read it through the config (at_width).
+KERNELS.update({k: Kernel(k, at_width(KERNELS[k].cost)) for k in ("msb", "eqz")})
 
 
 class Semi2k(Protocol):
@@ -306,8 +308,8 @@ class Semi2k(Protocol):
                 total += unpack_row(hi_p[j], n).to(torch.int64).reshape(c.shape) << (32 + j)
         return total
 
-    def msb(self, x):
-        c, r = self._masked_low_bits(x, self.config.compare_bits)
+    def msb(self, x, width=None):
+        c, r = self._masked_low_bits(x, self.check_width(width))
         nr = self.xor_public(r, torch.full_like(r, 0xFF))  # ~r
         g = c[:-1] & nr[:-1]                                 # c AND ~r (c public: local)
         p = self.xor_public(nr[:-1], c[:-1])
@@ -316,8 +318,8 @@ class Semi2k(Protocol):
         packed = self.xor_public(nr[-1] ^ carry, c[-1])
         return unpack_row(packed, x.numel()).reshape(x.shape)
 
-    def eqz(self, x):
-        c, r = self._masked_low_bits(x, _eqz_width(self.config))
+    def eqz(self, x, width=None):
+        c, r = self._masked_low_bits(x, _eqz_width(self.config_at(width)))
         same = self.xor_public(r, c ^ 0xFF)                  # c XNOR r, per bit
         return unpack_row(and_all(self, same), x.numel()).reshape(x.shape)
 

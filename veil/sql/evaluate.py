@@ -10,7 +10,7 @@ import torch
 from sqlglot import exp
 
 from ..context import current
-from .exact import SBool, SInt
+from .exact import Product, SBool, SInt
 from .plan import UnsupportedSQL
 from .types import Encoding, literal_encoding
 
@@ -32,9 +32,17 @@ class Evaluator:
     def as_int(self, v) -> SInt:
         if isinstance(v, Const):
             return v.sint(self.n)
+        if isinstance(v, Product):
+            return v.value()
         if isinstance(v, SBool):
             return v.to_int()
         return v
+
+    def summand(self, e: exp.Expression, dot: bool):
+        """An aggregate's argument as an `SInt`; with ``dot`` (an ungrouped SUM) a product
+        stays a deferred `Product`, which the SUM takes as one dot product."""
+        v = self.value(e)
+        return v if dot and isinstance(v, Product) else self.as_int(v)
 
     def as_bool(self, v, e) -> SBool:
         if isinstance(v, SBool):
@@ -71,7 +79,8 @@ class Evaluator:
             if isinstance(a, Const):
                 out = self.as_int(b).mul_public(a.v)
                 return SInt(out.sh, out.bound, out.scale + a.enc.scale)
-            return self.as_int(a) * self.as_int(b)
+            # Deferred: a SUM of it is one dot product (`Product`); other uses multiply.
+            return Product(self.as_int(a), self.as_int(b))
         if isinstance(e, (exp.GT, exp.GTE, exp.LT, exp.LTE)):
             a, b = self.as_int(self.value(e.this)), self.as_int(self.value(e.expression))
             return {exp.GT: a.__gt__, exp.GTE: a.__ge__, exp.LT: a.__lt__,
@@ -105,10 +114,20 @@ class Evaluator:
             if e.args.get("default") is None:
                 raise UnsupportedSQL("CASE WHEN without ELSE gives NULL, which secret "
                                      "values cannot hold; add an ELSE")
-            out = self.as_int(self.value(e.args["default"]))
+            default = self.value(e.args["default"])
+            # ELSE 0 (the usual masked-sum idiom): the last branch is one select, with no
+            # public zero vector to subtract and add back.
+            out = None if isinstance(default, Const) and default.v == 0 \
+                else self.as_int(default)
             for branch in reversed(e.args["ifs"]):
                 cond = self.as_bool(self.value(branch.this), branch.this)
-                out = cond.where(self.as_int(self.value(branch.args["true"])), out)
+                val = self.value(branch.args["true"])
+                if out is None:
+                    val = self.as_int(val) if not isinstance(val, Product) else val
+                    val = val.rescale(max(val.scale, default.enc.scale))
+                    out = val.masked(cond) if isinstance(val, Product) else cond.apply(val)
+                else:
+                    out = cond.where(self.as_int(val), self.as_int(out))
             return out
         raise UnsupportedSQL(f"{type(e).__name__.upper()} is not supported in the secret part")
 
@@ -130,7 +149,7 @@ def masked(v: SInt, mask: SBool | None, kind: str) -> SInt:
     if mask is None:
         return v
     if kind in ("sum", "count"):
-        return mask.apply(v)
+        return v.masked(mask) if isinstance(v, Product) else mask.apply(v)
     far = (v.bound - 1) if kind == "min" else -(v.bound - 1)
     return mask.where(v, SInt.public(far, tuple(v.sh.shape), v.scale))
 

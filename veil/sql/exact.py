@@ -7,10 +7,9 @@ column's declared type or bound, never from the data), and a decimal ``scale`` (
 for v / 10^scale). Each operation derives the result's bound and refuses, before any
 traffic, when it could leave the ring's exact range — no silent wrap-around.
 
-Comparisons run the protocol's ``msb`` kernel at the narrowest width that is still exact
-for the operands' bound (``_width``), up to the full 64-bit ring: a 10^12-cent money
-column compares exactly. The seam: ``Protocol.msb`` reads its width from
-``config.compare_bits``; `compare_width` sets that for one call (see its note).
+Comparisons run the protocol's ``msb`` / ``eqz`` kernels with ``width=`` the narrowest
+width that is still exact for the operands' bound (``_width``), up to the full 64-bit
+ring: a 10^12-cent money column compares exactly, and a 16-bit column pays for 18 bits.
 
 >>> import torch, veil
 >>> from veil.sql.exact import SInt
@@ -24,40 +23,17 @@ column compares exactly. The seam: ``Protocol.msb`` reads its width from
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import replace
-
 import torch
 
-from ..config import min_compare_bits
 from ..context import current
 from ..errors import RangeError
 
 RING_MAX = 1 << 63            # shares live in Z_2^64; signed values need |v| < 2^63
-MIN_WIDTH = min_compare_bits(16)   # the narrowest width Config accepts at 16 frac bits
+MIN_WIDTH = 2                 # the narrowest width the kernels take (sign + one bit)
 
 
 def _proto():
     return current().protocol
-
-
-@contextmanager
-def compare_width(proto, width: int):
-    """Run the protocol's comparison kernels at ``width`` bits for one call.
-
-    Seam note: `Protocol.msb`/`eqz` take their width from ``config.compare_bits`` (a
-    per-run setting). Exact SQL comparisons need a per-call width, so this swaps the
-    party's (frozen) config for the duration of one kernel call; a party's kernels run
-    one at a time on its own thread, so nothing else sees the swap. The general fix is
-    a ``width=`` argument on the kernels (protocols/ is owned by another change).
-    """
-    old = proto.config
-    # A wider width is still exact; Config has a floor (min_compare_bits).
-    proto.config = replace(old, compare_bits=max(width, min_compare_bits(old.frac_bits)))
-    try:
-        yield
-    finally:
-        proto.config = old
 
 
 def _width(bound: int) -> int:
@@ -95,7 +71,7 @@ class SInt:
         p = _proto()
         if p.rank == owner:
             # Two-sided, since abs(-2^63) overflows back to -2^63 in int64.
-            if values.numel() and bool(((values >= bound) | (values <= -bound)).any()):
+            if values.numel() and (int(values.max()) >= bound or int(values.min()) <= -bound):
                 raise RangeError(f"a value is outside its declared bound {bound:.3g}")
             values = values.to(torch.int64).reshape(shape)
         return SInt(p.share(values, owner, tuple(shape)), check_bound(bound, "a column"), scale)
@@ -152,9 +128,7 @@ class SInt:
 
     # -- comparisons -> SBool ------------------------------------------------------------
     def _sign(self) -> "SBool":
-        p = _proto()
-        with compare_width(p, _width(self.bound)):
-            return SBool(xor=p.msb(self.sh))
+        return SBool(xor=_proto().msb(self.sh, width=_width(self.bound)))
 
     def __lt__(self, o: "SInt") -> "SBool":
         return (self - o)._sign()
@@ -170,13 +144,54 @@ class SInt:
 
     def eq(self, o: "SInt") -> "SBool":
         d = self - o
-        p = _proto()
-        with compare_width(p, _width(d.bound)):
-            return SBool(xor=p.eqz(d.sh))
+        return SBool(xor=_proto().eqz(d.sh, width=_width(d.bound)))
 
     def reveal(self, to: int | None = None) -> torch.Tensor | None:
         # Discloses the value to the receiver(s): callers reveal only query results.
         return _proto().reveal(self.sh, to)
+
+
+class Product:
+    """``a · b`` not multiplied yet: a SUM of it needs only Σ a_i·b_i, one dot product.
+
+    As an (n,) · (n,) matmul, the Beaver triple opens the same 16 B/row as an
+    elementwise product, but the dealer's ``c`` is one number per chunk instead of one per
+    row (8 B/row less dealer traffic, and no per-row ``c`` to draw, correct or add), and
+    the products are summed inside the kernel. A mask goes onto one factor,
+    m·(a·b) = (m·a)·b: the same one-round select, applied to ``a`` instead of the product.
+    Anything else takes `value` (an elementwise product).
+    """
+
+    __slots__ = ("a", "b", "bound")
+
+    def __init__(self, a: SInt, b: SInt) -> None:
+        self.a, self.b = a, b
+        self.bound = check_bound(a.bound * b.bound, "a product")
+
+    def __repr__(self) -> str:
+        return f"Product({self.a!r}, {self.b!r})"
+
+    @property
+    def scale(self) -> int:
+        return self.a.scale + self.b.scale
+
+    def value(self) -> SInt:
+        return self.a * self.b
+
+    def rescale(self, scale: int) -> "Product":
+        return self if scale == self.scale else Product(self.a.rescale(scale - self.b.scale),
+                                                        self.b)
+
+    def masked(self, bit: "SBool") -> "Product":
+        return Product(bit.apply(self.a), self.b)
+
+    def sum(self) -> SInt:
+        n = self.a.sh.numel()
+        bound = check_bound(self.bound * max(1, n), "SUM")
+        # 1-D · 1-D: torch runs an int64 dot product (a (1, n) · (n, 1) int64 matmul
+        # takes a naive GEMM path, ~100x slower).
+        z = _proto().matmul(self.a.sh.reshape(n), self.b.sh.reshape(n))
+        return SInt(z.reshape(()), bound, self.scale)
 
 
 class SBool:
@@ -225,11 +240,16 @@ class SBool:
         return SBool(arith=SInt(p.add_public(-a.sh, torch.ones_like(a.sh)), 2))
 
     def apply(self, v: SInt) -> SInt:
-        """v where the bit is 1, 0 elsewhere (one round)."""
+        """v where the bit is 1, 0 elsewhere (one round). ``v`` may stack several columns
+        (K, n) over the n bits: all are masked in that one round."""
+        shape = v.sh.shape
+
+        def full(t):
+            return t if t.shape == shape else t.expand(shape).contiguous()
         if self.xor is not None:
-            return SInt(_proto().select(self.xor, v.sh), v.bound, v.scale)
+            return SInt(_proto().select(full(self.xor), v.sh), v.bound, v.scale)
         # A 0/1 factor keeps v's bound: multiply the shares directly.
-        return SInt(_proto().mul(self.arith.sh, v.sh), v.bound, v.scale)
+        return SInt(_proto().mul(full(self.arith.sh), v.sh), v.bound, v.scale)
 
     def where(self, x: SInt, y: SInt) -> SInt:
         """CASE WHEN self THEN x ELSE y: y + bit·(x − y)."""

@@ -67,6 +67,16 @@ class Executor:
         rows_out: dict[str, list] = {name: [] for name, _ in plan.rows_out}
         mask_parts, raw_parts = [], {}
         bar = _bar(self.rows.n) if self.progress and self.rank == 0 else None
+        self._chunks(labels, groups, acc, rows_out, mask_parts, raw_parts, bar)
+        if bar is not None:
+            bar.close()
+        self.rows.check_alignment()
+        if plan.aggregate:
+            return self._finish_aggregate(acc, groups, labels)
+        return self._finish_rows(rows_out, mask_parts, raw_parts)
+
+    def _chunks(self, labels, groups, acc, rows_out, mask_parts, raw_parts, bar):
+        plan = self.plan
         for m, batch in self.rows.chunks():
             if batch is not None:
                 check_nulls(batch, plan)
@@ -90,29 +100,31 @@ class Executor:
                     mask_parts.append(mask)
             if bar is not None:
                 bar.update(m)
-        if bar is not None:
-            bar.close()
-        self.rows.check_alignment()
-        if plan.aggregate:
-            return self._finish_aggregate(acc, groups, labels)
-        return self._finish_rows(rows_out, mask_parts, raw_parts)
 
     # -- aggregates ----------------------------------------------------------------------
     def _aggregate_chunk(self, ev, mask, m, groups, codes, acc) -> None:
         plan, n_total = self.plan, max(1, self.rows.n)
-        sums, sum_names, extremes = [], [], []
+        sums, sum_names, extremes, pending = [], [], [], []
         for agg in plan.aggs:
             if agg.arg is None:
                 v = mask.to_int() if mask is not None else SInt.public(1, (m,))
                 v = SInt(v.sh, 2)
             else:
-                v = ev.as_int(ev.value(agg.arg))
+                # An ungrouped SUM of a product stays a dot product (exact.Product).
+                v = ev.summand(agg.arg, dot=agg.kind == "sum" and not plan.grouped)
             if agg.kind in ("sum", "count"):
-                sums.append(masked(v, mask, "sum"))
+                if mask is not None and agg.arg is not None and isinstance(v, SInt):
+                    pending.append((len(sums), v))             # masked below, together
+                elif agg.arg is not None:
+                    v = masked(v, mask, "sum")
+                sums.append(v)                                 # COUNT(*) is the mask itself
                 sum_names.append(agg.name)
                 check_bound(v.bound * n_total, f"SUM over {n_total} rows")
             else:
                 extremes.append((agg, v))
+        if pending:
+            for (i, _), out in zip(pending, _mask_all(mask, [v for _, v in pending])):
+                sums[i] = out
         if plan.grouped:
             public = public_groups(plan)
             oh = onehot_public(codes, groups, m) if public else \
@@ -170,11 +182,14 @@ class Executor:
             h = ev.as_bool(ev.value(plan.having), plan.having)
             keep = h if keep is None else keep.and_(h)
         to = self.to
-        opened = {}
-        for agg in plan.aggs:
-            v = acc[agg.name]
-            # Discloses each kept group's aggregate to the receiver(s); dropped groups open 0.
-            opened[agg.name] = (keep.apply(v) if keep is not None else v).reveal(to)
+        vals = [acc[agg.name] for agg in plan.aggs]
+        if keep is not None:
+            vals = _mask_all(keep, vals)                  # one select round for all
+        # Discloses each kept group's aggregates to the receiver(s); dropped groups open 0.
+        # One opening for all aggregates.
+        both = SInt(torch.stack([v.sh for v in vals]), max(v.bound for v in vals)).reveal(to)
+        opened = {agg.name: None if both is None else both[k]
+                  for k, agg in enumerate(plan.aggs)}
         # Discloses which groups are kept (threshold, HAVING) to the receiver(s).
         kept = keep.reveal(to) if keep is not None else None
         keys = send_labels(plan, labels, keep, groups, to) if plan.grouped else None
@@ -219,6 +234,14 @@ class Executor:
             else:
                 frame[name] = []
         return _final(plan, frame)
+
+
+def _mask_all(mask: SBool, vals: list) -> list:
+    """Each value masked (0 where the mask is 0), all in one select round."""
+    if len(vals) == 1:
+        return [mask.apply(vals[0])]
+    out = mask.apply(SInt(torch.stack([v.sh for v in vals]), max(v.bound for v in vals)))
+    return [SInt(out.sh[k], v.bound, v.scale) for k, v in enumerate(vals)]
 
 
 def _is_raw(tree) -> bool:

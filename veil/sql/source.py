@@ -121,6 +121,12 @@ class Rows:
             buf.append(batch)
             have += batch.num_rows
             while have >= self.chunk or (have and sent + have == self.n):
+                if len(buf) == 1 and have == self.chunk:         # already one chunk: no copy
+                    out = pa.Table.from_batches(buf)
+                    buf, have, sent = [], 0, sent + self.chunk
+                    self._hash_keys(out)
+                    yield self.chunk, out
+                    continue
                 t = pa.Table.from_batches(buf).combine_chunks()
                 take = min(self.chunk, have)
                 out, rest = t.slice(0, take), t.slice(take)
@@ -139,7 +145,9 @@ class Rows:
             if pa.types.is_integer(col.type):
                 # Integers hash as int64 bytes (vectorised; same at both sides for any
                 # integer width); other types row by row in canonical form.
-                self.key_hash.update(b"i" + col.cast(pa.int64()).to_numpy().tobytes())
+                self.key_hash.update(b"i")
+                for part in col.cast(pa.int64()).chunks:     # hashed in place, no copy
+                    self.key_hash.update(part.to_numpy(zero_copy_only=False).data)
             else:
                 for k in canonical_keys(col.to_pylist()):
                     self.key_hash.update(len(k).to_bytes(4, "little") + k)
