@@ -73,8 +73,9 @@ class SQLPrivacy:
         if self.mechanism == "gaussian" and not (self.delta and 0 < self.delta < 1):
             raise ProtocolUsageError("the Gaussian mechanism needs 0 < delta < 1 (e.g. 1e-5)")
 
-    def wrap(self, executor, plan):
-        """Make ``executor`` add the noise to every aggregate before it is revealed."""
+    def hook(self, plan):
+        """The ``before_release`` hook of the query's executor: adds the noise to every
+        aggregate before it is revealed. Refuses queries it cannot make DP."""
         if not plan.aggregate:
             raise ProtocolUsageError("dp= applies to aggregate queries (SUM, COUNT, AVG); "
                                      "a row-level result cannot be made DP by noise")
@@ -86,13 +87,7 @@ class SQLPrivacy:
             raise ProtocolUsageError("dp= supports SUM, COUNT and AVG; MIN/MAX have no "
                                      "useful sensitivity")
         names = _output_names(plan)
-        finish = executor._finish_aggregate
-
-        def noisy_finish(acc, groups, labels):
-            self._add_noise(acc, plan, max(1, executor.rows.n), names)
-            return finish(acc, groups, labels)
-        executor._finish_aggregate = noisy_finish
-        return executor
+        return lambda acc, n_rows: self._add_noise(acc, plan, n_rows, names)
 
     def _add_noise(self, acc, plan, n_rows: int, names: dict) -> None:
         from ..sql.exact import SInt

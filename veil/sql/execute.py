@@ -43,8 +43,12 @@ def _share_chunk(plan: Plan, m: int, batch, rank: int) -> dict:
 
 
 class Executor:
-    def __init__(self, plan: Plan, engine, to: int | None, chunk: int, progress: bool) -> None:
+    def __init__(self, plan: Plan, engine, to: int | None, chunk: int, progress: bool,
+                 before_release=None) -> None:
+        """``before_release(acc, n_rows)``, if given, may change the secret aggregates
+        (e.g. add DP noise, `veil.dp.sql`) after the last chunk, before anything opens."""
         self.plan, self.engine, self.to = plan, engine, to
+        self.before_release = before_release
         ctx = current()
         self.rank, self.comm, self.n_parties = ctx.rank, ctx.comm, ctx.world_size
         self.rows = Rows(plan, engine, chunk)
@@ -173,6 +177,8 @@ class Executor:
         for agg in plan.aggs:                       # an empty input: sums are 0, MIN/MAX NULL
             if agg.name not in acc:
                 acc[agg.name] = SInt.public(0, (groups,))
+        if self.before_release is not None:
+            self.before_release(acc, max(1, self.rows.n))
         count = acc["__n"]
         ev = Evaluator(acc, plan.constants, groups)
         keep = None

@@ -120,7 +120,6 @@ class Session:
         ast = parse(sql, self.tables)
         plan = Splitter(ast, self.tables, self.engine, receivers, join=join, psi=psi,
                         secret_join_max_pairs=self.secret_join_max_pairs).split()
-        executor = Executor(plan, self.engine, reveal_to, self.chunk_rows, progress)
-        if dp is not None:                  # DP release of the aggregates (veil.dp.sql)
-            executor = dp.wrap(executor, plan)
-        return executor.run()
+        release = dp.hook(plan) if dp is not None else None   # DP noise (veil.dp.sql)
+        return Executor(plan, self.engine, reveal_to, self.chunk_rows, progress,
+                        before_release=release).run()
