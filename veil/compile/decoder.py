@@ -226,16 +226,16 @@ class SecureDecoder:
             # Discloses token i (and, if asked, its logits) to the prompt owner only: the
             # output of generation. The other parties learn nothing from it.
             tok = logits.argmax(-1).reveal(to=owner)
-            if return_logits:
-                got = logits.reveal(to=owner)
-                if mine:
-                    out.logits.append(got)
             tokens.append(tok)
             if i == 0:
                 out.prefill_s, out.prefill_stats = time.perf_counter() - t0, _delta(s0)
             else:
                 out.step_s.append(time.perf_counter() - t0)
                 out.step_stats.append(_delta(s0))
+            if return_logits:             # after the stamp: not part of the step's cost
+                got = logits.reveal(to=owner)
+                if mine:
+                    out.logits.append(got)
             if i == n - 1:
                 break
             s0, t0 = _stats(), time.perf_counter()
