@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     if args.group == "he":                    # CKKS inference: its own table (he_workloads)
         from .he_workloads import main as he_main
         return he_main()
+    if args.group == "models":  # whole models under `veil run` (model_workloads.py)
+        from .model_workloads import main as models_main
+        return models_main(["--docs"] if args.docs else [])
     if args.group == "fl":  # federated learning has its own runner (Flower apps, not veil.run)
         from ..fl.bench import main as fl_main
         return fl_main(sys.argv[1:] if argv is None else argv)
