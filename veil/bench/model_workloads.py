@@ -171,8 +171,10 @@ def run_processes(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
                   network: str | None = None) -> list[dict]:
     """Each party's record, from a `veil run -n parties` of this module."""
     with tempfile.TemporaryDirectory(prefix="veil-bench-models-") as tmp:
+        # --timeout: the owner captures whole models (minutes on a loaded host) while
+        # the other parties wait for the graph.
         cmd = [sys.executable, "-m", "veil.cli", "run", "-n", str(parties), "--protocol",
-               protocol, *(["--network", network] if network else []),
+               protocol, "--timeout", "1800", *(["--network", network] if network else []),
                "-m", "veil.bench.model_workloads", "--as-party",
                json.dumps(dataclasses.asdict(spec)), "--out", tmp, "--parties", str(parties)]
         subprocess.run(cmd, check=True, timeout=3600, stdout=subprocess.DEVNULL)
