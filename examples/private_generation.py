@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def build_model():
-    torch.manual_seed(0)
+    torch.manual_seed(0 if SMALL else 4)       # 4: a seed whose continuation varies
     if SMALL:                           # GPT-2 small: 12 layers, d 768, vocab 50257
         return zoo.hf_gpt2(vocab=50257, d=768, heads=12, layers=12, seq=1024)
     lm = zoo.hf_gpt2(vocab=500, d=64, heads=4, layers=2, seq=64)
