@@ -43,6 +43,7 @@ import time
 import torch
 
 import veil
+
 from ..comm.netem import Network, predict
 from ..compile import zoo
 from ..compile.decoder import greedy_reference, secure_decoder
@@ -265,9 +266,9 @@ def format_tables(rows: list[dict]) -> str:
     gpt = [r for r in rows if r["spec"]["kind"] == "gpt2"]
     out = []
     if bert:
-        out += ["| model | parties, protocol | link | time (s) | rounds | online MB sent/party "
-                "| dealer MB/party | peak RSS/party (MB) | max abs err (logits) | LAN predicted "
-                "(s) | WAN predicted (s) | load |",
+        out += [("| model | parties, protocol | link | time (s) | rounds | online MB sent/party "
+                 "| dealer MB/party | peak RSS/party (MB) | max abs err (logits) | LAN predicted "
+                 "(s) | WAN predicted (s) | load |"),
                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in bert:
             lan, wan = _pred(r)
@@ -277,10 +278,10 @@ def format_tables(rows: list[dict]) -> str:
                        f"{r['max_abs_err']:.1e} | {lan} | {wan} | {r['load']:.1f} |")
         out.append("")
     if gpt:
-        out += ["| model | parties, protocol | link | prefill (s) | per token (s), mean / max | "
-                "rounds/token | online MB/token/party | dealer MB/token/party | prompt: "
-                "rounds, MB | peak RSS/party (MB) | tokens = torch greedy | max abs err "
-                "(logits) | LAN predicted (s/token) | WAN predicted (s/token) | load |",
+        out += [("| model | parties, protocol | link | prompt + 1st token (s) | per token (s), "
+                 "mean / max | rounds/token | online MB/token/party | dealer MB/token/party | "
+                 "prompt: rounds, MB | peak RSS/party (MB) | tokens = torch greedy | max abs err "
+                 "(logits) | LAN predicted (s/token) | WAN predicted (s/token) | load |"),
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in gpt:
             lan, wan = _pred(r)

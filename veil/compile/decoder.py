@@ -106,7 +106,7 @@ class Generation:
 
 
 def secure_decoder(model, owner: int, prompt_len: int, max_new_tokens: int, *,
-                   batch: int = 1, limits: GraphLimits | None = None) -> "SecureDecoder":
+                   batch: int = 1, limits: GraphLimits | None = None) -> SecureDecoder:
     """Capture ``model`` (a Hugging Face causal LM held by party ``owner``; the other
     parties pass None) for generating ``max_new_tokens`` after a prompt of
     ``prompt_len`` tokens, and secret-share its weights once for both graphs.
@@ -272,4 +272,4 @@ def greedy_reference(model, prompt, new_tokens: int) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
-__all__ = ["secure_decoder", "SecureDecoder", "KVStep", "Generation", "greedy_reference"]
+__all__ = ["Generation", "KVStep", "SecureDecoder", "greedy_reference", "secure_decoder"]
