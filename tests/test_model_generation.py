@@ -127,6 +127,7 @@ def test_model_benchmark_workload_runs_on_tiny_configs(spec):
     assert row["dealer_bytes_per_party"] > 0
     if spec.kind == "gpt2":
         assert row["tokens_match"] and row["token_rounds"] > 0
+        assert row["token_dealer_bytes"] > 0      # per-party maxima: party 0 gets them
     assert mw.predicted(row, "wan") > mw.predicted(row, "lan") > row.get("token_s",
                                                                          row["time_s"])
     table = mw.format_tables([row])

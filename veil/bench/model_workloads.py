@@ -158,12 +158,14 @@ def _gpt2(spec, r, t0):
     s0, t1 = veil.stats(), time.perf_counter()
     # return_logits: the prompt owner also gets every step's logits, to measure the error
     # (revealed after each step's figures are taken, so not part of them).
-    g = dec.generate(prompt if r == 1 else None, owner=1, return_logits=True)
-    rec = {"setup_s": setup, "seconds": time.perf_counter() - t1, "stats": _delta(s0)}
+    steps = []                      # this party's (seconds, stats) per token
+    g = dec.generate(prompt if r == 1 else None, owner=1, return_logits=True,
+                     on_token=lambda i, sec, st: steps.append((sec, st)))
+    rec = {"setup_s": setup, "seconds": time.perf_counter() - t1, "stats": _delta(s0),
+           "prefill_s": steps[0][0], "prefill_stats": steps[0][1],
+           "step_s": [s for s, _ in steps[1:]], "step_stats": [st for _, st in steps[1:]]}
     if g is not None:
-        rec.update(tokens=g.tokens.tolist(), logits=[t.tolist() for t in g.logits],
-                   prefill_s=g.prefill_s, prefill_stats=g.prefill_stats, step_s=g.step_s,
-                   step_stats=g.step_stats)
+        rec.update(tokens=g.tokens.tolist(), logits=[t.tolist() for t in g.logits])
     return rec
 
 
@@ -210,29 +212,38 @@ def summarize(spec: ModelSpec, recs: list[dict], parties: int, protocol: str,
             want = model(ids, attention_mask=torch.ones_like(ids)).logits
             row["max_abs_err"] = (torch.tensor(recs[1]["logits"]) - want).abs().max().item()
         else:
-            _gpt2_row(spec, model, recs[1], row)
+            _gpt2_row(spec, model, recs, row)
     return row
 
 
-def _gpt2_row(spec, model, owner, row):
+def _gpt2_row(spec, model, recs, row):
+    """Per-token figures: the slowest party's time, the largest per-party counts."""
+    owner = recs[1]
     prompt = token_ids(spec)
     got = torch.tensor(owner["tokens"])
     want = greedy_reference(model, prompt, spec.new_tokens)
     full = model(torch.cat([prompt, got], 1)).logits[:, spec.seq - 1:-1]   # teacher-forced
     logits = torch.stack([torch.tensor(x) for x in owner["logits"]], 1)
     top2 = full.topk(2, -1).values
-    steps = owner["step_stats"]
+    steps = [s for r in recs for s in r["step_stats"]]
+    per_step = [max(ts) for ts in zip(*(r["step_s"] for r in recs))]
+
+    def most(key, what="step_stats"):
+        return max(s[key] for r in recs for s in
+                   (r[what] if what == "step_stats" else [r[what]]))
+
     row.update(tokens_match=bool(torch.equal(got, want)), tokens=got.tolist(),
                torch_tokens=want.tolist(),
                max_abs_err=(logits - full).abs().max().item(),
                min_top2_gap=(top2[..., 0] - top2[..., 1]).min().item(),
-               prefill_s=owner["prefill_s"], prefill_rounds=owner["prefill_stats"]["rounds"],
-               prefill_bytes=owner["prefill_stats"]["bytes_sent"],
-               token_s=sum(owner["step_s"]) / len(steps), token_s_max=max(owner["step_s"]),
+               prefill_s=max(r["prefill_s"] for r in recs),
+               prefill_rounds=most("rounds", "prefill_stats"),
+               prefill_bytes=most("bytes_sent", "prefill_stats"),
+               token_s=sum(per_step) / len(per_step), token_s_max=max(per_step),
                token_rounds=max(s["rounds"] for s in steps),
                token_bytes=max(s["bytes_sent"] for s in steps),
-               token_dealer_bytes=max(s["offline_bytes_received"] for s in steps),
-               token_dealer_rounds=max(s["offline_rounds"] for s in steps))
+               token_dealer_bytes=most("offline_bytes_received"),
+               token_dealer_rounds=most("offline_rounds"))
 
 
 def predicted(row: dict, net: str) -> float:

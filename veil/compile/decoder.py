@@ -193,12 +193,15 @@ class SecureDecoder:
                 f"max_new_tokens={self.max_new_tokens}, batch={self.batch})")
 
     def generate(self, prompt, owner: int, max_new_tokens: int | None = None, *,
-                 return_logits: bool = False):
+                 return_logits: bool = False, on_token=None):
         """Greedy continuation of ``prompt`` (token ids (B, P), given at ``owner`` only).
 
         Returns a `Generation` at ``owner`` and None at every other party. With
         ``return_logits`` the owner also gets every step's logits (for checking
         accuracy; it discloses the whole next-token distribution to the owner).
+        ``on_token(i, seconds, stats)``, if given, is called at every party after token
+        ``i`` with this party's wall time and `veil.stats()` counts for it (token 0
+        includes the prompt): progress and per-party costs, nothing secret.
         """
         ctx = current()
         n = self.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -227,11 +230,14 @@ class SecureDecoder:
             # output of generation. The other parties learn nothing from it.
             tok = logits.argmax(-1).reveal(to=owner)
             tokens.append(tok)
+            seconds, counts = time.perf_counter() - t0, _delta(s0)
             if i == 0:
-                out.prefill_s, out.prefill_stats = time.perf_counter() - t0, _delta(s0)
+                out.prefill_s, out.prefill_stats = seconds, counts
             else:
-                out.step_s.append(time.perf_counter() - t0)
-                out.step_stats.append(_delta(s0))
+                out.step_s.append(seconds)
+                out.step_stats.append(counts)
+            if on_token is not None:
+                on_token(i, seconds, counts)
             if return_logits:             # after the stamp: not part of the step's cost
                 got = logits.reveal(to=owner)
                 if mine:
