@@ -5,6 +5,7 @@
     python -m veil.bench.model_workloads --only gpt2 --parties 3 --protocol rep3
     python -m veil.bench.model_workloads --network lan          # emulated links
     python -m veil.bench.model_workloads --docs                 # also rewrite docs/benchmarks.md
+    python -m veil.bench.model_workloads --no-run --docs        # the table of stored rows
     python -m veil.bench --group models                         # the same as the first line
 
 Every configuration runs under `veil run -n N` (one OS process per party, plus the
@@ -332,6 +333,8 @@ def main(argv=None) -> int:
     ap.add_argument("--network", help="emulate links under veil run: lan, wan, or custom")
     ap.add_argument("--docs", action="store_true", help="rewrite the table in docs from "
                     "every stored row (bench-results/models.json)")
+    ap.add_argument("--no-run", action="store_true", help="run nothing: print (and with "
+                    "--docs write) the table of the stored rows")
     ap.add_argument("--as-party", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -345,10 +348,11 @@ def main(argv=None) -> int:
         return 0
     protocol = args.protocol or "semi2k"
     specs = []
-    if args.only in (None, "bert"):
-        specs += [bert_base(n) for n in (args.layers or [12])]
-    if args.only in (None, "gpt2"):
-        specs.append(gpt2_small())
+    if not args.no_run:
+        if args.only in (None, "bert"):
+            specs += [bert_base(n) for n in (args.layers or [12])]
+        if args.only in (None, "gpt2"):
+            specs.append(gpt2_small())
     print(f"load average at start: {os.getloadavg()}", flush=True)
     rows = []
     for spec in specs:
@@ -357,7 +361,8 @@ def main(argv=None) -> int:
         print(format_tables(rows[-1:]), flush=True)
     allrows = _merge(rows)
     text = format_tables(allrows) + f"\nhost: {host_line()}; one process per party (and " \
-                                    f"the dealer); load average = 1-minute load at the end\n"
+                                    f"the dealer); load = 1-minute load average when the " \
+                                    f"row's run ended\n"
     print(text)
     if args.docs:
         write_section(text, BEGIN, END)
