@@ -115,6 +115,12 @@ def _status_mb(field: str):
     return None
 
 
+def _cpu() -> float:
+    """This process's CPU seconds: on a loaded host, closer to what a quiet one would take
+    than the wall clock (in-process, the parties share one clock: not per party)."""
+    return time.process_time()
+
+
 def _delta(before: dict) -> dict:
     after = veil.stats()
     return {k: after[k] - before[k] for k in after}
@@ -141,12 +147,12 @@ def _bert(spec, r, t0):
     del model
     x = m.share_input("input_ids", ids if r == 1 else None, owner=1)
     setup = time.perf_counter() - t0
-    s0, t1 = veil.stats(), time.perf_counter()
+    s0, t1, c1 = veil.stats(), time.perf_counter(), _cpu()
     out = m(x, attention_mask=mask)
-    seconds = time.perf_counter() - t1
+    seconds, cpu = time.perf_counter() - t1, _cpu() - c1
     stats = _delta(s0)
     logits = out["logits"].reveal(to=1)      # discloses the prediction to party 1 only
-    return {"setup_s": setup, "seconds": seconds, "stats": stats,
+    return {"setup_s": setup, "seconds": seconds, "cpu_s": cpu, "stats": stats,
             "logits": logits.tolist() if r == 1 else None}
 
 
@@ -156,13 +162,14 @@ def _gpt2(spec, r, t0):
     dec = secure_decoder(model, owner=0, prompt_len=spec.seq, max_new_tokens=spec.new_tokens)
     del model
     setup = time.perf_counter() - t0
-    s0, t1 = veil.stats(), time.perf_counter()
+    s0, t1, c1 = veil.stats(), time.perf_counter(), _cpu()
     # return_logits: the prompt owner also gets every step's logits, to measure the error
     # (revealed after each step's figures are taken, so not part of them).
     steps = []                      # this party's (seconds, stats) per token
     g = dec.generate(prompt if r == 1 else None, owner=1, return_logits=True,
                      on_token=lambda i, sec, st: steps.append((sec, st)))
-    rec = {"setup_s": setup, "seconds": time.perf_counter() - t1, "stats": _delta(s0),
+    rec = {"setup_s": setup, "seconds": time.perf_counter() - t1, "cpu_s": _cpu() - c1,
+           "stats": _delta(s0),
            "prefill_s": steps[0][0], "prefill_stats": steps[0][1],
            "step_s": [s for s, _ in steps[1:]], "step_stats": [st for _, st in steps[1:]]}
     if g is not None:
@@ -205,6 +212,7 @@ def summarize(spec: ModelSpec, recs: list[dict], parties: int, protocol: str,
            "dealer_bytes_per_party": max(s["offline_bytes_received"] for s in st),
            "dealer_rounds": max(s["offline_rounds"] for s in st),
            "peak_mb": [r.get("peak_mb") for r in recs],
+           "cpu_s": [r.get("cpu_s") if r.get("peak_mb") is not None else None for r in recs],
            "load": os.getloadavg()[0], "host": host_line()}
     model = build(spec)
     with torch.no_grad():
@@ -267,6 +275,11 @@ def _peak(row):
     return " / ".join(f"{p:,.0f}" for p in vals) if vals else "n/a"
 
 
+def _cpus(row):
+    vals = [c for c in row.get("cpu_s") or [] if c is not None]
+    return " / ".join(f"{c:,.0f}" for c in vals) if vals else "n/a"
+
+
 def _pred(row):
     if row["network"] != "loopback":
         return "n/a", "n/a"
@@ -278,30 +291,33 @@ def format_tables(rows: list[dict]) -> str:
     gpt = [r for r in rows if r["spec"]["kind"] == "gpt2"]
     out = []
     if bert:
-        out += [("| model | parties, protocol | link | time (s) | rounds | online MB sent/party "
+        out += [("| model | parties, protocol | link | time (s) | CPU s/party | rounds | online MB "
+                 "sent/party "
                  "| dealer MB/party | peak RSS/party (MB) | max abs err (logits) | LAN predicted "
                  "(s) | WAN predicted (s) | load |"),
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in bert:
             lan, wan = _pred(r)
             out.append(f"| {r['model']} | {r['parties']}, {r['protocol']} | {r['network']} | "
-                       f"{r['time_s']:.1f} | {r['rounds']} | {_mb(r['bytes_sent_per_party'])} | "
+                       f"{r['time_s']:.1f} | {_cpus(r)} | {r['rounds']} | "
+                       f"{_mb(r['bytes_sent_per_party'])} | "
                        f"{_mb(r['dealer_bytes_per_party'])} | {_peak(r)} | "
                        f"{r['max_abs_err']:.1e} | {lan} | {wan} | {r['load']:.1f} |")
         out.append("")
     if gpt:
         out += [("| model | parties, protocol | link | prompt + 1st token (s) | per token (s), "
                  "mean / max | rounds/token | online MB/token/party | dealer MB/token/party | "
-                 "prompt: rounds, MB | peak RSS/party (MB) | tokens = torch greedy | max abs err "
+                 "prompt: rounds, MB | CPU s/party, all tokens | peak RSS/party (MB) | tokens = "
+                 "torch greedy | max abs err "
                  "(logits) | LAN predicted (s/token) | WAN predicted (s/token) | load |"),
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in gpt:
             lan, wan = _pred(r)
             out.append(f"| {r['model']} | {r['parties']}, {r['protocol']} | {r['network']} | "
                        f"{r['prefill_s']:.1f} | {r['token_s']:.2f} / {r['token_s_max']:.2f} | "
                        f"{r['token_rounds']} | {_mb(r['token_bytes'])} | "
                        f"{_mb(r['token_dealer_bytes'])} | {r['prefill_rounds']}, "
-                       f"{_mb(r['prefill_bytes'])} | {_peak(r)} | "
+                       f"{_mb(r['prefill_bytes'])} | {_cpus(r)} | {_peak(r)} | "
                        f"{'yes' if r['tokens_match'] else 'NO'} | {r['max_abs_err']:.1e} | "
                        f"{lan} | {wan} | {r['load']:.1f} |")
         out.append("")
