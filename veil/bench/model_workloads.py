@@ -194,9 +194,12 @@ def run_processes(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
 
 
 def run_in_process(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
-                   seed: int = 0) -> list[dict]:
-    """The same records from threads in this process (no per-party memory figure)."""
-    return veil.run(party_job, spec, parties=parties, protocol=protocol, seed=seed)
+                   seed: int = 0, network: str | None = None) -> list[dict]:
+    """The same records from threads in this process (no per-party memory figure);
+    ``network`` emulates the links (veil.comm.netem) as the netem table does."""
+    config = veil.Config(network=network) if network else None
+    return veil.run(party_job, spec, parties=parties, protocol=protocol, seed=seed,
+                    config=config)
 
 
 def summarize(spec: ModelSpec, recs: list[dict], parties: int, protocol: str,
@@ -281,7 +284,7 @@ def _cpus(row):
 
 
 def _pred(row):
-    if row["network"] != "loopback":
+    if not row["network"].startswith("loopback"):
         return "n/a", "n/a"
     return f"{predicted(row, 'lan'):.1f}", f"{predicted(row, 'wan'):.1f}"
 
@@ -349,6 +352,8 @@ def main(argv=None) -> int:
     ap.add_argument("--network", help="emulate links under veil run: lan, wan, or custom")
     ap.add_argument("--docs", action="store_true", help="rewrite the table in docs from "
                     "every stored row (bench-results/models.json)")
+    ap.add_argument("--in-process", action="store_true", help="parties as threads of this "
+                    "process (no per-party memory; with --network, as the netem table runs)")
     ap.add_argument("--no-run", action="store_true", help="run nothing: print (and with "
                     "--docs write) the table of the stored rows")
     ap.add_argument("--as-party", help=argparse.SUPPRESS)
@@ -372,8 +377,13 @@ def main(argv=None) -> int:
     print(f"load average at start: {os.getloadavg()}", flush=True)
     rows = []
     for spec in specs:
-        recs = run_processes(spec, args.parties, protocol, args.network)
-        rows.append(summarize(spec, recs, args.parties, protocol, args.network))
+        if args.in_process:
+            recs = run_in_process(spec, args.parties, protocol, network=args.network)
+            link = f"{args.network or 'loopback'}, in-process"
+        else:
+            recs = run_processes(spec, args.parties, protocol, args.network)
+            link = args.network
+        rows.append(summarize(spec, recs, args.parties, protocol, link))
         print(format_tables(rows[-1:]), flush=True)
     allrows = _merge(rows)
     text = format_tables(allrows) + f"\nhost: {host_line()}; one process per party (and " \
