@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     if args.group == "psi":  # PSI alone: two OS processes per size (veil/bench/psi_bench.py)
         from .psi_bench import main as psi_main
         return psi_main(sys.argv[1:] if argv is None else argv)
+    if args.group == "models":  # whole models under `veil run` (model_workloads.py)
+        from .model_workloads import main as models_main
+        return models_main(["--docs"] if args.docs else [])
     if args.group == "fl":  # federated learning has its own runner (Flower apps, not veil.run)
         from ..fl.bench import main as fl_main
         return fl_main(sys.argv[1:] if argv is None else argv)

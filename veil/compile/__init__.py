@@ -13,7 +13,9 @@ from .graph import Graph
 from .interpreter import Interpreter, LoweringError
 from .lowering import LOWERINGS, register_lowering
 from .secure import SecureModule, secure
+from .decoder import SecureDecoder, secure_decoder  # noqa: E402  (issue 15: KV-cache generation)
 from .support import UnsupportedOpError, check_supported
 
 __all__ = ["secure", "SecureModule", "capture", "Graph", "Interpreter", "LoweringError", "LOWERINGS",
            "register_lowering", "UnsupportedOpError", "check_supported"]
+__all__ += ["secure_decoder", "SecureDecoder"]

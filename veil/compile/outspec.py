@@ -23,6 +23,8 @@ Named tuples come back as tuples; dicts and Hugging Face ``ModelOutput`` objects
 
 from __future__ import annotations
 
+import torch.utils._pytree as pytree
+
 from ..errors import ProtocolUsageError
 
 MAX_DEPTH = 32
@@ -37,6 +39,16 @@ class Outputs(dict):
             return self[name]
         except KeyError:
             raise AttributeError(f"outputs have no {name!r}; they have {list(self)}") from None
+
+
+# A pytree node like torch's dict, so tree_map / tree_leaves see the tensors inside (a dict
+# subclass is otherwise one opaque leaf: compare() once reported 0 error for HF models).
+pytree.register_pytree_node(
+    Outputs, lambda o: (list(o.values()), list(o.keys())),
+    lambda values, keys: Outputs(zip(keys, values)),
+    serialized_type_name="veil.compile.outspec.Outputs",
+    flatten_with_keys_fn=lambda o: ([(pytree.MappingKey(k), v) for k, v in o.items()],
+                                    list(o.keys())))
 
 
 def from_pytree(spec) -> dict:

@@ -64,7 +64,7 @@ def secure(model, owner: int, example_input=None, *, example_kwargs=None,
     if not isinstance(owner, int) or not 0 <= owner < ctx.world_size:
         raise ProtocolUsageError(f"owner must be a party in 0..{ctx.world_size - 1}, got "
                                  f"{owner!r}")
-    weights = None
+    weights = graph = None
     if ctx.rank == owner:
         if model is None:
             raise ProtocolUsageError(f"party {owner} owns the model but passed None")
@@ -73,14 +73,22 @@ def secure(model, owner: int, example_input=None, *, example_kwargs=None,
                                      "example_kwargs): capture traces the model with it")
         graph, weights = capture(model, example_input if example_input is not None else (),
                                  example_kwargs, public_inputs=public_inputs)
+    elif model is not None:
+        raise ProtocolUsageError(f"party {ctx.rank} passed a model owned by party {owner};"
+                                 f" the other parties pass None (the model stays with "
+                                 f"its owner)")
+    graph = publish_graph(graph, owner, limits)
+    return SecureModule(graph, _share_weights(graph, weights, owner))
+
+
+def publish_graph(graph: Graph | None, owner: int, limits: GraphLimits | None = None) -> Graph:
+    """The owner's captured ``graph`` (None at the other parties), as every party checks
+    and keeps it; the one seam through which a graph reaches the parties."""
+    ctx = current()
+    payload = None
+    if ctx.rank == owner:
         graph.owner = owner
         payload = json.loads(graph.to_json())
-    else:
-        if model is not None:
-            raise ProtocolUsageError(f"party {ctx.rank} passed a model owned by party {owner};"
-                                     f" the other parties pass None (the model stays with "
-                                     f"its owner)")
-        payload = None
     # Discloses the architecture (ops, shapes, public constants; no weights) to every
     # party: public by contract.
     payload = ctx.comm.broadcast_obj(payload, owner)
@@ -93,7 +101,7 @@ def secure(model, owner: int, example_input=None, *, example_kwargs=None,
         validate_out_spec(graph.out_spec, len(graph.outputs))
     if ctx.rank != owner:
         check_supported(graph)         # the same check the owner ran, on what arrived
-    return SecureModule(graph, _share_weights(graph, weights, owner))
+    return graph
 
 
 def _share_weights(graph: Graph, weights, owner: int) -> dict:

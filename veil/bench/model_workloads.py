@@ -1,0 +1,399 @@
+"""Whole models end to end (issue 15): HF BERT-base classification, GPT-2 generation.
+
+    python -m veil.bench.model_workloads                        # the default set
+    python -m veil.bench.model_workloads --only bert --layers 1 2 12
+    python -m veil.bench.model_workloads --only gpt2 --parties 3 --protocol rep3
+    python -m veil.bench.model_workloads --network lan          # emulated links
+    python -m veil.bench.model_workloads --docs                 # also rewrite docs/benchmarks.md
+    python -m veil.bench.model_workloads --no-run --docs        # the table of stored rows
+    python -m veil.bench --group models                         # the same as the first line
+
+Every configuration runs under `veil run -n N` (one OS process per party, plus the
+dealer for semi2k, TLS over loopback), so each party's peak RSS is its own. Models are
+built from their configs with `transformers` (random weights, nothing downloaded):
+
+* ``bert``: BertForSequenceClassification, BERT-base sizes (d 768, 12 heads, FFN 3072,
+  vocab 30522), sequence 128, ``--layers`` encoder layers; the model at party 0, the
+  token ids at party 1 (one-hot shared), the attention mask public; the logits are
+  revealed to party 1 and compared with torch.
+* ``gpt2``: GPT2LMHeadModel, GPT-2 small sizes (d 768, 12 heads, vocab 50257), a
+  32-token prompt at party 1, 8 generated tokens with `veil.compile.decoder` (prefill
+  once, then one token per step against the secret key/value cache); tokens compared
+  with torch's greedy generation, logits teacher-forced on the generated tokens.
+
+Times are the secure part only (capture, graph broadcast and weight sharing before the
+clock), the maximum over parties. Counts are exact. Each run is merged into
+``bench-results/models.json`` by configuration, and ``--docs`` renders every stored row,
+so configurations can be run one at a time and the table rebuilt from them.
+
+This module is both the driver and the party-side program (``--as-party``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+import veil
+
+from ..comm.netem import Network, predict
+from ..compile import zoo
+from ..compile.decoder import greedy_reference, secure_decoder
+from .docs_section import write_section
+from .runner import host_line
+
+RESULTS = pathlib.Path("bench-results/models.json")
+BEGIN, END = "<!-- bench:models:begin -->", "<!-- bench:models:end -->"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model configuration; ``seq`` is BERT's input length or GPT-2's prompt."""
+    kind: str                      # "bert" or "gpt2"
+    layers: int = 12
+    d: int = 768
+    heads: int = 12
+    ffn: int = 3072
+    vocab: int = 30522
+    seq: int = 128
+    positions: int = 512
+    new_tokens: int = 0
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        base = {"bert": "bert-base", "gpt2": "gpt2-small"}[self.kind] \
+            if (self.d, self.heads) == (768, 12) else f"{self.kind} d{self.d}"
+        what = f"seq {self.seq}" if self.kind == "bert" else \
+            f"prompt {self.seq} + {self.new_tokens} tokens"
+        return f"{base} x{self.layers} {what}"
+
+
+def bert_base(layers: int = 12) -> ModelSpec:
+    return ModelSpec("bert", layers)
+
+
+def gpt2_small(layers: int = 12, prompt: int = 32, new_tokens: int = 8) -> ModelSpec:
+    return ModelSpec("gpt2", layers, vocab=50257, seq=prompt, positions=1024,
+                     new_tokens=new_tokens)
+
+
+def build(spec: ModelSpec) -> torch.nn.Module:
+    """The plaintext model, deterministic in ``spec.seed`` (the owner's copy)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(spec.seed)
+        if spec.kind == "bert":
+            return zoo.hf_bert(spec.vocab, spec.d, spec.heads, spec.ffn, spec.layers,
+                               spec.positions)
+        return zoo.hf_gpt2(spec.vocab, spec.d, spec.heads, spec.layers, spec.positions)
+
+
+def token_ids(spec: ModelSpec) -> torch.Tensor:
+    """The data owner's input: (1, seq) token ids."""
+    return torch.randint(0, spec.vocab, (1, spec.seq),
+                         generator=torch.Generator().manual_seed(spec.seed + 1))
+
+
+# -- party side ------------------------------------------------------------------------------
+def _status_mb(field: str):
+    """VmHWM (peak) of this process in MB; None in-process (parties share one heap)."""
+    if os.environ.get("VEIL_PARTY") is None:
+        return None
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024 / 1e6
+    return None
+
+
+def _cpu() -> float:
+    """This process's CPU seconds: on a loaded host, closer to what a quiet one would take
+    than the wall clock (in-process, the parties share one clock: not per party)."""
+    return time.process_time()
+
+
+def _delta(before: dict) -> dict:
+    after = veil.stats()
+    return {k: after[k] - before[k] for k in after}
+
+
+def party_job(spec: ModelSpec) -> dict:
+    """Runs in every party: the model at party 0, the token ids at party 1."""
+    r = veil.rank()
+    t0 = time.perf_counter()
+    if spec.kind == "bert":
+        rec = _bert(spec, r, t0)
+    else:
+        rec = _gpt2(spec, r, t0)
+    rec["peak_mb"] = _status_mb("VmHWM")
+    return rec
+
+
+def _bert(spec, r, t0):
+    ids, mask = token_ids(spec), torch.ones(1, spec.seq, dtype=torch.long)
+    model = build(spec) if r == 0 else None
+    m = veil.secure(model, owner=0, example_input=(ids,) if r == 0 else None,
+                    example_kwargs={"attention_mask": mask} if r == 0 else None,
+                    public_inputs=("attention_mask",))
+    del model
+    x = m.share_input("input_ids", ids if r == 1 else None, owner=1)
+    setup = time.perf_counter() - t0
+    s0, t1, c1 = veil.stats(), time.perf_counter(), _cpu()
+    out = m(x, attention_mask=mask)
+    seconds, cpu = time.perf_counter() - t1, _cpu() - c1
+    stats = _delta(s0)
+    logits = out["logits"].reveal(to=1)      # discloses the prediction to party 1 only
+    return {"setup_s": setup, "seconds": seconds, "cpu_s": cpu, "stats": stats,
+            "logits": logits.tolist() if r == 1 else None}
+
+
+def _gpt2(spec, r, t0):
+    prompt = token_ids(spec)
+    model = build(spec) if r == 0 else None
+    dec = secure_decoder(model, owner=0, prompt_len=spec.seq, max_new_tokens=spec.new_tokens)
+    del model
+    setup = time.perf_counter() - t0
+    s0, t1, c1 = veil.stats(), time.perf_counter(), _cpu()
+    # return_logits: the prompt owner also gets every step's logits, to measure the error
+    # (revealed after each step's figures are taken, so not part of them).
+    steps = []                      # this party's (seconds, stats) per token
+    g = dec.generate(prompt if r == 1 else None, owner=1, return_logits=True,
+                     on_token=lambda i, sec, st: steps.append((sec, st)))
+    rec = {"setup_s": setup, "seconds": time.perf_counter() - t1, "cpu_s": _cpu() - c1,
+           "stats": _delta(s0),
+           "prefill_s": steps[0][0], "prefill_stats": steps[0][1],
+           "step_s": [s for s, _ in steps[1:]], "step_stats": [st for _, st in steps[1:]]}
+    if g is not None:
+        rec.update(tokens=g.tokens.tolist(), logits=[t.tolist() for t in g.logits])
+    return rec
+
+
+# -- driver ----------------------------------------------------------------------------------
+def run_processes(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
+                  network: str | None = None) -> list[dict]:
+    """Each party's record, from a `veil run -n parties` of this module."""
+    with tempfile.TemporaryDirectory(prefix="veil-bench-models-") as tmp:
+        # --timeout: the owner captures whole models (minutes on a loaded host) while
+        # the other parties wait for the graph.
+        cmd = [sys.executable, "-m", "veil.cli", "run", "-n", str(parties), "--protocol",
+               protocol, "--timeout", "1800", *(["--network", network] if network else []),
+               "-m", "veil.bench.model_workloads", "--as-party",
+               json.dumps(dataclasses.asdict(spec)), "--out", tmp, "--parties", str(parties)]
+        subprocess.run(cmd, check=True, timeout=3600, stdout=subprocess.DEVNULL)
+        return [json.loads((pathlib.Path(tmp) / f"{r}.json").read_text())
+                for r in range(parties)]
+
+
+def run_in_process(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
+                   seed: int = 0, network: str | None = None) -> list[dict]:
+    """The same records from threads in this process (no per-party memory figure);
+    ``network`` emulates the links (veil.comm.netem) as the netem table does."""
+    config = veil.Config(network=network) if network else None
+    return veil.run(party_job, spec, parties=parties, protocol=protocol, seed=seed,
+                    config=config)
+
+
+def summarize(spec: ModelSpec, recs: list[dict], parties: int, protocol: str,
+              network: str | None) -> dict:
+    """One table row: exact counts, times, memory, and the error against torch."""
+    st = [r["stats"] for r in recs]
+    row = {"model": spec.name, "spec": dataclasses.asdict(spec), "parties": parties,
+           "protocol": protocol, "network": network or "loopback",
+           "time_s": max(r["seconds"] for r in recs),
+           "setup_s": max(r["setup_s"] for r in recs),
+           "rounds": max(s["rounds"] for s in st),
+           "bytes_sent_per_party": max(s["bytes_sent"] for s in st),
+           "dealer_bytes_per_party": max(s["offline_bytes_received"] for s in st),
+           "dealer_rounds": max(s["offline_rounds"] for s in st),
+           "peak_mb": [r.get("peak_mb") for r in recs],
+           "cpu_s": [r.get("cpu_s") if r.get("peak_mb") is not None else None for r in recs],
+           "load": os.getloadavg()[0], "host": host_line()}
+    model = build(spec)
+    with torch.no_grad():
+        if spec.kind == "bert":
+            ids = token_ids(spec)
+            want = model(ids, attention_mask=torch.ones_like(ids)).logits
+            row["max_abs_err"] = (torch.tensor(recs[1]["logits"]) - want).abs().max().item()
+        else:
+            _gpt2_row(spec, model, recs, row)
+    return row
+
+
+def _gpt2_row(spec, model, recs, row):
+    """Per-token figures: the slowest party's time, the largest per-party counts."""
+    owner = recs[1]
+    prompt = token_ids(spec)
+    got = torch.tensor(owner["tokens"])
+    want = greedy_reference(model, prompt, spec.new_tokens)
+    full = model(torch.cat([prompt, got], 1)).logits[:, spec.seq - 1:-1]   # teacher-forced
+    logits = torch.stack([torch.tensor(x) for x in owner["logits"]], 1)
+    top2 = full.topk(2, -1).values
+    steps = [s for r in recs for s in r["step_stats"]]
+    per_step = [max(ts) for ts in zip(*(r["step_s"] for r in recs))]
+
+    def most(key, what="step_stats"):
+        return max(s[key] for r in recs for s in
+                   (r[what] if what == "step_stats" else [r[what]]))
+
+    row.update(tokens_match=bool(torch.equal(got, want)), tokens=got.tolist(),
+               torch_tokens=want.tolist(),
+               max_abs_err=(logits - full).abs().max().item(),
+               min_top2_gap=(top2[..., 0] - top2[..., 1]).min().item(),
+               prefill_s=max(r["prefill_s"] for r in recs),
+               prefill_rounds=most("rounds", "prefill_stats"),
+               prefill_bytes=most("bytes_sent", "prefill_stats"),
+               token_s=sum(per_step) / len(per_step), token_s_max=max(per_step),
+               token_rounds=max(s["rounds"] for s in steps),
+               token_bytes=max(s["bytes_sent"] for s in steps),
+               token_dealer_bytes=most("offline_bytes_received"),
+               token_dealer_rounds=most("offline_rounds"))
+
+
+def predicted(row: dict, net: str) -> float:
+    """Cost model for ``net``: the loopback run's time + rounds x latency + bytes / bandwidth
+    (veil.comm.netem.predict; the same form as the netem table)."""
+    model = Network.parse(net)
+    if row["spec"]["kind"] == "gpt2":
+        return predict(row["token_s"], row["token_rounds"] + row["token_dealer_rounds"],
+                       max(row["token_bytes"], row["token_dealer_bytes"]), model)
+    return predict(row["time_s"], row["rounds"] + row["dealer_rounds"],
+                   max(row["bytes_sent_per_party"], row["dealer_bytes_per_party"]), model)
+
+
+def _mb(n):
+    return f"{n / 1e6:,.0f}"
+
+
+def _peak(row):
+    vals = [p for p in row["peak_mb"] if p is not None]
+    return " / ".join(f"{p:,.0f}" for p in vals) if vals else "n/a"
+
+
+def _cpus(row):
+    vals = [c for c in row.get("cpu_s") or [] if c is not None]
+    return " / ".join(f"{c:,.0f}" for c in vals) if vals else "n/a"
+
+
+def _pred(row):
+    if not row["network"].startswith("loopback"):
+        return "n/a", "n/a"
+    return f"{predicted(row, 'lan'):.1f}", f"{predicted(row, 'wan'):.1f}"
+
+
+def format_tables(rows: list[dict]) -> str:
+    bert = [r for r in rows if r["spec"]["kind"] == "bert"]
+    gpt = [r for r in rows if r["spec"]["kind"] == "gpt2"]
+    out = []
+    if bert:
+        out += [("| model | parties, protocol | link | time (s) | CPU s/party | rounds | online MB "
+                 "sent/party "
+                 "| dealer MB/party | peak RSS/party (MB) | max abs err (logits) | LAN predicted "
+                 "(s) | WAN predicted (s) | load |"),
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in bert:
+            lan, wan = _pred(r)
+            out.append(f"| {r['model']} | {r['parties']}, {r['protocol']} | {r['network']} | "
+                       f"{r['time_s']:.1f} | {_cpus(r)} | {r['rounds']} | "
+                       f"{_mb(r['bytes_sent_per_party'])} | "
+                       f"{_mb(r['dealer_bytes_per_party'])} | {_peak(r)} | "
+                       f"{r['max_abs_err']:.1e} | {lan} | {wan} | {r['load']:.1f} |")
+        out.append("")
+    if gpt:
+        out += [("| model | parties, protocol | link | prompt + 1st token (s) | per token (s), "
+                 "mean / max | rounds/token | online MB/token/party | dealer MB/token/party | "
+                 "prompt: rounds, MB | CPU s/party, all tokens | peak RSS/party (MB) | tokens = "
+                 "torch greedy | max abs err "
+                 "(logits) | LAN predicted (s/token) | WAN predicted (s/token) | load |"),
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in gpt:
+            lan, wan = _pred(r)
+            out.append(f"| {r['model']} | {r['parties']}, {r['protocol']} | {r['network']} | "
+                       f"{r['prefill_s']:.1f} | {r['token_s']:.2f} / {r['token_s_max']:.2f} | "
+                       f"{r['token_rounds']} | {_mb(r['token_bytes'])} | "
+                       f"{_mb(r['token_dealer_bytes'])} | {r['prefill_rounds']}, "
+                       f"{_mb(r['prefill_bytes'])} | {_cpus(r)} | {_peak(r)} | "
+                       f"{'yes' if r['tokens_match'] else 'NO'} | {r['max_abs_err']:.1e} | "
+                       f"{lan} | {wan} | {r['load']:.1f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _key(row: dict) -> str:
+    return f"{row['model']} | {row['parties']} {row['protocol']} | {row['network']}"
+
+
+def _merge(rows: list[dict], path: pathlib.Path = RESULTS) -> list[dict]:
+    old = json.loads(path.read_text()) if path.exists() else []
+    merged = {_key(r): r for r in old}
+    merged.update({_key(r): r for r in rows})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(list(merged.values()), indent=1))
+    return sorted(merged.values(), key=lambda r: (r["spec"]["kind"], r["network"],
+                                                  r["parties"], r["spec"]["layers"]))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m veil.bench.model_workloads",
+                                 description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=("bert", "gpt2"), help="one model family")
+    ap.add_argument("--layers", type=int, nargs="*", help="BERT layer counts (default 12)")
+    ap.add_argument("--parties", type=int, default=2)
+    ap.add_argument("--protocol", default=None, help="semi2k (default) or rep3 (3 parties)")
+    ap.add_argument("--network", help="emulate links under veil run: lan, wan, or custom")
+    ap.add_argument("--docs", action="store_true", help="rewrite the table in docs from "
+                    "every stored row (bench-results/models.json)")
+    ap.add_argument("--in-process", action="store_true", help="parties as threads of this "
+                    "process (no per-party memory; with --network, as the netem table runs)")
+    ap.add_argument("--no-run", action="store_true", help="run nothing: print (and with "
+                    "--docs write) the table of the stored rows")
+    ap.add_argument("--as-party", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.as_party:
+        spec = ModelSpec(**json.loads(args.as_party))
+        # No seed: real parties refuse one (a seed is a key); fresh randomness here.
+        rank = int(os.environ["VEIL_PARTY"])
+        rec = veil.run(party_job, spec, parties=args.parties)[rank]
+        (pathlib.Path(args.out) / f"{rank}.json").write_text(json.dumps(rec))
+        return 0
+    protocol = args.protocol or "semi2k"
+    specs = []
+    if not args.no_run:
+        if args.only in (None, "bert"):
+            specs += [bert_base(n) for n in (args.layers or [12])]
+        if args.only in (None, "gpt2"):
+            specs.append(gpt2_small())
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    rows = []
+    for spec in specs:
+        if args.in_process:
+            recs = run_in_process(spec, args.parties, protocol, network=args.network)
+            link = f"{args.network or 'loopback'}, in-process"
+        else:
+            recs = run_processes(spec, args.parties, protocol, args.network)
+            link = args.network
+        rows.append(summarize(spec, recs, args.parties, protocol, link))
+        print(format_tables(rows[-1:]), flush=True)
+    allrows = _merge(rows)
+    text = format_tables(allrows) + f"\nhost: {host_line()}; one process per party (and " \
+                                    f"the dealer); load = 1-minute load average when the " \
+                                    f"row's run ended\n"
+    print(text)
+    if args.docs:
+        write_section(text, BEGIN, END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
