@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import doctest
-import threading
 
 import pytest
 import torch
 
 import veil
 from veil.comm import netem
-from veil.comm.netem import DelayLine, Network, predict
+from veil.comm.netem import Link, Network, predict
 from veil.errors import ProtocolUsageError
 from helpers import share_from
 
@@ -25,37 +24,37 @@ class FakeClock:
 
 def test_a_link_carries_one_message_at_a_time_then_adds_latency():
     clock = FakeClock()
-    line = DelayLine(Network(latency_s=0.010, bandwidth_bps=8e6), lambda b: None, clock=clock)
+    link = Link(Network(latency_s=0.010, bandwidth_bps=8e6), clock=clock)
     # 1 MB at 8 Mbit/s takes 1 s on the wire, then 10 ms of flight
-    assert line.schedule(1_000_000) == pytest.approx(101.010)
+    assert link.schedule(1_000_000) == pytest.approx(101.010)
     # a second message sent at once queues behind the first
-    assert line.schedule(500_000) == pytest.approx(101.510)
+    assert link.schedule(500_000) == pytest.approx(101.510)
     clock.now = 200.0                                 # an idle link starts at once
-    assert line.schedule(0) == pytest.approx(200.010)
-    line.flush()
+    assert link.schedule(0) == pytest.approx(200.010)
 
 
-def test_delay_line_delivers_in_order_and_reports_a_failed_delivery():
-    got, done = [], threading.Event()
+def test_a_stamped_message_is_held_until_its_arrival_time():
+    clock, slept = FakeClock(), []
 
-    def deliver(b):
-        got.append(bytes(b))
-        if len(got) == 3:
-            done.set()
+    def sleep(s):
+        slept.append(s)
+        clock.now += s
 
-    line = DelayLine(Network(1e-4, 1e9), deliver)
-    for i in range(3):
-        line.push(bytes([i]) * (3 - i))
-    line.flush()
-    assert done.is_set() and got == [b"\x00\x00\x00", b"\x01\x01", b"\x02"]
+    due, payload = netem.unstamp(netem.stamp(100.25, b"abc"), 60.0, clock=clock)
+    assert (due, bytes(payload)) == (100.25, b"abc")
+    netem.wait_until(due, clock=clock, sleep=sleep)
+    assert clock.now == pytest.approx(100.25) and len(slept) == 1
+    netem.wait_until(due, clock=clock, sleep=sleep)   # already due: no wait
+    assert len(slept) == 1
 
-    def broken(b):
-        raise ConnectionError("peer gone")
 
-    line = DelayLine(Network(1e-4, 1e9), broken)
-    line.push(b"x")
-    with pytest.raises(ConnectionError):
-        line.flush()
+@pytest.mark.parametrize("due", [float("nan"), float("inf"), 100.0 + 61])
+def test_a_peer_stamp_that_is_not_a_near_time_is_refused(due):
+    # a stamp is a peer's word: it may not make this party wait for long (or forever)
+    with pytest.raises(ValueError, match="one host"):
+        netem.unstamp(netem.stamp(due, b"x"), 60.0, clock=FakeClock())
+    with pytest.raises(ValueError, match="too short"):
+        netem.unstamp(b"1234", 60.0, clock=FakeClock())
 
 
 @pytest.mark.parametrize("spec", ["fast", "10ms", "10ms/0mbit", "-1ms/10mbit", 5])

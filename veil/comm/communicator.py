@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .channel import Channel, party_name
-from .netem import DelayLine, Network
+from . import netem
+from .netem import Network
 from ..errors import PartyError
 
 ONLINE, OFFLINE = "online", "offline"
@@ -81,9 +82,9 @@ class Communicator:
         self.timeout = timeout
         self.stats = Stats()
         self._phase = ONLINE
-        # emulated links (veil.comm.netem): every send goes through its peer's delay line
-        self._delay = {p: DelayLine(network, ch.send) for p, ch in channels.items()} \
-            if network is not None else {}
+        # emulated links (veil.comm.netem): each send is stamped with its arrival time
+        self._links = {p: netem.Link(network) for p in channels} if network is not None \
+            else {}
         self.profiler = None          # a veil.comm.profile.Profiler when Config.profile
 
     # -- the chokepoint -------------------------------------------------------------
@@ -95,17 +96,22 @@ class Communicator:
         m.bytes_sent += len(payload)
         m.messages += 1
         t0 = time.perf_counter() if self.profiler is not None else 0.0
-        line = self._delay.get(peer)
-        if line is not None:
-            line.push(payload)
-        else:
-            self._channel(peer).send(payload)
+        link = self._links.get(peer)
+        if link is not None:
+            payload = netem.stamp(link.schedule(len(payload)), payload)
+        self._channel(peer).send(payload)
         if self.profiler is not None:
             self.profiler.sent(time.perf_counter() - t0, len(payload), self._phase == OFFLINE)
 
     def recv_bytes(self, peer: int) -> bytes:
         t0 = time.perf_counter() if self.profiler is not None else 0.0
         data = self._channel(peer).recv(self.timeout)
+        if self._links:
+            try:
+                due, data = netem.unstamp(data, self.timeout or 600.0)
+            except ValueError as e:
+                raise PartyError(party_name(peer, self.world_size), str(e)) from None
+            netem.wait_until(due)             # the emulated link delivers it only now
         if self.profiler is not None:
             self.profiler.waited(time.perf_counter() - t0, offline=self._phase == OFFLINE,
                                  nbytes=len(data))
@@ -114,18 +120,8 @@ class Communicator:
 
     def close(self) -> None:
         """Tell every peer this party is done, so one still waiting on it fails at once."""
-        try:
-            self.flush()
-        finally:
-            for ch in self.channels.values():
-                ch.close()
-
-    def flush(self) -> None:
-        """Deliver every emulated message still on the wire (before any message sent
-        outside this chokepoint, such as a run-end barrier, may follow it)."""
-        lines, self._delay = self._delay, {}
-        for line in lines.values():
-            line.flush(self.timeout or 60.0)
+        for ch in self.channels.values():
+            ch.close()
 
     def _channel(self, peer: int) -> Channel:
         try:

@@ -4,9 +4,12 @@ Loopback hides what parties between two companies pay: a round trip of 1–40 ms
 0.1–1 Gbit/s. `Network` delays every message a party sends as a link would: the message
 occupies the sender→peer link for ``bytes / bandwidth`` (after whatever it already
 carries), then arrives ``latency`` later. The sender does not wait (as with a socket's
-send buffer); a per-peer *delay line* thread hands the message to the real channel at its
-arrival time, in order. Because it sits in `Communicator`, it applies to every transport
-(in-process threads and TLS processes alike) and leaves byte and round counts unchanged.
+send buffer): it computes the arrival time on its `Link` and sends the message at once,
+stamped with that time; the receiver holds it until then (`stamp`, `unstamp`). No thread
+of the emulation touches a transport, so it is safe on the networked hub, which must be
+driven by one thread (veil/net/hub.py). Because it sits in `Communicator`, it applies to
+every transport (in-process threads and processes on one host, which share one
+monotonic clock) and leaves byte and round counts unchanged.
 
 Presets: ``"lan"`` = 0.5 ms / 1 Gbit/s, ``"wan"`` = 40 ms / 100 Mbit/s; custom values as
 ``"10ms/200mbit"``. `predict` is the matching cost model.
@@ -21,9 +24,9 @@ Network(latency_s=0.04, bandwidth_bps=100000000.0)
 
 from __future__ import annotations
 
-import heapq
+import math
 import re
-import threading
+import struct
 import time
 from dataclasses import dataclass
 
@@ -69,23 +72,12 @@ def predict(compute_s: float, rounds: int, link_bytes: int, net: Network) -> flo
     return compute_s + rounds * net.latency_s + net.transfer_s(link_bytes)
 
 
-class DelayLine:
-    """Delivers one sender→peer link's messages at their emulated arrival times, in order.
+class Link:
+    """One sender→peer link's state: when it finishes carrying what it was given."""
 
-    ``deliver(payload)`` is the real channel's send. Errors in delivery (the peer gone)
-    are raised at the next `push` or at `flush`.
-    """
-
-    def __init__(self, net: Network, deliver, clock=time.monotonic):
-        self._net, self._deliver, self._clock = net, deliver, clock
+    def __init__(self, net: Network, clock=time.monotonic):
+        self._net, self._clock = net, clock
         self._free_at = 0.0                      # when the link finishes its last message
-        self._queue: list = []
-        self._seq = 0
-        self._cv = threading.Condition()
-        self._error: BaseException | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, daemon=True, name="veil-netem")
-        self._thread.start()
 
     def schedule(self, nbytes: int) -> float:
         """Arrival time of a message of ``nbytes`` sent now (updates the link's state)."""
@@ -93,44 +85,38 @@ class DelayLine:
         self._free_at = start + self._net.transfer_s(nbytes)
         return self._free_at + self._net.latency_s
 
-    def push(self, payload) -> None:
-        data = bytearray(payload)                # the sender may reuse its buffer
-        with self._cv:
-            if self._error is not None:
-                raise self._error
-            heapq.heappush(self._queue, (self.schedule(len(data)), self._seq, data))
-            self._seq += 1
-            self._cv.notify()
 
-    def flush(self, timeout: float = 60.0) -> None:
-        """Wait until every pushed message is delivered, then stop the thread."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-        self._thread.join(timeout)
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._queue and not self._closed:
-                    self._cv.wait()
-                if not self._queue:
-                    return
-                due, _, data = self._queue[0]
-                wait = due - self._clock()
-                if wait > 0:
-                    self._cv.wait(wait)              # a later push cannot be due earlier
-                    continue
-                heapq.heappop(self._queue)
-            try:
-                self._deliver(data)
-            except BaseException as exc:  # noqa: BLE001 - handed to the sender
-                with self._cv:
-                    self._error = exc
-                    self._queue.clear()
-                return
+_STAMP = struct.Struct("<d")                     # arrival time, monotonic seconds
 
 
-__all__ = ["Network", "DelayLine", "PRESETS", "predict"]
+def stamp(due: float, payload) -> bytearray:
+    """The message as sent on an emulated link: its arrival time, then the payload."""
+    out = bytearray(_STAMP.size + len(payload))
+    _STAMP.pack_into(out, 0, due)
+    out[_STAMP.size:] = memoryview(payload).cast("B")
+    return out
+
+
+def unstamp(data, most_ahead_s: float, clock=time.monotonic) -> tuple[float, bytearray]:
+    """(arrival time, payload) of a stamped message. The stamp is a peer's word: refused
+    unless it is a finite time at most ``most_ahead_s`` from now (a time further ahead
+    means the parties do not share a clock, or a peer that would stall this one)."""
+    if len(data) < _STAMP.size:
+        raise ValueError("sent a message too short for an emulated link's time stamp")
+    (due,) = _STAMP.unpack_from(data)
+    if not math.isfinite(due) or due - clock() > most_ahead_s:
+        raise ValueError(f"sent an emulated arrival time more than {most_ahead_s:g} s "
+                         f"ahead: network emulation needs every party on one host (one "
+                         f"clock) and the same --network setting")
+    payload = data if isinstance(data, bytearray) else bytearray(data)
+    del payload[:_STAMP.size]                    # in place: no second copy of the payload
+    return due, payload
+
+
+def wait_until(due: float, clock=time.monotonic, sleep=time.sleep) -> None:
+    """Hold a received message until its emulated arrival time."""
+    while (left := due - clock()) > 0:
+        sleep(left)
+
+
+__all__ = ["Network", "Link", "PRESETS", "predict", "stamp", "unstamp", "wait_until"]

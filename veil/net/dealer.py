@@ -55,7 +55,6 @@ def serve() -> None:
             # requests; a party that fails or dies still stops it at once.
             comm = Communicator(n, n, dict(hub.links), None, _network(header))
             run_dealer(n, comm, max_elements)
-            comm.flush()                  # emulated replies first, then the run-end barrier
             for j in range(n):
                 node.expect(j, END, "the end of the run", hub.timeout)
     except BaseException as exc:          # peers learn the class and who, never the text

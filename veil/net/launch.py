@@ -295,7 +295,6 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
         try:
             results[me.rank] = fn(*args, **kwargs)
             ctx.provider.close()
-            comm.flush()                  # emulated data first, then the run-end barrier
         finally:
             activate(None)
         me.end_run(config.timeout)
