@@ -68,7 +68,10 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
         content = RecordDict({R.MASKED: R.vector_to_record(y)})
         content.config_records[R.SECAGG] = ConfigRecord({"stage": stage})
         return Message(content, reply_to=msg)
-    out = client.unmask(R.int_list(rec, "survivors"))
+    total = rec.get("total")
+    if type(total) is not int:
+        raise ValueError("unmask request lacks the survivor count 'total'")
+    out = client.unmask(R.int_list(rec, "survivors"), total)
     _forget(context)
     return _reply(msg, {**R.pack_map(out["b"], "b_ids", "b"),
                         **R.pack_map(out["s"], "s_ids", "s")})

@@ -78,13 +78,16 @@ class SecureFedAvg(FedAvg):
                  min_available_nodes: int = 2, threshold: int | float = 2 / 3,
                  fixed_point: FixedPoint | None = None, dp: DPConfig | None = None,
                  stage_timeout: float = 600.0, fraction_evaluate: float = 0.0,
-                 aggregators=None, **fedavg_kwargs):
+                 aggregators=None, neighbours: int | None = None, **fedavg_kwargs):
         # Federated evaluation (FedAvg's configure/aggregate_evaluate) is off by default:
         # its per-client metrics are sent in the clear, outside secure aggregation.
         super().__init__(fraction_train=fraction_train, min_train_nodes=min_train_nodes,
                          min_available_nodes=min_available_nodes,
                          fraction_evaluate=fraction_evaluate, **fedavg_kwargs)
         self.threshold, self.dp, self.stage_timeout = threshold, dp, stage_timeout
+        # SecAgg+: each client pairs with `neighbours` (even) others; None = complete graph.
+        SecAggConfig(vector_len=1, threshold=threshold, neighbours=neighbours)  # validate
+        self.neighbours = neighbours
         # Aggregator-MPC mode (e.g. LocalAggregators(2)) instead of pairwise masking.
         self.aggregators = aggregators
         self.fixed_point = fixed_point or FixedPoint(frac_bits=24, bound=float(2 ** 20),
@@ -205,7 +208,8 @@ class SecureFedAvg(FedAvg):
         vlen = flat.numel() + (1 if weighted else 0)
         min_surv = self.dp.min_clients + 1 if self.dp else 0
         cfg = SecAggConfig(vector_len=vlen, threshold=self.threshold,
-                           fixed_point=self.fixed_point, min_survivors=min_surv)
+                           fixed_point=self.fixed_point, min_survivors=min_surv,
+                           neighbours=self.neighbours)
         if len(sampled) < max(2, min_surv):
             raise InsufficientClientsError("sample", len(sampled), max(2, min_surv))
         server = SecAggServer(cfg, os.urandom(16))
@@ -224,10 +228,15 @@ class SecureFedAvg(FedAvg):
                        "s_pk": r.config_records[R.SECAGG].get("s_pk")}
                    for v, r in replies.items() if R.SECAGG in r.config_records}
         roster = server.collect_keys(adverts)
-        ids = sorted(roster)
-        keys_msg = {"stage": "share_keys", "round_id": server.round_id, "ids": ids,
-                    "c_pks": [roster[v][0] for v in ids], "s_pks": [roster[v][1] for v in ids]}
-        replies = self._exchange(grid, rnd, "share_keys", {v: cfg_msg(keys_msg) for v in ids},
+
+        def keys_msg(v):
+            # v's neighbourhood only (everyone in the complete graph).
+            mine = server.roster_for(v)
+            ids = sorted(mine)
+            return cfg_msg({"stage": "share_keys", "round_id": server.round_id, "ids": ids,
+                            "c_pks": [mine[u][0] for u in ids],
+                            "s_pks": [mine[u][1] for u in ids]})
+        replies = self._exchange(grid, rnd, "share_keys", {v: keys_msg(v) for v in roster},
                                  info)
         outboxes = {}
         for v, r in replies.items():
@@ -236,6 +245,8 @@ class SecureFedAvg(FedAvg):
             except (KeyError, ValueError) as e:
                 log.warning("round %d: client %d sent malformed shares (%s); dropped", rnd, v, e)
         inboxes = server.route_shares(outboxes)
+        for v, why in server.rejected.items():
+            log.warning("round %d: client %d %s; dropped", rnd, v, why)
         arrays = R.unflatten(flat, layout)
         payloads = {}
         for v, inbox in inboxes.items():
@@ -257,7 +268,8 @@ class SecureFedAvg(FedAvg):
                             "dropped", rnd, v, e)
         survivors = server.collect_masked(ys)
         replies = self._exchange(grid, rnd, "unmask", {v: cfg_msg(
-            {"stage": "unmask", "round_id": server.round_id, "survivors": survivors})
+            {"stage": "unmask", "round_id": server.round_id,
+             "survivors": server.survivors_for(v), "total": len(survivors)})
             for v in survivors}, info)
         responses = {}
         for v, r in replies.items():

@@ -58,6 +58,9 @@ class SecAggConfig:
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2):
             raise ValueError(f"neighbours={k!r}: the SecAgg+ degree must be an even int >= 2, "
                              "or None for the complete graph")
+        if k is not None and isinstance(t, int) and t > k + 1:
+            raise ValueError(f"threshold {t} exceeds a neighbourhood of k + 1 = {k + 1} "
+                             "clients: no round could finish. Lower it or raise neighbours.")
 
     def t_for(self, n_clients: int) -> int:
         """The Shamir threshold for a neighbourhood of ``n_clients`` (the whole roster in
