@@ -30,9 +30,10 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 
-from . import tasks
+from . import flower_secaggplus, tasks
 from .flower import DPConfig, LocalAggregators, LocalGrid, SecureFedAvg, secagg_mod
 from .flower.strategy import _nbytes
+from .secagg import graph
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "fl.md"
@@ -46,6 +47,9 @@ TASKS = {   # name: dataset, clients, rounds, DP sample rate
 DIMS = {"digits": (64, 10), "breast_cancer": (30, 2)}
 EPSILONS = (1.0, 3.0, 8.0)
 DROP = 0.3
+CORRUPT = 0.1       # clients colluding with the server, for SecAgg+'s k and t
+KINDS = ("plain", "secure", "secagg+", "flower-secagg+", "mpc2",
+         "plain-drop", "secure-drop", "secagg+-drop", "flower-secagg+-drop")
 CLIP = 1.0
 
 
@@ -81,20 +85,36 @@ def run_one(task: str, kind: str, eps: float | None = None, seed: int = 0) -> di
     drop = kind.endswith("drop")
     fail = _failer(DROP if drop else 0.0, seed)
     secure = not kind.startswith("plain")
-    app = tasks.client_app(parts, f, c, lr=0.1, fail=fail, mods=[secagg_mod] if secure else [])
+    k, t = graph.choose_parameters(n, dropout=DROP, corrupt=CORRUPT)
+    if kind.startswith("flower"):
+        app = flower_secaggplus.client_app(parts, f, c, lr=0.1, fail=fail)
+    else:
+        app = tasks.client_app(parts, f, c, lr=0.1, fail=fail,
+                               mods=[secagg_mod] if secure else [])
     grid = CountingGrid(app, n)
     init = ArrayRecord(tasks.model(f, c).state_dict())
     acc = []
 
     def evaluate(rnd, arrays):
         net = tasks.model(f, c)
-        net.load_state_dict(arrays.to_torch_state_dict())
+        net.load_state_dict(arrays if isinstance(arrays, dict) else arrays.to_torch_state_dict())
         acc.append(tasks.accuracy(net, test))
 
+    if kind.startswith("flower"):
+        # Flower's own SecAgg+ (legacy path), same k + 1 shares and threshold t as veil's.
+        t0 = time.perf_counter()
+        arrays = flower_secaggplus.run(grid, tasks.model(f, c).state_dict(), rounds, evaluate,
+                                       num_shares=min(k + 1, n), threshold=t)
+        secs = time.perf_counter() - t0
+        return _row(task, kind, eps, rounds, n, acc, secs, grid, 0,
+                    [torch.from_numpy(a) for a in arrays], k=k, t=t)
     if not secure:
         strat = FedAvg(fraction_evaluate=0.0, min_available_nodes=n)
     elif kind.startswith("mpc"):
         strat = SecureFedAvg(min_available_nodes=n, aggregators=LocalAggregators(2))
+    elif kind.startswith("secagg+"):
+        strat = SecureFedAvg(threshold=t, neighbours=k if k < n - 1 else None,
+                             min_available_nodes=n)
     elif eps is None:
         strat = SecureFedAvg(threshold=0.5, min_available_nodes=n)
     else:
@@ -107,41 +127,52 @@ def run_one(task: str, kind: str, eps: float | None = None, seed: int = 0) -> di
     secs = time.perf_counter() - t0
     sd = res.arrays.to_torch_state_dict()
     skipped = sum("skipped" in h for h in getattr(strat, "history", []))
-    row = {"task": task, "kind": kind, "eps": eps, "rounds": rounds, "clients": n,
-           "skipped_rounds": skipped,
-           "accuracy": acc[-1], "curve": acc, "sec_per_round": secs / rounds,
-           "bytes_per_round_per_client": (grid.down + grid.up) / rounds / n,
-           "weights": torch.cat([v.flatten() for v in sd.values()]).double().tolist()}
+    extra = {"k": k, "t": t} if kind.startswith("secagg+") else {}
+    row = _row(task, kind, eps, rounds, n, acc, secs, grid, skipped, list(sd.values()), **extra)
     if eps is not None:
         row["noise_multiplier"] = strat.noise_multiplier
         row["final_epsilon"] = strat.history[-1].get("epsilon")
     return row
 
 
+def _row(task, kind, eps, rounds, n, acc, secs, grid, skipped, tensors, **extra) -> dict:
+    return {"task": task, "kind": kind, "eps": eps, "rounds": rounds, "clients": n,
+            "skipped_rounds": skipped, "accuracy": acc[-1], "curve": acc,
+            "sec_per_round": secs / rounds,
+            "bytes_per_round_per_client": (grid.down + grid.up) / rounds / n,
+            "weights": torch.cat([v.flatten() for v in tensors]).double().tolist(), **extra}
+
+
 def run_task(task: str, dp: bool = True) -> list[dict]:
-    rows = [run_one(task, k) for k in ("plain", "secure", "plain-drop", "secure-drop")]
+    rows = [run_one(task, k) for k in KINDS]
     if dp:
         rows += [run_one(task, "secure+dp", eps) for eps in EPSILONS]
-    rows.append(run_one(task, "mpc2"))
-    for a, b in ((0, 1), (2, 3), (0, len(rows) - 1)):
-        wa, wb = torch.tensor(rows[a]["weights"]), torch.tensor(rows[b]["weights"])
-        rows[b]["max_weight_diff_vs_plain"] = float((wa - wb).abs().max())
-    for r in rows[1:]:
-        base = rows[2] if r["kind"].endswith("drop") else rows[0]
+    plain = {r["kind"]: r for r in rows if r["kind"].startswith("plain")}
+    for r in rows:
+        if r["kind"].startswith("plain") or r["eps"] is not None:
+            continue
+        base = plain["plain-drop" if r["kind"].endswith("drop") else "plain"]
+        wa, wb = torch.tensor(base["weights"]), torch.tensor(r["weights"])
+        r["max_weight_diff_vs_plain"] = float((wa - wb).abs().max())
+    for r in rows:
+        if r["kind"] in plain and r["kind"] == "plain":
+            continue
+        base = plain["plain-drop" if r["kind"].endswith("drop") else "plain"]
         r["time_ratio"] = r["sec_per_round"] / base["sec_per_round"]
         r["bytes_ratio"] = r["bytes_per_round_per_client"] / base["bytes_per_round_per_client"]
     return rows
 
 
 def table(rows) -> str:
-    out = ["| task | run | final acc | max Δw vs plain | skipped rounds | s/round | × plain | "
-           "bytes/client/round | × plain | z | ε (δ=1e-5) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| task | run | k, t | final acc | max Δw vs plain | skipped rounds | s/round | "
+           "× plain | bytes/client/round | × plain | z | ε (δ=1e-5) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         d = r.get("max_weight_diff_vs_plain")
-        out.append("| {task} | {kind}{e} | {acc:.3f} | {d} | {sk} | {s:.2f} | {tr} | {b:,.0f} | {br} | "
+        out.append("| {task} | {kind}{e} | {kt} | {acc:.3f} | {d} | {sk} | {s:.2f} | {tr} | {b:,.0f} | {br} | "
                    "{z} | {eps} |".format(
                        task=r["task"], kind=r["kind"], e=f" ε={r['eps']:g}" if r["eps"] else "",
+                       kt=f"{r['k']}, {r['t']}" if "k" in r else "",
                        acc=r["accuracy"], d=f"{d:.1e}" if d is not None else "",
                        sk=r["skipped_rounds"] if not r["kind"].startswith("plain") else "",
                        s=r["sec_per_round"], tr=f"{r['time_ratio']:.1f}" if "time_ratio" in r else "",
@@ -180,6 +211,10 @@ def main(argv=None) -> int:
     ap.add_argument("--docs", action="store_true", help="write docs/fl.md's table and plots")
     args, _ = ap.parse_known_args(argv)
     torch.set_num_threads(1)
+    import logging
+    import os
+    logging.getLogger("flwr").setLevel(logging.WARNING)     # Flower's per-stage INFO lines
+    print(f"host load {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
     for t in args.tasks:
         tr = run_task(t, dp=not args.no_dp)
