@@ -33,6 +33,7 @@ from flwr.serverapp.strategy import FedAvg, Result
 from ...dp import noise_share_std
 from ..secagg import FixedPoint, InsufficientClientsError, SecAggConfig, SecAggServer
 from . import records as R
+from .aggregator_mode import AggregatorUnavailableError
 
 log = logging.getLogger("veil.fl")
 
@@ -123,7 +124,7 @@ class SecureFedAvg(FedAvg):
                 one_round = (self._aggregator_round if self.aggregators is not None
                              else self._secure_round)
                 new = one_round(grid, rnd, flat, layout, train_config, info)
-            except InsufficientClientsError as e:
+            except (InsufficientClientsError, AggregatorUnavailableError) as e:
                 log.warning("round %d skipped: %s", rnd, e)
                 info["skipped"] = str(e)
                 new = None
