@@ -49,6 +49,12 @@ class DPConfig:
     client adds noise of std ``z C / sqrt(m)``, and a round is only unmasked if at least
     m + 1 inputs are in the sum, so the noise *not* contributed by any one client is at
     least ``z C``.
+
+    ``mechanism``: ``"gaussian"`` (float noise shares) or ``"ddg"``, the distributed
+    discrete Gaussian (Kairouz et al. 2021; pairwise-masking mode only): updates rounded
+    to the grid ``2^-granularity_bits``, integer noise, an exactly integer sum; the
+    accountant's multiplier is then relative to the rounded norm bound Δ₂ (Δ₂γ/C =
+    1.0001 for C = 1, γ = 2^-12, 650 values). ``server_lr`` scales the noisy mean update.
     """
 
     clip_norm: float
@@ -59,12 +65,20 @@ class DPConfig:
     target_epsilon: float | None = None
     budget: float | None = None
     accounting: str = "rdp"
+    mechanism: str = "gaussian"
+    granularity_bits: int = 12
+    server_lr: float = 1.0
 
     def __post_init__(self):
         if (self.noise_multiplier is None) == (self.target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
         if self.min_clients < 1:
             raise ValueError("min_clients must be >= 1")
+        if self.mechanism not in ("gaussian", "ddg"):
+            raise ValueError("mechanism must be 'gaussian' (float noise shares) or 'ddg' "
+                             "(distributed discrete Gaussian, veil.dp.discrete)")
+        if not self.server_lr > 0:
+            raise ValueError("server_lr must be > 0")
 
 
 class SecureFedAvg(FedAvg):
@@ -91,6 +105,9 @@ class SecureFedAvg(FedAvg):
         self.neighbours = neighbours
         # Aggregator-MPC mode (e.g. LocalAggregators(2)) instead of pairwise masking.
         self.aggregators = aggregators
+        if aggregators is not None and dp is not None and dp.mechanism == "ddg":
+            raise ValueError("mechanism='ddg' is for pairwise masking; the aggregators add "
+                             "their own Gaussian noise inside MPC (use 'gaussian')")
         self.fixed_point = fixed_point or FixedPoint(frac_bits=24, bound=float(2 ** 20),
                                                      max_clients=4096)
         self.history: list[dict] = []
@@ -214,10 +231,20 @@ class SecureFedAvg(FedAvg):
         if len(sampled) < max(2, min_surv):
             raise InsufficientClientsError("sample", len(sampled), max(2, min_surv))
         server = SecAggServer(cfg, os.urandom(16))
-        noise = (noise_share_std(self.noise_multiplier, self.dp.clip_norm, self.dp.min_clients)
-                 if self.dp else 0.0)
+        noise, ddg = 0.0, {}
+        if self.dp is not None and self.dp.mechanism == "ddg":
+            from ...dp import discrete
+            bits = self.dp.granularity_bits
+            bound = discrete.l2_bound(self.dp.clip_norm, 2.0 ** -bits, vlen)
+            noise = discrete.client_sigma(self.noise_multiplier, self.dp.min_clients, bound)
+            ddg = {"ddg_bits": bits, "ddg_bound": bound}
+            info["ddg_z"] = discrete.ddg_noise_multiplier(noise, self.dp.min_clients, bound,
+                                                          vlen)
+        elif self.dp is not None:
+            noise = noise_share_std(self.noise_multiplier, self.dp.clip_norm,
+                                    self.dp.min_clients)
         params = R.config_to_record(cfg, server.round_id, "weighted" if weighted else "dp",
-                                    self.dp.clip_norm if self.dp else 0.0, noise)
+                                    self.dp.clip_norm if self.dp else 0.0, noise, **ddg)
 
         def cfg_msg(values):
             return RecordDict({R.SECAGG: ConfigRecord(values)})
@@ -294,7 +321,7 @@ class SecureFedAvg(FedAvg):
             return flat + s[:-1] / total
         expected = self.dp.sample_rate * self.num_nodes
         # Reveals: the noisy sum of clipped updates (DP-protected), nothing per client.
-        return flat + s / expected
+        return flat + self.dp.server_lr * s / expected
 
 
     def _aggregator_round(self, grid, rnd, flat, layout, train_config, info):
@@ -340,7 +367,8 @@ class SecureFedAvg(FedAvg):
             if not total > 0:
                 raise ValueError("aggregate has no examples (sum of num-examples <= 0)")
             return flat + s[:-1] / total            # reveals: the weighted mean update
-        return flat + s / (self.dp.sample_rate * self.num_nodes)   # the noisy sum only
+        # the noisy sum only
+        return flat + self.dp.server_lr * s / (self.dp.sample_rate * self.num_nodes)
 
 
 def _nbytes(content: RecordDict) -> int:
