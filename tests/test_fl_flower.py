@@ -228,3 +228,28 @@ def test_secaggplus_sparse_graph_matches_fedavg(data, spy_run):
     assert len(outboxes) == N_CLIENTS and all(len(o["ids"]) == 2 for o in outboxes)
     with pytest.raises(ValueError, match="even int"):
         SecureFedAvg(neighbours=3)
+
+
+def test_secaggplus_bad_clients_are_dropped_with_a_message(data, caplog):
+    """SecAgg+ (k = 4 of 6): node 2's app returns a model of the wrong shape, node 5's a
+    NaN weight; both are dropped with a message naming the cause, the others' sum is
+    exactly FedAvg without them."""
+    def bad_mod(msg, context, call_next):
+        reply = call_next(msg, context)
+        if "arrays" in reply.content.array_records and context.node_id in (2, 5):
+            sd = reply.content["arrays"].to_torch_state_dict()
+            if context.node_id == 2:
+                sd["bias"] = torch.zeros(11)
+            else:
+                sd["weight"][0, 0] = float("inf")
+            reply.content["arrays"] = ArrayRecord(sd)
+        return reply
+    app = _client_with(data[0], [secagg_mod, bad_mod])
+    s = SecureFedAvg(threshold=2, neighbours=4)
+    with caplog.at_level(logging.WARNING, logger="veil.fl"):
+        r = s.start(grid=LocalGrid(app, N_CLIENTS), initial_arrays=_init(), num_rounds=1)
+    assert "client 2 dropped" in caplog.text and "client 5 dropped" in caplog.text
+    assert "NaN or inf" in caplog.text and "values" in caplog.text
+    plain = _plain(data, rounds=1, fail=lambda node, rnd: node in (2, 5))
+    assert s.history[0]["clients"] == N_CLIENTS - 2
+    assert float((_weights(r) - _weights(plain)).abs().max()) < 1e-6

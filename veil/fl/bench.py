@@ -7,8 +7,12 @@ non-IID), softmax regression, 1 local epoch of SGD per round:
   the largest weight difference (must be float32 rounding), time and bytes per round;
 * the same two with 30 % of the sampled clients failing mid-round (crash in training,
   i.e. after the key exchange, before the masked input) every round;
-* veil secure aggregation + client-level DP-FedAvg at ε ∈ {1, 3, 8}, δ = 1e-5 over the
-  run's rounds (Poisson sampling, RDP accounting, noise calibrated to the target);
+* veil secure aggregation + client-level DP-FedAvg with the distributed discrete Gaussian
+  at ε ∈ {1, 3, 8}, δ = 1e-5 over the run's rounds (settings in ``DP``; RDP accounting,
+  noise calibrated to the target);
+* SecAgg+ (``neighbours=k``, k and t from ``graph.choose_parameters``) and Flower's own
+  SecAgg+ (legacy ``SecAggPlusWorkflow``, same k + 1 shares and t), with and without
+  dropouts;
 * ``mpc2``: aggregator-MPC mode with 2 veil (semi2k) aggregators, no DP.
 
 All runs use ``LocalGrid`` (Flower's message path in one process, protobuf round trip per
@@ -39,18 +43,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "fl.md"
 BEGIN, END = "<!-- bench:fl:begin -->", "<!-- bench:fl:end -->"
 
-TASKS = {   # name: dataset, clients, rounds, DP sample rate
-    "digits-20": ("digits", 20, 30, 0.5),
-    "digits-100": ("digits", 100, 20, 0.2),
-    "breast_cancer-10": ("breast_cancer", 10, 20, 0.5),
+TASKS = {   # name: dataset, clients, rounds
+    "digits-20": ("digits", 20, 30),
+    "digits-100": ("digits", 100, 20),
+    "breast_cancer-10": ("breast_cancer", 10, 20),
 }
+# DP-FedAvg settings, picked by a plaintext sweep (q ∈ {0.5, 1}, rounds ∈ {5, 10}, local
+# epochs ∈ {1, 5}, C ∈ {0.5, 1, 2}; see docs/fl.md): every client in every round, few
+# rounds of more local work, C below the median update norm. Distributed discrete
+# Gaussian noise (mechanism="ddg"); with q = 1 its accounting is exact.
+DP = dict(sample_rate=1.0, rounds=10, epochs=5, clip=0.5, server_lr=1.0)
 DIMS = {"digits": (64, 10), "breast_cancer": (30, 2)}
 EPSILONS = (1.0, 3.0, 8.0)
 DROP = 0.3
 CORRUPT = 0.1       # clients colluding with the server, for SecAgg+'s k and t
 KINDS = ("plain", "secure", "secagg+", "flower-secagg+", "mpc2",
          "plain-drop", "secure-drop", "secagg+-drop", "flower-secagg+-drop")
-CLIP = 1.0
 
 
 class CountingGrid(LocalGrid):
@@ -79,7 +87,10 @@ def _failer(rate: float, seed: int):
 
 
 def run_one(task: str, kind: str, eps: float | None = None, seed: int = 0) -> dict:
-    ds, n, rounds, q = TASKS[task]
+    ds, n, rounds = TASKS[task]
+    epochs = 1
+    if eps is not None:
+        rounds, epochs = DP["rounds"], DP["epochs"]
     f, c = DIMS[ds]
     parts, test = tasks.partition(ds, n, alpha=0.5, seed=seed)
     drop = kind.endswith("drop")
@@ -89,7 +100,7 @@ def run_one(task: str, kind: str, eps: float | None = None, seed: int = 0) -> di
     if kind.startswith("flower"):
         app = flower_secaggplus.client_app(parts, f, c, lr=0.1, fail=fail)
     else:
-        app = tasks.client_app(parts, f, c, lr=0.1, fail=fail,
+        app = tasks.client_app(parts, f, c, lr=0.1, fail=fail, epochs=epochs,
                                mods=[secagg_mod] if secure else [])
     grid = CountingGrid(app, n)
     init = ArrayRecord(tasks.model(f, c).state_dict())
@@ -119,9 +130,10 @@ def run_one(task: str, kind: str, eps: float | None = None, seed: int = 0) -> di
         strat = SecureFedAvg(threshold=0.5, min_available_nodes=n)
     else:
         # m = half the expected sample; a round needs m + 1 inputs (see DPConfig).
+        q = DP["sample_rate"]
         strat = SecureFedAvg(threshold=0.5, min_available_nodes=n, dp=DPConfig(
-            clip_norm=CLIP, sample_rate=q, min_clients=max(2, int(q * n) // 2),
-            target_epsilon=eps, delta=1e-5))
+            clip_norm=DP["clip"], sample_rate=q, min_clients=max(2, int(q * n) // 2),
+            target_epsilon=eps, delta=1e-5, mechanism="ddg", server_lr=DP["server_lr"]))
     t0 = time.perf_counter()
     res = strat.start(grid=grid, initial_arrays=init, num_rounds=rounds, evaluate_fn=evaluate)
     secs = time.perf_counter() - t0

@@ -213,6 +213,11 @@ class SecureFedAvg(FedAvg):
         for m in replies:
             v = m.metadata.src_node_id
             if m.has_error() or v not in payloads:
+                if m.has_error():
+                    # Flower carries the client's exception text (veil's say what, never
+                    # values): say which client left the round and why.
+                    log.warning("round %d, stage %s: client %d dropped: %s", rnd, stage, v,
+                                m.error.reason[:300])
                 info.setdefault("failed", set()).add(v)
                 continue
             info["bytes_up"] = info.get("bytes_up", 0) + _nbytes(m.content)
