@@ -15,9 +15,10 @@ Binary layout of a request (little-endian; parsed field by field, never unpickle
 
 >>> rid = bytes(16)
 >>> msgs = [{"client": 7, "ephemeral": b"e" * 32, "shares": [b"c" * 44]}]
->>> blob = encode_request(rid, 4, 0.5, msgs, index=0)
->>> decode_request(blob, index=0, max_vector_len=10)[:3]
-(b'\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00', 4, 0.5)
+>>> blob = encode_request(rid, 2, 0.5, msgs, index=0)   # 2 values: 12 + 16 + 16 bytes
+>>> r, n, noise, sealed = decode_request(blob, index=0, max_vector_len=10)
+>>> r == rid, n, noise, sealed[0]["client"], sealed[0]["shares"][0] == b"c" * 44
+(True, 2, 0.5, 7, True)
 """
 
 from __future__ import annotations
