@@ -10,12 +10,18 @@ import torch
 
 pytest.importorskip("flwr")
 
-from flwr.app import ArrayRecord  # noqa: E402
-from flwr.serverapp.strategy import FedAvg  # noqa: E402
+from flwr.app import ArrayRecord
+from flwr.serverapp.strategy import FedAvg
 
-from veil.fl import tasks  # noqa: E402
-from veil.fl.aggregator import spool  # noqa: E402
-from veil.fl.flower import DPConfig, LocalGrid, SecureFedAvg, SpoolAggregators, secagg_mod  # noqa: E402,E501
+from veil.fl import tasks
+from veil.fl.aggregator import spool
+from veil.fl.flower import (
+    DPConfig,
+    LocalGrid,
+    SecureFedAvg,
+    SpoolAggregators,
+    secagg_mod,
+)
 
 N_CLIENTS = 5
 
@@ -90,4 +96,4 @@ def test_spool_requests_are_validated(tmp_path):
     # No aggregator up: a clear error naming the folder and the command, not a hang.
     from veil.fl.flower import AggregatorUnavailableError
     with pytest.raises(AggregatorUnavailableError, match="veil run"):
-        SpoolAggregators(tmp_path, 2, timeout=0.2).publics
+        _ = SpoolAggregators(tmp_path, 2, timeout=0.2).publics

@@ -51,6 +51,7 @@ def test_noise_multiplier_and_sigma_guard():
 def test_secure_fedavg_with_ddg_equals_unweighted_mean_within_noise():
     pytest.importorskip("flwr")
     from flwr.app import ArrayRecord
+
     from veil.fl import tasks
     from veil.fl.flower import DPConfig, LocalGrid, SecureFedAvg, secagg_mod
     n = 6

@@ -9,8 +9,8 @@ import torch
 
 pytest.importorskip("flwr")
 
-from veil.fl import flower_secaggplus, tasks  # noqa: E402
-from veil.fl.flower import LocalGrid  # noqa: E402
+from veil.fl import flower_secaggplus, tasks
+from veil.fl.flower import LocalGrid
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,8 @@ def test_flower_secaggplus_trains_like_fedavg_odd_shares(data):
     assert acc[-1] > 0.5 and acc[-1] > acc[0]
     # Same seeds as veil's client app: the model is FedAvg's up to Flower's quantisation
     # (parameters clipped to ±8 on 2^22 levels: 3.8e-6 per step, stochastic rounding).
-    from flwr.serverapp.strategy import FedAvg
     from flwr.app import ArrayRecord
+    from flwr.serverapp.strategy import FedAvg
     plain = FedAvg(fraction_evaluate=0.0).start(
         grid=LocalGrid(tasks.client_app(data[0], 64, 10), 5),
         initial_arrays=ArrayRecord(tasks.model(64, 10).state_dict()), num_rounds=2)

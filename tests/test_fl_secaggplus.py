@@ -5,8 +5,13 @@ grows, and the security parameters are what failure_bounds says."""
 import pytest
 import torch
 
-from veil.fl.secagg import InsufficientClientsError, SecAggConfig, SecAggServer, simulate_round
-from veil.fl.secagg import graph
+from veil.fl.secagg import (
+    InsufficientClientsError,
+    SecAggConfig,
+    SecAggServer,
+    graph,
+    simulate_round,
+)
 
 N = 33
 
@@ -45,7 +50,7 @@ def test_sparse_sum_matches_plain_with_dropouts(n, k, t):
     # Every client sent shares to exactly its k neighbours, and revealed shares only for
     # members of its neighbourhood.
     assert all(len(box) == k for box in seen["outboxes"].values())
-    for v, resp in seen["unmask"].items():
+    for resp in seen["unmask"].values():
         assert len(resp["b"]) + len(resp["s"]) <= k + 1
 
 

@@ -20,13 +20,11 @@ skipped with a warning and the model is unchanged. Under DP, an accountant repor
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 import time
 from dataclasses import dataclass
 
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, Result
 

@@ -32,7 +32,7 @@ def simulate_round(config: SecAggConfig, updates: dict[int, torch.Tensor], *,
     obs = observe or (lambda name, value: None)
     adverts = {u: c.advertise() for u, c in clients.items()}
     obs("adverts", adverts)
-    roster = server.collect_keys(adverts)
+    server.collect_keys(adverts)
     alive = set(clients) - set(drop_after_keys)
     outboxes = {u: clients[u].share_keys(server.roster_for(u)) for u in alive}
     obs("outboxes", outboxes)

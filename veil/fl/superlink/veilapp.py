@@ -5,9 +5,9 @@ import os
 
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
+
 from veil.fl import tasks
 from veil.fl.flower import SecureFedAvg, secagg_mod
-
 
 N = 3
 parts, test = tasks.partition("breast_cancer", N, alpha=0.5, seed=0)
