@@ -11,7 +11,8 @@ pytest.importorskip("dp_accounting")
 MODULES = ["veil.fl.secagg", "veil.fl.secagg.encoding", "veil.fl.secagg.shamir",
            "veil.fl.secagg.server", "veil.fl.tasks", "veil.fl.flower.local_grid",
            "veil.fl.flower.strategy", "veil.dp.accountant", "veil.dp.mechanisms",
-           "veil.dp.dpsgd", "veil.fl.aggregator"]
+           "veil.dp.dpsgd", "veil.fl.aggregator", "veil.fl.secagg.graph",
+           "veil.fl.aggregator.spool", "veil.fl.flower.aggregator_mode", "veil.dp.discrete"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -123,21 +123,29 @@ def test_wrong_length_masked_vector_is_dropped(data, caplog):
     assert float((_weights(r) - _weights(plain)).abs().max()) < 1e-6
 
 
-def test_trained_weights_never_leave_a_node(data):
+@pytest.fixture
+def spy_run(data):
+    """Run a strategy for one round on a LocalGrid that records every reply the server
+    receives; returns (result, the replies)."""
+    def run(strategy):
+        seen = []
+
+        class Spy(LocalGrid):
+            def pull_messages(self, ids):
+                out = super().pull_messages(ids)
+                seen.extend(out)
+                return out
+
+        app = _client_with(data[0], [secagg_mod])
+        r = strategy.start(grid=Spy(app, N_CLIENTS), initial_arrays=_init(), num_rounds=1)
+        return r, seen
+    return run
+
+
+def test_trained_weights_never_leave_a_node(spy_run):
     """Everything the server receives: public keys, encrypted shares, masked vectors,
     Shamir shares — never an ArrayRecord of weights, never the encoded update."""
-    seen = []
-    parts, _ = data
-
-    class Spy(LocalGrid):
-        def pull_messages(self, ids):
-            out = super().pull_messages(ids)
-            seen.extend(out)
-            return out
-
-    app = _client_with(parts, [secagg_mod])
-    s = SecureFedAvg(threshold=3)
-    s.start(grid=Spy(app, N_CLIENTS), initial_arrays=_init(), num_rounds=1)
+    _, seen = spy_run(SecureFedAvg(threshold=3))
     assert seen and all("arrays" not in m.content.array_records for m in seen)
     assert all(not m.content.metric_records for m in seen)
     ys = [m.content["veil.masked"]["y"].numpy() for m in seen
@@ -194,22 +202,11 @@ def test_federated_evaluation_is_flowers_own(data):
         tasks.accuracy(_net(r), test))
 
 
-def test_aggregator_mpc_mode_matches_fedavg(data):
+def test_aggregator_mpc_mode_matches_fedavg(data, spy_run):
     """Clients seal shares to 2 veil aggregators; without DP the model equals FedAvg's to
     veil's fixed point (2^-16 per value, weighted by example counts)."""
     from veil.fl.flower import LocalAggregators
-    seen = []
-    parts, _ = data
-
-    class Spy(LocalGrid):
-        def pull_messages(self, ids):
-            out = super().pull_messages(ids)
-            seen.extend(out)
-            return out
-
-    app = _client_with(parts, [secagg_mod])
-    s = SecureFedAvg(aggregators=LocalAggregators(2))
-    r = s.start(grid=Spy(app, N_CLIENTS), initial_arrays=_init(), num_rounds=1)
+    r, seen = spy_run(SecureFedAvg(aggregators=LocalAggregators(2)))
     plain = _plain(data, rounds=1)
     # fixed point 2^-16 on n_k * Δ_k, then / Σ n_k (~1400): far below 1e-6
     assert float((_weights(r) - _weights(plain)).abs().max()) < 1e-6
@@ -217,3 +214,42 @@ def test_aggregator_mpc_mode_matches_fedavg(data):
     # Flower server's view: ciphertexts only (AES-GCM), none equal across aggregators.
     rec = seen[0].content.config_records["veil.secagg"]
     assert len(rec["shares"]) == 2 and rec["shares"][0] != rec["shares"][1]
+
+
+def test_secaggplus_sparse_graph_matches_fedavg(data, spy_run):
+    """SecAgg+ with k = 2 neighbours of 6: same model as FedAvg, and each client received
+    the keys of its 2 neighbours and itself only."""
+    s = SecureFedAvg(threshold=2, neighbours=2)
+    r, seen = spy_run(s)
+    assert float((_weights(r) - _weights(_plain(data, rounds=1))).abs().max()) < 1e-6
+    assert s.history[0]["clients"] == N_CLIENTS
+    outboxes = [m.content.config_records["veil.secagg"] for m in seen
+                if m.content.config_records.get("veil.secagg", {}).get("vals")]
+    assert len(outboxes) == N_CLIENTS and all(len(o["ids"]) == 2 for o in outboxes)
+    with pytest.raises(ValueError, match="even int"):
+        SecureFedAvg(neighbours=3)
+
+
+def test_secaggplus_bad_clients_are_dropped_with_a_message(data, caplog):
+    """SecAgg+ (k = 4 of 6): node 2's app returns a model of the wrong shape, node 5's a
+    NaN weight; both are dropped with a message naming the cause, the others' sum is
+    exactly FedAvg without them."""
+    def bad_mod(msg, context, call_next):
+        reply = call_next(msg, context)
+        if "arrays" in reply.content.array_records and context.node_id in (2, 5):
+            sd = reply.content["arrays"].to_torch_state_dict()
+            if context.node_id == 2:
+                sd["bias"] = torch.zeros(11)
+            else:
+                sd["weight"][0, 0] = float("inf")
+            reply.content["arrays"] = ArrayRecord(sd)
+        return reply
+    app = _client_with(data[0], [secagg_mod, bad_mod])
+    s = SecureFedAvg(threshold=2, neighbours=4)
+    with caplog.at_level(logging.WARNING, logger="veil.fl"):
+        r = s.start(grid=LocalGrid(app, N_CLIENTS), initial_arrays=_init(), num_rounds=1)
+    assert "client 2 dropped" in caplog.text and "client 5 dropped" in caplog.text
+    assert "NaN or inf" in caplog.text and "values" in caplog.text
+    plain = _plain(data, rounds=1, fail=lambda node, rnd: node in (2, 5))
+    assert s.history[0]["clients"] == N_CLIENTS - 2
+    assert float((_weights(r) - _weights(plain)).abs().max()) < 1e-6

@@ -20,12 +20,14 @@ price of not trusting any single aggregator with the noise.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import torch
 
 from ...offline.prg import PRG, SEED_BYTES
 from ...config import Config
+from ...dp import gaussian
 from ..secagg import keys
 
 _LABEL = b"aggregator-share"
@@ -89,21 +91,35 @@ def _aad(client: int, index: int, round_id: bytes) -> bytes:
     return b"|".join([round_id, str(client).encode(), str(index).encode()])
 
 
-def aggregate(servers: list[AggregatorKeys], sealed: list[dict], *, noise_std: float,
-              round_id: bytes = b"\0" * 16, seed: int | None = None) -> torch.Tensor:
-    """Run the aggregators as veil parties (threads here; one process each under
-    ``veil run``): open, sum, add noise in MPC, reveal. Returns the noisy sum (float64).
-    ``seed`` fixes veil's randomness for tests; the DP noise always comes from os.urandom.
+def aggregate(servers: list[AggregatorKeys | None], sealed: list[dict], *, noise_std: float,
+              round_id: bytes = b"\0" * 16, seed: int | None = None,
+              vector_len: int | None = None) -> torch.Tensor:
+    """Run the aggregators as veil parties: open, sum, add noise in MPC, reveal. Returns
+    the noisy sum (float64).
+
+    In one process (threads) ``servers`` holds every aggregator's keys. Under the ``veil
+    run`` launcher (one OS process per aggregator, TLS between them; see
+    :mod:`.serve`) it holds only this process's keys at its rank, ``None`` elsewhere, and
+    ``sealed`` only needs this aggregator's share of each message. ``seed`` fixes veil's
+    randomness for tests; the DP noise always comes from os.urandom.
     """
     import veil
-    from ...dp import gaussian
     if not sealed:
         raise ValueError("no client shares to aggregate")
-    n = len(sealed[0]["shares"]) and _vector_len(sealed[0])
+    n = vector_len if vector_len is not None else _vector_len(sealed[0])
     frac = Config().frac_bits
+    digest = _clients_digest(sealed, round_id)
 
     def party():
         j = veil.rank()
+        # The aggregators must sum the same clients' shares, or the result is garbage:
+        # compare digests of the client lists (public to both) — reveals only equal/not.
+        mine = veil.tensor(digest if j == 0 else None, owner=0)
+        for p in range(1, len(servers)):
+            if bool((veil.tensor(digest if j == p else None, owner=p) - mine)
+                    .reveal().abs().max() > 0):
+                raise ValueError(f"aggregator {p} holds shares of other clients than "
+                                 "aggregator 0: refusing to reveal the sum")
         local = torch.zeros(n, dtype=torch.int64)
         for msg in sealed:
             local += servers[j].open(msg, j, round_id, n)
@@ -116,7 +132,14 @@ def aggregate(servers: list[AggregatorKeys], sealed: list[dict], *, noise_std: f
         return total.reveal()
 
     out = veil.run(party, parties=len(servers), protocol="semi2k", seed=seed)
-    return out[0].double()
+    mine = [o for o in out if o is not None]       # networked: only this party's result
+    return mine[0].double()
+
+
+def _clients_digest(sealed: list[dict], round_id: bytes) -> torch.Tensor:
+    ids = sorted(int(m["client"]) for m in sealed)
+    h = hashlib.sha256(round_id + b"".join(i.to_bytes(8, "little", signed=True) for i in ids))
+    return torch.tensor(list(h.digest()[:8]), dtype=torch.float32)   # 8 bytes, exact
 
 
 def _vector_len(msg: dict) -> int:

@@ -10,9 +10,10 @@ Client::
     app = ClientApp(mods=[secagg_mod])                   # the train handler is unchanged
 """
 
-from .aggregator_mode import LocalAggregators
+from .aggregator_mode import AggregatorUnavailableError, LocalAggregators, SpoolAggregators
 from .client_mod import secagg_mod
 from .local_grid import LocalGrid
 from .strategy import DPConfig, SecureFedAvg
 
-__all__ = ["DPConfig", "LocalAggregators", "LocalGrid", "SecureFedAvg", "secagg_mod"]
+__all__ = ["AggregatorUnavailableError", "DPConfig", "LocalAggregators", "LocalGrid",
+           "SecureFedAvg", "SpoolAggregators", "secagg_mod"]

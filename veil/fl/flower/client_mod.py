@@ -20,7 +20,9 @@ only the masked vector: the trained weights and the app's metrics never leave th
 * mode ``weighted`` (FedAvg): the vector is ``[n * update, n]`` with ``n`` the app's
   ``num-examples``, so the server obtains exactly FedAvg's weighted mean.
 * mode ``dp`` (DP-FedAvg): the update is clipped to L2 norm ``clip`` and this client's
-  share of the Gaussian noise (std ``noise_std``) is added before masking.
+  share of the Gaussian noise (std ``noise_std``) is added before masking; with
+  ``ddg_bits`` set, the clipped update is rounded to the grid 2^-ddg_bits and the share
+  is discrete Gaussian (:mod:`veil.dp.discrete`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 
 from ...dp import clip_update, gaussian
+from ...dp.discrete import conditional_round, discrete_gaussian
 from ..secagg import SecAggClient
 from . import records as R
 
@@ -68,7 +71,10 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
         content = RecordDict({R.MASKED: R.vector_to_record(y)})
         content.config_records[R.SECAGG] = ConfigRecord({"stage": stage})
         return Message(content, reply_to=msg)
-    out = client.unmask(R.int_list(rec, "survivors"))
+    total = rec.get("total")
+    if type(total) is not int:
+        raise ValueError("unmask request lacks the survivor count 'total'")
+    out = client.unmask(R.int_list(rec, "survivors"), total)
     _forget(context)
     return _reply(msg, {**R.pack_map(out["b"], "b_ids", "b"),
                         **R.pack_map(out["s"], "s_ids", "s")})
@@ -91,7 +97,13 @@ def _train_vector(msg, context, call_next, vector_len, extra) -> torch.Tensor:
     if extra["mode"] == "dp":
         # Client-level DP: clip the whole update, add this client's noise share.
         clipped, _ = clip_update(update, extra["clip"])
-        vec = clipped + gaussian(clipped.numel(), extra["noise_std"])
+        if extra["ddg_bits"]:
+            # Distributed discrete Gaussian: integers on the grid γ, exact in fixed point.
+            gamma = 2.0 ** -extra["ddg_bits"]
+            grid = conditional_round(clipped, gamma, extra["ddg_bound"])
+            vec = (grid + discrete_gaussian(grid.numel(), extra["noise_std"])) * gamma
+        else:
+            vec = clipped + gaussian(clipped.numel(), extra["noise_std"])
     else:
         metrics = reply.content.metric_records.get("metrics", {})
         n = metrics.get("num-examples")

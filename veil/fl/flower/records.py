@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord
+from flwr.app import Array, ArrayRecord
 
 from ..secagg import FixedPoint, SecAggConfig
 
@@ -21,14 +21,17 @@ MODES = ("weighted", "dp")
 
 
 def config_to_record(cfg: SecAggConfig, round_id: bytes, mode: str, clip: float,
-                     noise_std: float) -> dict:
+                     noise_std: float, ddg_bits: int = 0, ddg_bound: float = 0.0) -> dict:
+    """``ddg_bits`` > 0: distributed discrete Gaussian on the grid 2^-ddg_bits, rounded
+    norm bound ``ddg_bound`` and ``noise_std`` in grid steps (:mod:`veil.dp.discrete`)."""
     fp = cfg.fixed_point
     return {"round_id": round_id, "vector_len": cfg.vector_len,
             "threshold_int": cfg.threshold if isinstance(cfg.threshold, int) else 0,
             "threshold_frac": float(cfg.threshold) if isinstance(cfg.threshold, float) else 0.0,
             "frac_bits": fp.frac_bits, "bound": float(fp.bound), "max_clients": fp.max_clients,
             "min_survivors": cfg.min_survivors, "mode": mode, "clip": float(clip),
-            "noise_std": float(noise_std)}
+            "noise_std": float(noise_std), "ddg_bits": int(ddg_bits),
+            "ddg_bound": float(ddg_bound)}
 
 
 def record_to_config(r) -> tuple[SecAggConfig, dict]:
@@ -44,9 +47,13 @@ def record_to_config(r) -> tuple[SecAggConfig, dict]:
                                               get("max_clients", int)),
                        min_survivors=get("min_survivors", int))
     extra = {"round_id": get("round_id", bytes), "mode": get("mode", str),
-             "clip": get("clip", float), "noise_std": get("noise_std", float)}
+             "clip": get("clip", float), "noise_std": get("noise_std", float),
+             "ddg_bits": get("ddg_bits", int), "ddg_bound": get("ddg_bound", float)}
     if extra["mode"] not in MODES or len(extra["round_id"]) != 16:
         raise ValueError("secure aggregation config has a bad mode or round id")
+    if not 0 <= extra["ddg_bits"] <= cfg.fixed_point.frac_bits:
+        raise ValueError("ddg_bits must be in 0..frac_bits (the grid must be exact in the "
+                         "fixed-point encoding)")
     return cfg, extra
 
 

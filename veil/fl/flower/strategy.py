@@ -20,19 +20,18 @@ skipped with a warning and the model is unchanged. Under DP, an accountant repor
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 import time
 from dataclasses import dataclass
 
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, Result
 
 from ...dp import noise_share_std
 from ..secagg import FixedPoint, InsufficientClientsError, SecAggConfig, SecAggServer
 from . import records as R
+from .aggregator_mode import AggregatorUnavailableError
 
 log = logging.getLogger("veil.fl")
 
@@ -48,6 +47,12 @@ class DPConfig:
     client adds noise of std ``z C / sqrt(m)``, and a round is only unmasked if at least
     m + 1 inputs are in the sum, so the noise *not* contributed by any one client is at
     least ``z C``.
+
+    ``mechanism``: ``"gaussian"`` (float noise shares) or ``"ddg"``, the distributed
+    discrete Gaussian (Kairouz et al. 2021; pairwise-masking mode only): updates rounded
+    to the grid ``2^-granularity_bits``, integer noise, an exactly integer sum; the
+    accountant's multiplier is then relative to the rounded norm bound Δ₂ (Δ₂γ/C =
+    1.0001 for C = 1, γ = 2^-12, 650 values). ``server_lr`` scales the noisy mean update.
     """
 
     clip_norm: float
@@ -58,12 +63,20 @@ class DPConfig:
     target_epsilon: float | None = None
     budget: float | None = None
     accounting: str = "rdp"
+    mechanism: str = "gaussian"
+    granularity_bits: int = 12
+    server_lr: float = 1.0
 
     def __post_init__(self):
         if (self.noise_multiplier is None) == (self.target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
         if self.min_clients < 1:
             raise ValueError("min_clients must be >= 1")
+        if self.mechanism not in ("gaussian", "ddg"):
+            raise ValueError("mechanism must be 'gaussian' (float noise shares) or 'ddg' "
+                             "(distributed discrete Gaussian, veil.dp.discrete)")
+        if not self.server_lr > 0:
+            raise ValueError("server_lr must be > 0")
 
 
 class SecureFedAvg(FedAvg):
@@ -78,15 +91,21 @@ class SecureFedAvg(FedAvg):
                  min_available_nodes: int = 2, threshold: int | float = 2 / 3,
                  fixed_point: FixedPoint | None = None, dp: DPConfig | None = None,
                  stage_timeout: float = 600.0, fraction_evaluate: float = 0.0,
-                 aggregators=None, **fedavg_kwargs):
+                 aggregators=None, neighbours: int | None = None, **fedavg_kwargs):
         # Federated evaluation (FedAvg's configure/aggregate_evaluate) is off by default:
         # its per-client metrics are sent in the clear, outside secure aggregation.
         super().__init__(fraction_train=fraction_train, min_train_nodes=min_train_nodes,
                          min_available_nodes=min_available_nodes,
                          fraction_evaluate=fraction_evaluate, **fedavg_kwargs)
         self.threshold, self.dp, self.stage_timeout = threshold, dp, stage_timeout
+        # SecAgg+: each client pairs with `neighbours` (even) others; None = complete graph.
+        SecAggConfig(vector_len=1, threshold=threshold, neighbours=neighbours)  # validate
+        self.neighbours = neighbours
         # Aggregator-MPC mode (e.g. LocalAggregators(2)) instead of pairwise masking.
         self.aggregators = aggregators
+        if aggregators is not None and dp is not None and dp.mechanism == "ddg":
+            raise ValueError("mechanism='ddg' is for pairwise masking; the aggregators add "
+                             "their own Gaussian noise inside MPC (use 'gaussian')")
         self.fixed_point = fixed_point or FixedPoint(frac_bits=24, bound=float(2 ** 20),
                                                      max_clients=4096)
         self.history: list[dict] = []
@@ -120,7 +139,7 @@ class SecureFedAvg(FedAvg):
                 one_round = (self._aggregator_round if self.aggregators is not None
                              else self._secure_round)
                 new = one_round(grid, rnd, flat, layout, train_config, info)
-            except InsufficientClientsError as e:
+            except (InsufficientClientsError, AggregatorUnavailableError) as e:
                 log.warning("round %d skipped: %s", rnd, e)
                 info["skipped"] = str(e)
                 new = None
@@ -192,6 +211,11 @@ class SecureFedAvg(FedAvg):
         for m in replies:
             v = m.metadata.src_node_id
             if m.has_error() or v not in payloads:
+                if m.has_error():
+                    # Flower carries the client's exception text (veil's say what, never
+                    # values): say which client left the round and why.
+                    log.warning("round %d, stage %s: client %d dropped: %s", rnd, stage, v,
+                                m.error.reason[:300])
                 info.setdefault("failed", set()).add(v)
                 continue
             info["bytes_up"] = info.get("bytes_up", 0) + _nbytes(m.content)
@@ -205,14 +229,25 @@ class SecureFedAvg(FedAvg):
         vlen = flat.numel() + (1 if weighted else 0)
         min_surv = self.dp.min_clients + 1 if self.dp else 0
         cfg = SecAggConfig(vector_len=vlen, threshold=self.threshold,
-                           fixed_point=self.fixed_point, min_survivors=min_surv)
+                           fixed_point=self.fixed_point, min_survivors=min_surv,
+                           neighbours=self.neighbours)
         if len(sampled) < max(2, min_surv):
             raise InsufficientClientsError("sample", len(sampled), max(2, min_surv))
         server = SecAggServer(cfg, os.urandom(16))
-        noise = (noise_share_std(self.noise_multiplier, self.dp.clip_norm, self.dp.min_clients)
-                 if self.dp else 0.0)
+        noise, ddg = 0.0, {}
+        if self.dp is not None and self.dp.mechanism == "ddg":
+            from ...dp import discrete
+            bits = self.dp.granularity_bits
+            bound = discrete.l2_bound(self.dp.clip_norm, 2.0 ** -bits, vlen)
+            noise = discrete.client_sigma(self.noise_multiplier, self.dp.min_clients, bound)
+            ddg = {"ddg_bits": bits, "ddg_bound": bound}
+            info["ddg_z"] = discrete.ddg_noise_multiplier(noise, self.dp.min_clients, bound,
+                                                          vlen)
+        elif self.dp is not None:
+            noise = noise_share_std(self.noise_multiplier, self.dp.clip_norm,
+                                    self.dp.min_clients)
         params = R.config_to_record(cfg, server.round_id, "weighted" if weighted else "dp",
-                                    self.dp.clip_norm if self.dp else 0.0, noise)
+                                    self.dp.clip_norm if self.dp else 0.0, noise, **ddg)
 
         def cfg_msg(values):
             return RecordDict({R.SECAGG: ConfigRecord(values)})
@@ -224,10 +259,15 @@ class SecureFedAvg(FedAvg):
                        "s_pk": r.config_records[R.SECAGG].get("s_pk")}
                    for v, r in replies.items() if R.SECAGG in r.config_records}
         roster = server.collect_keys(adverts)
-        ids = sorted(roster)
-        keys_msg = {"stage": "share_keys", "round_id": server.round_id, "ids": ids,
-                    "c_pks": [roster[v][0] for v in ids], "s_pks": [roster[v][1] for v in ids]}
-        replies = self._exchange(grid, rnd, "share_keys", {v: cfg_msg(keys_msg) for v in ids},
+
+        def keys_msg(v):
+            # v's neighbourhood only (everyone in the complete graph).
+            mine = server.roster_for(v)
+            ids = sorted(mine)
+            return cfg_msg({"stage": "share_keys", "round_id": server.round_id, "ids": ids,
+                            "c_pks": [mine[u][0] for u in ids],
+                            "s_pks": [mine[u][1] for u in ids]})
+        replies = self._exchange(grid, rnd, "share_keys", {v: keys_msg(v) for v in roster},
                                  info)
         outboxes = {}
         for v, r in replies.items():
@@ -236,6 +276,8 @@ class SecureFedAvg(FedAvg):
             except (KeyError, ValueError) as e:
                 log.warning("round %d: client %d sent malformed shares (%s); dropped", rnd, v, e)
         inboxes = server.route_shares(outboxes)
+        for v, why in server.rejected.items():
+            log.warning("round %d: client %d %s; dropped", rnd, v, why)
         arrays = R.unflatten(flat, layout)
         payloads = {}
         for v, inbox in inboxes.items():
@@ -257,7 +299,8 @@ class SecureFedAvg(FedAvg):
                             "dropped", rnd, v, e)
         survivors = server.collect_masked(ys)
         replies = self._exchange(grid, rnd, "unmask", {v: cfg_msg(
-            {"stage": "unmask", "round_id": server.round_id, "survivors": survivors})
+            {"stage": "unmask", "round_id": server.round_id,
+             "survivors": server.survivors_for(v), "total": len(survivors)})
             for v in survivors}, info)
         responses = {}
         for v, r in replies.items():
@@ -281,7 +324,7 @@ class SecureFedAvg(FedAvg):
             return flat + s[:-1] / total
         expected = self.dp.sample_rate * self.num_nodes
         # Reveals: the noisy sum of clipped updates (DP-protected), nothing per client.
-        return flat + s / expected
+        return flat + self.dp.server_lr * s / expected
 
 
     def _aggregator_round(self, grid, rnd, flat, layout, train_config, info):
@@ -327,7 +370,8 @@ class SecureFedAvg(FedAvg):
             if not total > 0:
                 raise ValueError("aggregate has no examples (sum of num-examples <= 0)")
             return flat + s[:-1] / total            # reveals: the weighted mean update
-        return flat + s / (self.dp.sample_rate * self.num_nodes)   # the noisy sum only
+        # the noisy sum only
+        return flat + self.dp.server_lr * s / (self.dp.sample_rate * self.num_nodes)
 
 
 def _nbytes(content: RecordDict) -> int:

@@ -4,16 +4,18 @@ Stages, each one message to and one reply from the server:
 
 1. ``advertise``: fresh X25519 key pairs ``c`` (to encrypt shares) and ``s`` (to agree
    pairwise masks); the public halves go to the server.
-2. ``share_keys(roster)``: the server's list of everyone's public keys. A fresh 16-byte
+2. ``share_keys(roster)``: the public keys of this client's neighbourhood (everyone in
+   SecAgg; its ``k`` graph neighbours under SecAgg+, :mod:`.graph`). A fresh 16-byte
    self-mask seed ``b`` and the ``s`` private key are Shamir-shared (threshold t) among
    the roster; each share is encrypted for its addressee (AES-GCM) and sent via the server.
 3. ``masked_input(x, inbox)``: ``y = enc(x) + PRG(b) + sum_v ±PRG(s_uv) mod 2^64`` over the
    clients ``v`` whose shares arrived (those still in the round); ``+`` when this client's
    id is smaller. The pairwise masks cancel in the sum; ``PRG(b)`` hides ``y`` even from a
    server that later learns ``s_uv`` for a dropped peer.
-4. ``unmask(survivors)``: for each survivor this client reveals its share of ``b``; for
-   each peer that dropped before sending ``y`` it reveals its share of the ``s`` key.
-   Never both for one peer (the sets are disjoint), and only if at least t survived.
+4. ``unmask(survivors, total)``: for each survivor (in its roster) this client reveals its
+   share of ``b``; for each peer that dropped before sending ``y`` it reveals its share of
+   the ``s`` key. Never both for one peer (the sets are disjoint), and only if the sum
+   holds at least ``max(t, min_survivors)`` inputs (``total``, as the server states it).
 
 Threat model: semi-honest (honest-but-curious) server and clients, any coalition of
 fewer than t clients, possibly with the server, learns nothing about other clients'
@@ -116,16 +118,21 @@ class SecAggClient:
         return y
 
     # -- stage 4 ------------------------------------------------------------------------
-    def unmask(self, survivors) -> dict[str, dict[int, bytes]]:
-        """Shares of ``b`` for each survivor, of the mask key for each dropped peer."""
+    def unmask(self, survivors, total: int | None = None) -> dict[str, dict[int, bytes]]:
+        """Shares of ``b`` for each survivor, of the mask key for each dropped peer.
+
+        ``survivors``: the survivors among this client's roster; ``total``: how many
+        masked inputs the sum holds in all (default ``len(survivors)``, exact in the
+        complete graph; under SecAgg+ the server's statement, trusted as semi-honest)."""
         self._enter("unmask", "done")
         survivors = set(int(v) for v in survivors)
         if not survivors <= self._u2 or self.node_id not in survivors:
             raise ValueError("survivor list names clients outside this round, or omits "
                              "this client: refusing to reveal shares")
+        total = len(survivors) if total is None else int(total)
         need = self.config.need_inputs(self._t)
-        if len(survivors) < need:
-            raise InsufficientClientsError("unmask", len(survivors), need)
+        if total < max(need, len(survivors)):
+            raise InsufficientClientsError("unmask", total, need)
         n = shamir.SHARE_BYTES
         return {"b": {u: self._shares[u][:n] for u in survivors},
                 "s": {u: self._shares[u][n:] for u in self._u2 - survivors}}

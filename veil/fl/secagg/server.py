@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import keys, shamir
+from . import graph, keys, shamir
 from .client import MASK_KEY
 from .config import InsufficientClientsError, SecAggConfig
 
@@ -47,8 +47,9 @@ class SecAggServer:
     def _count(self, book: dict, node: int, n: int) -> None:
         book[node] = book.get(node, 0) + n
 
-    # stage 1 -> 2: everyone's public keys to everyone
+    # stage 1 -> 2: each client gets its neighbours' public keys
     def collect_keys(self, adverts: dict[int, dict]) -> dict[int, tuple[bytes, bytes]]:
+        """The roster of well-formed adverts; each client's part is :meth:`roster_for`."""
         roster = {}
         for u, a in adverts.items():
             c_pk, s_pk = a.get("c_pk"), a.get("s_pk")
@@ -57,28 +58,39 @@ class SecAggServer:
                 raise ValueError(f"client {u} advertised malformed public keys")
             roster[int(u)] = (c_pk, s_pk)
             self._count(self.bytes_up, int(u), 64)
-        self.t = self.config.t_for(len(roster))
-        if len(roster) < self.t:
-            raise InsufficientClientsError("collect_keys", len(roster), self.t)
         self.roster = roster
         self.ids = sorted(roster)
+        # The graph is public: it follows from the roster and the round id.
+        self.graph = graph.harary(self.ids, self.config.neighbours, self.round_id)
+        self.closed = {u: sorted(self.graph[u] | {u}) for u in self.ids}
+        self.t = self.config.t_for(min((len(c) for c in self.closed.values()), default=0))
+        if len(roster) < self.t or len(roster) < 2:
+            raise InsufficientClientsError("collect_keys", len(roster), max(2, self.t))
         for u in roster:
-            self._count(self.bytes_down, u, 64 * len(roster))
+            self._count(self.bytes_down, u, 64 * len(self.closed[u]))
         return roster
+
+    def roster_for(self, u: int) -> dict[int, tuple[bytes, bytes]]:
+        """What client ``u`` receives: the public keys of itself and its neighbours."""
+        return {v: self.roster[v] for v in self.closed[u]}
 
     # stage 2 -> 3: encrypted shares, routed to their addressees
     def route_shares(self, outboxes: dict[int, dict[int, bytes]]) -> dict[int, dict[int, bytes]]:
-        u2 = {int(u) for u in outboxes} & set(self.roster)
+        """A client whose outbox is malformed is left out of the round (in ``rejected``)."""
+        self.rejected: dict[int, str] = {}
+        u2 = set()
+        for u in {int(u) for u in outboxes} & set(self.roster):
+            box = outboxes[u]
+            if not (isinstance(box, dict) and set(box) == self.graph[u]
+                    and all(isinstance(b, bytes) for b in box.values())):
+                self.rejected[u] = "did not send one share to each of its neighbours"
+                continue
+            u2.add(u)
         if len(u2) < self.t:
             raise InsufficientClientsError("share_keys", len(u2), self.t)
         inboxes: dict[int, dict[int, bytes]] = {v: {} for v in u2}
         for u in u2:
-            box = outboxes[u]
-            if set(box) != set(self.roster) - {u}:
-                raise ValueError(f"client {u} did not send one share to every other client")
-            for v, blob in box.items():
-                if not isinstance(blob, bytes):
-                    raise ValueError(f"client {u} sent a malformed share")
+            for v, blob in outboxes[u].items():
                 self._count(self.bytes_up, u, len(blob))
                 if v in u2:
                     inboxes[v][u] = blob
@@ -86,7 +98,7 @@ class SecAggServer:
         self.u2 = u2
         return inboxes
 
-    # stage 3 -> 4: masked vectors; the survivor list goes back to the clients
+    # stage 3 -> 4: masked vectors; each client gets the survivors among its neighbours
     def collect_masked(self, ys: dict[int, torch.Tensor]) -> list[int]:
         n = self.config.vector_len
         u3 = {int(u) for u in ys} & self.u2
@@ -105,15 +117,25 @@ class SecAggServer:
         for u in self.u3:
             self._ysum += ys[u]                         # wraps mod 2^64, as intended
         for u in self.u3:
-            self._count(self.bytes_down, u, 8 * len(self.u3))
+            self._count(self.bytes_down, u, 8 * len(self.survivors_for(u)) + 8)
         return self.u3
+
+    def survivors_for(self, v: int) -> list[int]:
+        """The unmask request to ``v``: the survivors in its closed neighbourhood (it also
+        gets the total count, to refuse a sum of too few inputs)."""
+        s = set(self.u3)
+        return [u for u in self.closed[v] if u in s]
+
+    def _dropped_for(self, v: int) -> set[int]:
+        # Neighbours of v that sent v a share but no masked input: v reveals their key share.
+        return (self.graph[v] & self.u2) - set(self.u3)
 
     # stage 4: shares -> the unmasked sum
     def unmask(self, responses: dict[int, dict[str, dict[int, bytes]]]) -> AggregateResult:
         dropped = sorted(self.u2 - set(self.u3))
         # A response with the wrong set of shares counts as that client dropping out.
         u5 = sorted(v for v in {int(v) for v in responses} & set(self.u3)
-                    if _shape_ok(responses[v], self.u3, dropped))
+                    if _shape_ok(responses[v], self.survivors_for(v), self._dropped_for(v)))
         if len(u5) < self.t:
             raise InsufficientClientsError("unmask", len(u5), self.t)
         n = self.config.vector_len
@@ -121,12 +143,17 @@ class SecAggServer:
         s_sh = {u: [] for u in dropped}
         for v in u5:
             r = responses[v]
-            x = self.ids.index(v) + 1                  # the share's x is v's roster position
+            # A share's x is v's position in the owner's closed neighbourhood (1-based).
             for u, y in r["b"].items():
-                b_sh[u].append((x, y))
+                b_sh[u].append((self.closed[u].index(v) + 1, y))
             for u, y in r["s"].items():
-                s_sh[u].append((x, y))
-            self._count(self.bytes_up, v, shamir.SHARE_BYTES * (len(self.u3) + len(dropped)))
+                s_sh[u].append((self.closed[u].index(v) + 1, y))
+            self._count(self.bytes_up, v, shamir.SHARE_BYTES * (len(r["b"]) + len(r["s"])))
+        for u, sh in [*b_sh.items(), *s_sh.items()]:
+            if len(sh) < self.t:
+                # Too few of u's neighbours answered: its mask cannot be removed.
+                raise InsufficientClientsError(f"unmask (neighbours of client {u})",
+                                               len(sh), self.t)
         total = self._ysum.clone()
         for u in self.u3:
             # Reveals b_u, which only removes u's self-mask from a y_u that is in the sum.
@@ -137,7 +164,7 @@ class SecAggServer:
             if sk.public != self.roster[u][1]:
                 raise ValueError(f"recovered mask key of client {u} does not match its "
                                  "public key (a client sent a wrong share)")
-            for v in self.u3:
+            for v in self.graph[u] & set(self.u3):
                 seed = sk.agree(self.roster[v][1],
                                 keys.pair_label(MASK_KEY, self.round_id, u, v), 16)
                 m = keys.mask(seed, n)

@@ -32,16 +32,17 @@ def simulate_round(config: SecAggConfig, updates: dict[int, torch.Tensor], *,
     obs = observe or (lambda name, value: None)
     adverts = {u: c.advertise() for u, c in clients.items()}
     obs("adverts", adverts)
-    roster = server.collect_keys(adverts)
+    server.collect_keys(adverts)
     alive = set(clients) - set(drop_after_keys)
-    outboxes = {u: clients[u].share_keys(roster) for u in alive}
+    outboxes = {u: clients[u].share_keys(server.roster_for(u)) for u in alive}
     obs("outboxes", outboxes)
     inboxes = server.route_shares(outboxes)
     alive -= set(drop_after_shares)
-    ys = {u: clients[u].masked_input(updates[u], inboxes[u]) for u in alive}
+    ys = {u: clients[u].masked_input(updates[u], inboxes[u]) for u in alive & set(inboxes)}
     obs("masked", ys)
     survivors = server.collect_masked(ys)
     alive -= set(drop_after_input)
-    responses = {u: clients[u].unmask(survivors) for u in alive}
+    responses = {u: clients[u].unmask(server.survivors_for(u), len(survivors))
+                 for u in alive}
     obs("unmask", responses)
     return server.unmask(responses)
