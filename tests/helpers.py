@@ -35,3 +35,21 @@ def assert_close(got, want, atol, what=""):
     assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
     err = (got - want).abs().max().item() if got.numel() else 0.0
     assert err <= atol, f"{what}: max abs error {err:.3g} > {atol:g}"
+
+
+def dealer_answers(req, max_elements=1 << 20):
+    """Run the dealer's loop on one request from party 0 (in memory); return its error
+    (a PartyError) or None."""
+    from veil.comm import Abort, Communicator, MemoryChannel
+    from veil.errors import PartyError
+    from veil.offline import PRG, serve_dealer
+    dealer_end, party_end = MemoryChannel.pair("dealer", "party 0", Abort())
+    party = Communicator(0, 1, {1: party_end}, 5.0)
+    dealer = Communicator(1, 1, {0: dealer_end}, 5.0)
+    party.send_obj(1, req)
+    party.close()
+    try:
+        serve_dealer(dealer, [PRG(bytes(16))], max_elements)
+    except PartyError as exc:
+        return exc
+    return None

@@ -11,7 +11,7 @@ import veil
 from veil.comm.profile import SCOPE
 from veil.offline import PRG
 from veil.protocols import Semi2k
-from helpers import PROTOCOL_GRID, assert_close, share_from, uniform
+from helpers import PROTOCOL_GRID, assert_close, dealer_answers, share_from, uniform
 
 TOL = 2e-3          # two fixed-point products of values of magnitude ~3, 16 fractional bits
 
@@ -158,21 +158,6 @@ def test_prg_fork_is_deterministic_independent_and_leaves_the_stream_alone():
     assert torch.equal(a.ring((3,)), b.ring((3,)))   # forks did not advance either stream
 
 
-def _dealer_answers(req, max_elements=1 << 20):
-    from veil.comm import Abort, Communicator, MemoryChannel
-    from veil.offline import serve_dealer
-    dealer_end, party_end = MemoryChannel.pair("dealer", "party 0", Abort())
-    party = Communicator(0, 1, {1: party_end}, 5.0)
-    dealer = Communicator(1, 1, {0: dealer_end}, 5.0)
-    party.send_obj(1, req)
-    party.close()
-    try:
-        serve_dealer(dealer, [PRG(bytes(16))], max_elements)
-    except veil.PartyError as exc:
-        return exc
-    return None
-
-
 def _keyed(**over):
     args = {"op": "matmul", "shape_a": [2, 3], "shape_b": [3, 4], "key_a": 1, "key_b": 2,
             "params": {}}
@@ -189,13 +174,13 @@ def _keyed(**over):
     (_keyed(shape_b=[5, 4]), "do not fit together"),
 ])
 def test_the_dealer_refuses_bad_keyed_requests_naming_party_0(req, match):
-    err = _dealer_answers(req)
+    err = dealer_answers(req)
     assert err is not None and err.party == "party 0", err
     assert match in err.cause
 
 
 def test_the_dealer_serves_a_keyed_request():
-    err = _dealer_answers(_keyed())
+    err = dealer_answers(_keyed())
     assert err is not None and "closed its connection" in err.cause   # answered, then EOF
 
 

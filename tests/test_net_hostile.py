@@ -17,6 +17,7 @@ from veil.net.cluster import load_cluster, write_cluster
 from veil.net.connect import Connector, listen
 from veil.net.link import ABORT, DATA, EAGER, HEADER
 from veil.net.loopback import connect_hubs, identity, local_cluster
+from helpers import dealer_answers
 
 
 def _connector(cluster, listeners, r, peers, out, deadline_s=20.0, handshake_s=10.0):
@@ -249,22 +250,6 @@ def test_announced_shapes_are_checked_before_anything_is_allocated(shape, match)
     assert check_shape([2, 0, 5], 100, "party 3") == (2, 0, 5)
 
 
-def _dealer_answers(req, max_elements=1 << 20):
-    """Run the dealer's loop on one request from party 0 (in memory); return its error."""
-    from veil.comm import Abort, Communicator, MemoryChannel
-    from veil.offline import PRG, serve_dealer
-    dealer_end, party_end = MemoryChannel.pair("dealer", "party 0", Abort())
-    party = Communicator(0, 1, {1: party_end}, 5.0)
-    dealer = Communicator(1, 1, {0: dealer_end}, 5.0)
-    party.send_obj(1, req)
-    party.close()
-    try:
-        serve_dealer(dealer, [PRG(bytes(16))], max_elements)
-    except PartyError as exc:
-        return exc
-    return None
-
-
 @pytest.mark.parametrize("req, match", [
     ({"kind": "beaver", "args": {"op": "mul", "shape_a": [1 << 15, 1], "shape_b": [1, 1 << 15],
                                  "params": {}}}, "requested 1073741824 elements"),
@@ -284,13 +269,13 @@ def _dealer_answers(req, max_elements=1 << 20):
      "op is not a small int, identifier"),
 ])
 def test_the_dealer_refuses_malformed_or_oversized_requests_naming_party_0(req, match):
-    err = _dealer_answers(req)
+    err = dealer_answers(req)
     assert err is not None and err.party == "party 0", err
     assert match in err.cause
 
 
 def test_the_dealer_still_serves_a_well_formed_request():
-    err = _dealer_answers({"kind": "beaver", "args": {
+    err = dealer_answers({"kind": "beaver", "args": {
         "op": "conv2d", "shape_a": [1, 1, 4, 4], "shape_b": [2, 1, 3, 3],
         "params": {"padding": [1, 1], "stride": 1}}})
     # It answered, then waited for the next request and met the closed channel.

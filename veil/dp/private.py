@@ -41,7 +41,7 @@ from ..autograd import no_grad
 from ..context import current
 from ..errors import ProtocolUsageError
 from ..nn.metrics import correct_count
-from ..nn.train import History, Progress, evaluate
+from ..nn.train import History, Progress, evaluate, format_epoch
 from ..tensor import SecretTensor, cat
 from .clipping import (MAX_CLIP, MIN_CLIP, clip_error, clipped_sum, linear_layers,
                        prepared_inputs, tapped)
@@ -198,21 +198,11 @@ class PrivateTrainer:
             if eval_data is not None:
                 row["eval_acc"] = evaluate(self.model, *eval_data, to=metrics_to)
             history.append(**row)
-            bar.epoch(_fmt(row))
+            bar.epoch(format_epoch(row))
             if not self.can_step():
                 bar.epoch(f"privacy budget {self.budget} reached after {self.steps} steps")
                 break
         return history
-
-
-def _fmt(row: dict) -> str:
-    parts = [f"epoch {row['epoch']}", f"ε {row['epsilon']:.2f}"]
-    if row.get("loss") is not None:
-        parts.append(f"loss {row['loss']:.4f}")
-    if row.get("eval_acc") is not None:
-        parts.append(f"eval acc {100 * row['eval_acc']:.1f}%")
-    parts.append(f"{row['seconds']:.2f}s")
-    return "  ".join(parts)
 
 
 def make_private(model, optimizer, criterion, data, *, batch_size: int,

@@ -59,8 +59,11 @@ class Progress:
             self.stream.flush()
 
 
-def _fmt(row: dict) -> str:
+def format_epoch(row: dict) -> str:
+    """One line of a fit history: epoch, then whichever of ε, loss, accuracies it has."""
     parts = [f"epoch {row['epoch']}"]
+    if row.get("epsilon") is not None:
+        parts.append(f"ε {row['epsilon']:.2f}")
     if row.get("loss") is not None:
         parts.append(f"loss {row['loss']:.4f}")
     if row.get("train_acc") is not None:
@@ -144,7 +147,7 @@ def fit(model, loader, criterion, optimizer, epochs: int, *, eval_data=None,
         if eval_data is not None:
             row["eval_acc"] = evaluate(model, *eval_data, to=metrics_to)
         history.append(**row)
-        bar.epoch(_fmt(row) if row["loss"] is not None else f"epoch {epoch + 1}")
+        bar.epoch(format_epoch(row) if row["loss"] is not None else f"epoch {epoch + 1}")
     return history
 
 
