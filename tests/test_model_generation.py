@@ -82,8 +82,14 @@ def _check_structure(dec, shared_bytes):
     assert mms and all(n.shape[0] == 1 for n in mms)
     past = [i for i in step.inputs if i.name.startswith("past")]
     assert len(past) == 4 and all(i.shape[2] == P + NEW - 1 and not i.public for i in past)
-    assert dec.prefill._weights is dec.step._weights
-    assert shared_bytes <= 8 * sum(p.numel() for p in LM.parameters()) * 1.05
+    pre_w, step_w = dec.prefill._weights, dec.step._weights    # each module's prepared view
+    common = set(pre_w) & set(step_w) & {p.name for p in dec.step.graph.params}
+    assert common and all(pre_w[k] is step_w[k] for k in common)   # the same shared tensors
+    # sharing is free (pairwise PRGs); each weight then opens once under its mask (8 B per
+    # value, a fixed operand for both graphs) and each graph's weight-only moves (a
+    # transposed copy) at most once more: a second sharing or opening would exceed this
+    values = sum(p.numel() for p in LM.parameters())
+    assert 8 * values <= shared_bytes <= 8 * values * 1.5
     assert repr(dec) == "SecureDecoder(owner=0, prompt_len=5, max_new_tokens=6, batch=1)"
 
 
