@@ -5,6 +5,10 @@
 'a <!-- x:begin -->\\nnew\\n<!-- x:end --> b'
 >>> replace_marked("no markers", "<!-- x:begin -->", "<!-- x:end -->", "new") is None
 True
+>>> print(markdown_table([("a", lambda r: r[0]), ("b", lambda r: f"{r[1]:.1f}")], [(1, 2)]))
+| a | b |
+|---|---|
+| 1 | 2.0 |
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ def replace_marked(text: str, begin: str, end: str, body: str) -> str | None:
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{begin}\n{body}{end}{tail}"
+
+
+def markdown_table(columns, rows) -> str:
+    """A Markdown table: ``columns`` is a list of (header, cell) pairs, ``cell(row)`` gives
+    a row's text in that column; the separator line always matches the header."""
+    lines = ["| " + " | ".join(h for h, _ in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(cell(r)) for _, cell in columns) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def emit_sections(doc, sections: dict, replace, write: bool, default: str = "") -> None:

@@ -48,6 +48,7 @@ import veil
 from ..comm.netem import Network, predict
 from ..compile import zoo
 from ..compile.decoder import greedy_reference, secure_decoder
+from ..docs_markers import markdown_table
 from .docs_section import write_section
 from .runner import host_line
 
@@ -289,41 +290,40 @@ def _pred(row):
     return f"{predicted(row, 'lan'):.1f}", f"{predicted(row, 'wan'):.1f}"
 
 
+_COMMON = [("model", lambda r: r["model"]),
+           ("parties, protocol", lambda r: f"{r['parties']}, {r['protocol']}"),
+           ("link", lambda r: r["network"])]
+_TAIL = [("max abs err (logits)", lambda r: f"{r['max_abs_err']:.1e}")]
+_LOAD = [("load", lambda r: f"{r['load']:.1f}")]
+BERT_COLUMNS = _COMMON + [
+    ("time (s)", lambda r: f"{r['time_s']:.1f}"),
+    ("CPU s/party", _cpus),
+    ("rounds", lambda r: r["rounds"]),
+    ("online MB sent/party", lambda r: _mb(r["bytes_sent_per_party"])),
+    ("dealer MB/party", lambda r: _mb(r["dealer_bytes_per_party"])),
+    ("peak RSS/party (MB)", _peak)] + _TAIL + [
+    ("LAN predicted (s)", lambda r: _pred(r)[0]),
+    ("WAN predicted (s)", lambda r: _pred(r)[1])] + _LOAD
+GPT2_COLUMNS = _COMMON + [
+    ("prompt + 1st token (s)", lambda r: f"{r['prefill_s']:.1f}"),
+    ("per token (s), mean / max", lambda r: f"{r['token_s']:.2f} / {r['token_s_max']:.2f}"),
+    ("rounds/token", lambda r: r["token_rounds"]),
+    ("online MB/token/party", lambda r: _mb(r["token_bytes"])),
+    ("dealer MB/token/party", lambda r: _mb(r["token_dealer_bytes"])),
+    ("prompt: rounds, MB", lambda r: f"{r['prefill_rounds']}, {_mb(r['prefill_bytes'])}"),
+    ("CPU s/party, all tokens", _cpus),
+    ("peak RSS/party (MB)", _peak),
+    ("tokens = torch greedy", lambda r: "yes" if r["tokens_match"] else "NO")] + _TAIL + [
+    ("LAN predicted (s/token)", lambda r: _pred(r)[0]),
+    ("WAN predicted (s/token)", lambda r: _pred(r)[1])] + _LOAD
+
+
 def format_tables(rows: list[dict]) -> str:
-    bert = [r for r in rows if r["spec"]["kind"] == "bert"]
-    gpt = [r for r in rows if r["spec"]["kind"] == "gpt2"]
     out = []
-    if bert:
-        out += [("| model | parties, protocol | link | time (s) | CPU s/party | rounds | online MB "
-                 "sent/party "
-                 "| dealer MB/party | peak RSS/party (MB) | max abs err (logits) | LAN predicted "
-                 "(s) | WAN predicted (s) | load |"),
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in bert:
-            lan, wan = _pred(r)
-            out.append(f"| {r['model']} | {r['parties']}, {r['protocol']} | {r['network']} | "
-                       f"{r['time_s']:.1f} | {_cpus(r)} | {r['rounds']} | "
-                       f"{_mb(r['bytes_sent_per_party'])} | "
-                       f"{_mb(r['dealer_bytes_per_party'])} | {_peak(r)} | "
-                       f"{r['max_abs_err']:.1e} | {lan} | {wan} | {r['load']:.1f} |")
-        out.append("")
-    if gpt:
-        out += [("| model | parties, protocol | link | prompt + 1st token (s) | per token (s), "
-                 "mean / max | rounds/token | online MB/token/party | dealer MB/token/party | "
-                 "prompt: rounds, MB | CPU s/party, all tokens | peak RSS/party (MB) | tokens = "
-                 "torch greedy | max abs err "
-                 "(logits) | LAN predicted (s/token) | WAN predicted (s/token) | load |"),
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in gpt:
-            lan, wan = _pred(r)
-            out.append(f"| {r['model']} | {r['parties']}, {r['protocol']} | {r['network']} | "
-                       f"{r['prefill_s']:.1f} | {r['token_s']:.2f} / {r['token_s_max']:.2f} | "
-                       f"{r['token_rounds']} | {_mb(r['token_bytes'])} | "
-                       f"{_mb(r['token_dealer_bytes'])} | {r['prefill_rounds']}, "
-                       f"{_mb(r['prefill_bytes'])} | {_cpus(r)} | {_peak(r)} | "
-                       f"{'yes' if r['tokens_match'] else 'NO'} | {r['max_abs_err']:.1e} | "
-                       f"{lan} | {wan} | {r['load']:.1f} |")
-        out.append("")
+    for kind, columns in (("bert", BERT_COLUMNS), ("gpt2", GPT2_COLUMNS)):
+        mine = [r for r in rows if r["spec"]["kind"] == kind]
+        if mine:
+            out += [markdown_table(columns, mine), ""]
     return "\n".join(out)
 
 

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from ..docs_markers import markdown_table, replace_marked
+
 SIZES = {"rr22": (10 ** 5, 10 ** 6, 10 ** 7), "ecdh": (10 ** 4, 10 ** 5)}
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:psi:begin -->", "<!-- bench:psi:end -->"
@@ -136,15 +138,18 @@ def measure(n: int, protocol: str, repeat: int) -> dict:
             "load": max(a["load"], b["load"]), "split": [a["split"], b["split"]]}
 
 
+COLUMNS = [("protocol", lambda r: r["protocol"]),
+           ("keys (each side)", lambda r: f"{r['keys']:.0e}"),
+           ("seconds", lambda r: r["seconds"]),
+           ("bytes/key/party", lambda r: r["bytes_per_key_party"]),
+           ("total bytes", lambda r: f"{r['bytes_total']:,}"),
+           ("rounds (veil link)", lambda r: r["rounds"]),
+           ("peak RSS/party (MB)", lambda r: r["peak_rss_mb"]),
+           ("host load", lambda r: r["load"])]
+
+
 def table(rows: list[dict]) -> str:
-    out = ["| protocol | keys (each side) | seconds | bytes/key/party | total bytes | "
-           "rounds (veil link) | peak RSS/party (MB) | host load |",
-           "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['protocol']} | {r['keys']:.0e} | {r['seconds']} | "
-                   f"{r['bytes_per_key_party']} | {r['bytes_total']:,} | {r['rounds']} | "
-                   f"{r['peak_rss_mb']} | {r['load']} |")
-    return "\n".join(out)
+    return markdown_table(COLUMNS, rows)
 
 
 def main(argv=None) -> int:
@@ -170,12 +175,10 @@ def main(argv=None) -> int:
     text = table(rows)
     print(text)
     if args.docs:
-        doc = DOCS.read_text()
-        if BEGIN not in doc:
+        doc = replace_marked(DOCS.read_text(), BEGIN, END, text + "\n")
+        if doc is None:
             raise SystemExit(f"{DOCS} has no {BEGIN} … {END} section")
-        head, rest = doc.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        DOCS.write_text(head + BEGIN + "\n" + text + "\n" + END + tail)
+        DOCS.write_text(doc)
     return 0
 
 

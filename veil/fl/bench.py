@@ -34,6 +34,7 @@ import torch
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 
+from ..docs_markers import replace_marked
 from . import flower_secaggplus, tasks
 from .flower import DPConfig, LocalAggregators, LocalGrid, SecureFedAvg, secagg_mod
 from .flower.strategy import _nbytes
@@ -253,10 +254,10 @@ def main(argv=None) -> int:
 
 
 def _write_docs(rows) -> None:
-    text = DOCS.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    DOCS.write_text(f"{head}{BEGIN}\n{table(rows)}\n{END}{tail}")
+    text = replace_marked(DOCS.read_text(), BEGIN, END, table(rows) + "\n")
+    if text is None:
+        raise SystemExit(f"{DOCS} has no {BEGIN} … {END} section")
+    DOCS.write_text(text)
 
 
 if __name__ == "__main__":
