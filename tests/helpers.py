@@ -53,3 +53,13 @@ def dealer_answers(req, max_elements=1 << 20):
     except PartyError as exc:
         return exc
     return None
+
+
+class FakeClock:
+    """A clock the test moves by hand (``clock.now = ...``), for code that takes one."""
+
+    def __init__(self, now: float = 0.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now

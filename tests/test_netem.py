@@ -11,19 +11,11 @@ import veil
 from veil.comm import netem
 from veil.comm.netem import Link, Network, predict
 from veil.errors import ProtocolUsageError
-from helpers import share_from
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
+from helpers import FakeClock, share_from
 
 
 def test_a_link_carries_one_message_at_a_time_then_adds_latency():
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     link = Link(Network(latency_s=0.010, bandwidth_bps=8e6), clock=clock)
     # 1 MB at 8 Mbit/s takes 1 s on the wire, then 10 ms of flight
     assert link.schedule(1_000_000) == pytest.approx(101.010)
@@ -34,7 +26,7 @@ def test_a_link_carries_one_message_at_a_time_then_adds_latency():
 
 
 def test_a_stamped_message_is_held_until_its_arrival_time():
-    clock, slept = FakeClock(), []
+    clock, slept = FakeClock(100.0), []
 
     def sleep(s):
         slept.append(s)
@@ -52,9 +44,9 @@ def test_a_stamped_message_is_held_until_its_arrival_time():
 def test_a_peer_stamp_that_is_not_a_near_time_is_refused(due):
     # a stamp is a peer's word: it may not make this party wait for long (or forever)
     with pytest.raises(ValueError, match="one host"):
-        netem.unstamp(netem.stamp(due, b"x"), 60.0, clock=FakeClock())
+        netem.unstamp(netem.stamp(due, b"x"), 60.0, clock=FakeClock(100.0))
     with pytest.raises(ValueError, match="too short"):
-        netem.unstamp(b"1234", 60.0, clock=FakeClock())
+        netem.unstamp(b"1234", 60.0, clock=FakeClock(100.0))
 
 
 @pytest.mark.parametrize("spec", ["fast", "10ms", "10ms/0mbit", "-1ms/10mbit", 5])

@@ -11,19 +11,11 @@ import veil
 from veil.comm import profile as profile_mod
 from veil.comm.profile import OUTSIDE, Profiler
 from veil.errors import VeilError
-from helpers import share_from
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from helpers import FakeClock, share_from
 
 
 def test_nested_kernels_are_charged_exclusively_and_waits_to_the_innermost():
-    clock = Clock()
+    clock = FakeClock()
     p = Profiler(clock)
     with p.kernel("mul_trunc"):
         clock.now += 1.0
