@@ -33,14 +33,10 @@ import os
 import torch
 
 from ..offline.prg import PRG, SEED_BYTES
+from .mechanisms import uniform53
 
 # Kairouz et al. use β = exp(-1/2) for the conditional-rounding norm bound.
 BETA = math.exp(-0.5)
-
-
-def _uniform(prg: PRG, n: int) -> torch.Tensor:
-    raw = prg.bytes(8 * n).view(torch.int64)
-    return ((raw >> 11) & ((1 << 53) - 1)).double().add_(0.5) / float(1 << 53)   # (0, 1)
 
 
 def discrete_gaussian(n: int, sigma: float, seed: bytes | None = None) -> torch.Tensor:
@@ -61,7 +57,7 @@ def discrete_gaussian(n: int, sigma: float, seed: bytes | None = None) -> torch.
     out = torch.empty(0, dtype=torch.float64)
     while out.numel() < n:
         m = 2 * (n - out.numel()) + 64    # acceptance rate >= ~0.5 (their analysis)
-        u = _uniform(prg, 3 * m).reshape(3, m)
+        u = uniform53(prg, 3 * m).reshape(3, m)
         # Discrete Laplace as the difference of two geometrics on {0, 1, ...}.
         g1 = torch.floor(torch.log(u[0]) / math.log1p(-p))
         g2 = torch.floor(torch.log(u[1]) / math.log1p(-p))
@@ -89,7 +85,7 @@ def conditional_round(x: torch.Tensor, gamma: float, bound: float, seed: bytes |
     lo = torch.floor(s)
     frac = s - lo
     for _ in range(max_tries):
-        r = lo + (_uniform(prg, s.numel()).reshape(s.shape) < frac).double()
+        r = lo + (uniform53(prg, s.numel()).reshape(s.shape) < frac).double()
         if float(torch.linalg.vector_norm(r)) <= bound:
             return r
     raise ValueError(f"conditional rounding found no rounding of norm <= {bound:.4g} in "

@@ -38,6 +38,12 @@ def clip_update(update: torch.Tensor, clip_norm: float) -> tuple[torch.Tensor, f
     return (u * (clip_norm / norm) if norm > clip_norm else u), norm
 
 
+def uniform53(prg: PRG, n: int) -> torch.Tensor:
+    """``n`` uniforms in (0, 1) with 53 random bits each (float64)."""
+    raw = prg.bytes(8 * n).view(torch.int64)
+    return ((raw >> 11) & ((1 << 53) - 1)).double().add_(0.5) / float(1 << 53)
+
+
 def gaussian(n: int, std: float, seed: bytes | None = None) -> torch.Tensor:
     """``n`` samples of N(0, std^2), float64, from AES-CTR keyed by ``os.urandom``.
 
@@ -53,17 +59,10 @@ def gaussian(n: int, std: float, seed: bytes | None = None) -> torch.Tensor:
         raise ValueError("std must be >= 0")
     prg = PRG(seed if seed is not None else os.urandom(SEED_BYTES))
     m = (n + 1) // 2
-    raw = prg.bytes(16 * m).view(torch.int64).reshape(2, m)
-    u = ((raw >> 11) & ((1 << 53) - 1)).double().add_(0.5) / float(1 << 53)   # in (0, 1)
+    u = uniform53(prg, 2 * m).reshape(2, m)
     r = torch.sqrt(-2.0 * torch.log(u[0]))
     z = torch.cat([r * torch.cos(2 * math.pi * u[1]), r * torch.sin(2 * math.pi * u[1])])
     return z[:n] * std
-
-
-def _uniform53(prg: PRG, n: int) -> torch.Tensor:
-    """``n`` uniforms in (0, 1) with 53 random bits each (float64)."""
-    raw = prg.bytes(8 * n).view(torch.int64)
-    return ((raw >> 11) & ((1 << 53) - 1)).double().add_(0.5) / float(1 << 53)
 
 
 def laplace(n: int, scale: float, seed: bytes | None = None) -> torch.Tensor:
@@ -78,7 +77,7 @@ def laplace(n: int, scale: float, seed: bytes | None = None) -> torch.Tensor:
         raise ValueError("scale must be >= 0")
     if n == 0:
         return torch.zeros(0, dtype=torch.float64)
-    u = _uniform53(PRG(seed if seed is not None else os.urandom(SEED_BYTES)), n) - 0.5
+    u = uniform53(PRG(seed if seed is not None else os.urandom(SEED_BYTES)), n) - 0.5
     return -scale * torch.sign(u) * torch.log1p(-2.0 * u.abs())
 
 

@@ -26,6 +26,7 @@ from ..context import current
 from ..errors import ProtocolUsageError
 from ..ring import broadcast_shape, is_float
 from ..tensor.core import proto
+from ..tensor.fixed import reuses_openings
 
 ONE_BIT = torch.ones((), dtype=torch.uint8)
 
@@ -104,11 +105,6 @@ def products_common(a: torch.Tensor, bs: list[torch.Tensor]) -> list[torch.Tenso
     b_flat = torch.stack([b.expand(shape).reshape(-1) for b in bs])
     z = proto().mul(a_flat.contiguous(), b_flat.contiguous())
     return [row.reshape(shape) for row in z]
-
-
-def reuses_openings() -> bool:
-    """Whether the protocol opens a tensor once for many products (semi2k's ``mask``)."""
-    return proto().reuses_openings
 
 
 def products_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict
