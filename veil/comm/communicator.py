@@ -92,16 +92,17 @@ class Communicator:
         return self.stats.online if self._phase == ONLINE else self.stats.offline
 
     def send_bytes(self, peer: int, payload: bytes | memoryview) -> None:
+        nbytes = len(payload)           # what the protocol sent (an emulation stamp is not)
         m = self._meter()
-        m.bytes_sent += len(payload)
+        m.bytes_sent += nbytes
         m.messages += 1
         t0 = time.perf_counter() if self.profiler is not None else 0.0
         link = self._links.get(peer)
         if link is not None:
-            payload = netem.stamp(link.schedule(len(payload)), payload)
+            payload = netem.stamp(link.schedule(nbytes), payload)
         self._channel(peer).send(payload)
         if self.profiler is not None:
-            self.profiler.sent(time.perf_counter() - t0, len(payload), self._phase == OFFLINE)
+            self.profiler.sent(time.perf_counter() - t0, nbytes, self._phase == OFFLINE)
 
     def recv_bytes(self, peer: int) -> bytes:
         t0 = time.perf_counter() if self.profiler is not None else 0.0
