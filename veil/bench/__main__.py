@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import pathlib
 import sys
@@ -24,6 +25,15 @@ from .runner import format_table, host_line, run_workload
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+# Groups with their own runner and table: group -> (module, what its main() is given).
+OWN_RUNNERS = {
+    "he": (".he_workloads", "nothing"),         # CKKS inference
+    "psi": (".psi_bench", "argv"),              # two OS processes per size
+    "models": (".model_workloads", "docs"),     # whole models under `veil run`
+    "fl": ("..fl.bench", "argv"),               # Flower apps, not veil.run
+    "dp": ("..dp.bench", "argv"),               # DP-SGD on shares: accuracy vs epsilon
+}
 
 
 def main(argv=None) -> int:
@@ -41,21 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per workload; the fastest is reported (default 3)")
     args = ap.parse_args(argv)
-    if args.group == "he":                    # CKKS inference: its own table (he_workloads)
-        from .he_workloads import main as he_main
-        return he_main()
-    if args.group == "psi":  # PSI alone: two OS processes per size (veil/bench/psi_bench.py)
-        from .psi_bench import main as psi_main
-        return psi_main(sys.argv[1:] if argv is None else argv)
-    if args.group == "models":  # whole models under `veil run` (model_workloads.py)
-        from .model_workloads import main as models_main
-        return models_main(["--docs"] if args.docs else [])
-    if args.group == "fl":  # federated learning has its own runner (Flower apps, not veil.run)
-        from ..fl.bench import main as fl_main
-        return fl_main(sys.argv[1:] if argv is None else argv)
-    if args.group == "dp":  # DP-SGD on shares: accuracy vs ε (its own runner and table)
-        from ..dp.bench import main as dp_main
-        return dp_main(sys.argv[1:] if argv is None else argv)
+    if args.group in OWN_RUNNERS:
+        return _run_own(args.group, sys.argv[1:] if argv is None else argv, args.docs)
     torch.set_num_threads(args.threads)
     rows = []
     for w in WORKLOADS.values():
@@ -81,6 +78,14 @@ def main(argv=None) -> int:
     if args.docs:
         _write_docs(table, args.group, args.repeat)
     return 0
+
+
+def _run_own(group: str, argv: list[str], docs: bool) -> int:
+    module, given = OWN_RUNNERS[group]
+    run = importlib.import_module(module, __package__).main
+    if given == "nothing":
+        return run()
+    return run(argv if given == "argv" else (["--docs"] if docs else []))
 
 
 def _write_docs(table: str, group: str | None, repeat: int = 1) -> None:
