@@ -29,6 +29,7 @@ import torch
 
 import veil
 from veil.context import current
+from veil.docs_markers import markdown_table
 
 from . import core_workloads  # noqa: F401  (registers the workloads timed here)
 from .docs_section import write_section
@@ -114,16 +115,17 @@ def _wire_row(label: str, parts: list[dict], mib: int) -> dict:
 
 
 def _wire_table(rows: list[dict], mib: int) -> str:
-    head = (f"| transport (2 parties) | round trip, 8 B: median (ms) | p99 (ms) | "
-            f"{mib} MiB each way at once: best (MB/s each way) | median (MB/s) | "
-            f"per CPU-second of the busier party (MB/s) |\n|---|---|---|---|---|---|\n")
-    lines = []
-    for r in rows:
+    columns = [
+        ("transport (2 parties)", lambda r: r["transport"]),
+        ("round trip, 8 B: median (ms)", lambda r: f"{r['rtt_median_ms']:.3f}"),
+        ("p99 (ms)", lambda r: f"{r['rtt_p99_ms']:.3f}"),
+        (f"{mib} MiB each way at once: best (MB/s each way)", lambda r: f"{r['mbps_best']:.0f}"),
+        ("median (MB/s)", lambda r: f"{r['mbps_median']:.0f}"),
         # In-process, both parties share one process clock: no per-party CPU figure.
-        cpu = "n/a" if r["transport"].startswith("in-process") else f"{r['mbps_cpu']:.0f}"
-        lines.append(f"| {r['transport']} | {r['rtt_median_ms']:.3f} | {r['rtt_p99_ms']:.3f} | "
-                     f"{r['mbps_best']:.0f} | {r['mbps_median']:.0f} | {cpu} |\n")
-    return head + "".join(lines)
+        ("per CPU-second of the busier party (MB/s)",
+         lambda r: "n/a" if r["transport"].startswith("in-process") else f"{r['mbps_cpu']:.0f}"),
+    ]
+    return markdown_table(columns, rows) + "\n"
 
 
 def _core_table(net: list[dict]) -> str:

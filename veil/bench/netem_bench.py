@@ -23,6 +23,7 @@ import torch
 
 from ..comm.netem import Network, predict
 from ..config import Config
+from ..docs_markers import markdown_table
 from . import workloads  # noqa: F401  (registers every workload)
 from .registry import WORKLOADS
 from .runner import host_line, run_workload
@@ -50,20 +51,25 @@ def measure(name: str, parties: int = 2, repeat: int = 3) -> dict:
     return row
 
 
+def _network_columns(net: str) -> list:
+    def predicted(r):
+        got, want = r[f"{net}_s"], r[f"{net}_predicted_s"]
+        return f"{want:.3f} ({(got - want) / want:+.0%})"
+    return [(f"{net.upper()} (s)", lambda r: f"{r[f'{net}_s']:.3f}"),
+            (f"{net.upper()} predicted", predicted)]
+
+
+TABLE_COLUMNS = [
+    ("workload", lambda r: r["workload"]),
+    ("parties", lambda r: r["parties"]),
+    ("rounds (+dealer)", lambda r: f"{r['rounds']} (+{r['offline_rounds']})"),
+    ("bytes sent/party", lambda r: f"{r['bytes']:,}"),
+    ("loopback (s)", lambda r: f"{r['loopback_s']:.3f}"),
+] + [col for net in NETWORKS for col in _network_columns(net)]
+
+
 def format_table(rows: list[dict]) -> str:
-    head = ("| workload | parties | rounds (+dealer) | bytes sent/party | loopback (s) | "
-            "LAN (s) | LAN predicted | WAN (s) | WAN predicted |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
-    lines = []
-    for r in rows:
-        cells = []
-        for net in NETWORKS:
-            got, want = r[f"{net}_s"], r[f"{net}_predicted_s"]
-            cells += [f"{got:.3f}", f"{want:.3f} ({(got - want) / want:+.0%})"]
-        lines.append(f"| {r['workload']} | {r['parties']} | {r['rounds']} "
-                     f"(+{r['offline_rounds']}) | {r['bytes']:,} | {r['loopback_s']:.3f} | "
-                     + " | ".join(cells) + " |")
-    return head + "\n".join(lines) + "\n"
+    return markdown_table(TABLE_COLUMNS, rows) + "\n"
 
 
 def main(argv=None) -> int:

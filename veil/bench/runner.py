@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import torch
 
 import veil
+from ..docs_markers import markdown_table
 from .registry import Workload
 
 
@@ -89,17 +90,22 @@ def run_workload(w: Workload, parties: int, seed: int = 0, repeat: int = 1,
     }
 
 
+TABLE_COLUMNS = [
+    ("workload", lambda r: r["workload"]),
+    ("parties", lambda r: r["parties"]),
+    ("time (s)", lambda r: f"{r['time_s']:.3f}"),
+    ("plaintext (s)", lambda r: f"{r['plain_s']:.4f}"),
+    ("slowdown", lambda r: "n/a" if r["slowdown"] is None else f"{r['slowdown']:.0f}x"),
+    ("bytes sent/party", lambda r: f"{r['bytes_sent_per_party']:,}"),
+    ("rounds", lambda r: r["rounds"]),
+    ("offline bytes", lambda r: f"{r['offline_bytes']:,}"),
+    ("max abs err", lambda r: "n/a" if r["max_abs_error"] is None
+     else f"{r['max_abs_error']:.2e}"),
+]
+
+
 def format_table(rows: list[dict]) -> str:
-    head = ("| workload | parties | time (s) | plaintext (s) | slowdown | bytes sent/party | "
-            "rounds | offline bytes | max abs err |\n|---|---|---|---|---|---|---|---|---|\n")
-    lines = []
-    for r in rows:
-        err = "n/a" if r["max_abs_error"] is None else f"{r['max_abs_error']:.2e}"
-        slow = "n/a" if r["slowdown"] is None else f"{r['slowdown']:.0f}x"
-        lines.append(f"| {r['workload']} | {r['parties']} | {r['time_s']:.3f} | "
-                     f"{r['plain_s']:.4f} | {slow} | {r['bytes_sent_per_party']:,} | "
-                     f"{r['rounds']} | {r['offline_bytes']:,} | {err} |")
-    return head + "\n".join(lines) + "\n"
+    return markdown_table(TABLE_COLUMNS, rows) + "\n"
 
 
 def host_line() -> str:
