@@ -127,13 +127,30 @@ def products_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict
     return [p.mul_masked(opened[id(a)][1], opened[id(b)][1]) for a, b in pairs]
 
 
-def mul_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None
-             ) -> list[torch.Tensor]:
-    """`mul` (fixed-point, truncated by F) through `products_once` where the protocol
-    reuses openings; otherwise the ordinary fused ``mul_trunc``. ``opened`` as there."""
+def products_reusing(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None
+                     ) -> list[torch.Tensor]:
+    """Untruncated products through `products_once` where the protocol reuses openings,
+    otherwise one ``mul`` call (`products`)."""
     if opened is None or not reuses_openings():
-        return mul(pairs)
-    return trunc(products_once(pairs, opened), F())
+        return products(pairs)
+    return products_once(pairs, opened)
+
+
+def mul_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None,
+             bits: int | None = None) -> list[torch.Tensor]:
+    """`mul` (fixed-point, truncated by ``bits``, default F) through `products_once` where
+    the protocol reuses openings; otherwise the ordinary fused ``mul_trunc``. ``opened``
+    as there."""
+    bits = F() if bits is None else bits
+    if opened is None or not reuses_openings():
+        return mul(pairs, bits)
+    return trunc(products_once(pairs, opened), bits)
+
+
+def local_truncation() -> bool:
+    """True when truncation is the opt-in local one (free, fails with probability ~ the
+    truncated magnitude): then keeping truncated values small matters more than rounds."""
+    return current().config.truncation == "local"
 
 
 def trunc(xs: list[torch.Tensor], bits: int) -> list[torch.Tensor]:
@@ -153,16 +170,22 @@ def mul(pairs: list[tuple[torch.Tensor, torch.Tensor]], bits: int | None = None
 
 
 def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,
-            like: torch.Tensor | None = None) -> torch.Tensor:
+            like: torch.Tensor | None = None, *, raw: int | None = None) -> torch.Tensor:
     """sum(c * x) + const with public reals c, truncated once (shares at scale F).
 
     Coefficients are encoded at scale F (use ``scale`` for one small coefficient that
     needs more bits); integer coefficients need no truncation at all (which saves the
-    truncation round at 3+ parties).
+    truncation round). ``raw=e`` returns the sum untruncated at scale 2F + e (c encoded
+    at F + e), for a caller that adds it to other untruncated terms and truncates once.
     """
     f = F()
     like = like if like is not None else terms[0][1]
     terms = [(c, x) for c, x in terms if c]
+    if raw is not None:
+        acc = torch.zeros_like(like)
+        for c, x in terms:
+            acc = acc + x * enc(c, f + raw)
+        return add_const(acc, const, 2 * f + raw) if const else acc
     if all(float(c).is_integer() for c, _ in terms):
         acc = None
         for c, x in terms:
@@ -256,5 +279,5 @@ def wrap(x, share: torch.Tensor):
 
 
 __all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "products_once",
-           "mul_once", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
+           "products_reusing", "mul_once", "local_truncation", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
            "onehot", "select_many", "b2a", "float_input", "wrap"]

@@ -24,6 +24,7 @@ deterministic) and cached.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -133,28 +134,56 @@ def basis(u: torch.Tensor, degree: int, opened: dict | None = None) -> list:
     return T[:degree + 1]
 
 
-def combine(T: list, coeffs) -> torch.Tensor:
-    """sum_k c_k T_k with public coefficients, one truncation."""
-    return K.lincomb(list(zip(coeffs[1:], T[1:])), const=coeffs[0], like=T[1])
+def combine(T: list, coeffs, raw: bool = False) -> torch.Tensor:
+    """sum_k c_k T_k with public coefficients, one truncation (``raw``: none, the sum is
+    returned at scale 2F)."""
+    return K.lincomb(list(zip(coeffs[1:], T[1:])), const=coeffs[0], like=T[1],
+                     raw=0 if raw else None)
 
 
-def evaluate(x: torch.Tensor, polys: list[Poly]) -> list[torch.Tensor]:
-    """Evaluate polynomials that share one argument map at the shares x (scale F)."""
+def _pow2_shift(a: float, frac: int) -> int | None:
+    """k when a == 2^-k (0 <= k <= frac): then u = a x needs no truncation of its own."""
+    k = -math.log2(a) if a > 0 else -1.0
+    return int(k) if k.is_integer() and 0 <= k <= frac else None
+
+
+def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False) -> list:
+    """Evaluate polynomials that share one argument map at the shares x (scale F).
+
+    ``raw`` (parity polynomials only): skip the last truncation and return (share, frac)
+    pairs at the scale each result has (2F for even, 2F + k for odd): a caller that adds
+    more untruncated terms truncates once for all of them.
+
+    With a parity and a = 2^-k (T a power of two), u = a x is never computed: the
+    products that need u take x and truncate k bits more (x is opened for x*x and
+    x * g(v) alike), which saves the truncation round of u. Only where truncation is
+    exact (the default): x*x is 2^2k times larger than u*u, which would raise the
+    opt-in local truncation's failure rate as much.
+    """
     p0 = polys[0]
     if any((p.a, p.b, p.parity is None) != (p0.a, p0.b, p0.parity is None) for p in polys):
         raise ValueError("internal: evaluate() needs polynomials with one argument map")
-    u = K.lincomb([(p0.a, x)], const=p0.b)
     if p0.parity is None:
+        if raw:
+            raise ValueError("internal: raw evaluation needs a parity polynomial")
+        u = K.lincomb([(p0.a, x)], const=p0.b)
         T = basis(u, max(p.degree for p in polys))
         return [combine(T, p.coeffs) for p in polys]
-    opened: dict = {}                  # u is opened once for u*u and u*g(v)
-    (sq,) = K.mul_once([(u, u)], opened)
+    f = K.F()
+    k = None if K.local_truncation() else _pow2_shift(p0.a, f)
+    base, k = (K.lincomb([(p0.a, x)]), 0) if k is None else (x, k)
+    opened: dict = {}                  # base is opened once for base*base and base*g(v)
+    (sq,) = K.mul_once([(base, base)], opened, f + 2 * k)
     v = K.add_const(2 * sq, -1.0)
     T = basis(v, max(p.degree for p in polys), opened)
-    outs = [combine(T, p.coeffs) for p in polys]
+    outs: list = [combine(T, p.coeffs, raw=raw and p.parity == "even") for p in polys]
     odd = [i for i, p in enumerate(polys) if p.parity == "odd"]
-    for i, o in zip(odd, K.mul_once([(u, outs[i]) for i in odd], opened)):
+    pairs = [(base, outs[i]) for i in odd]
+    prods = K.products_reusing(pairs, opened) if raw else K.mul_once(pairs, opened, f + k)
+    for i, o in zip(odd, prods):
         outs[i] = o
+    if raw:
+        return [(o, 2 * f + (k if p.parity == "odd" else 0)) for o, p in zip(outs, polys)]
     return outs
 
 

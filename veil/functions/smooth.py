@@ -118,16 +118,22 @@ ERF_GRAD = Saturating("erf_grad", lambda x: 2 / np.sqrt(np.pi) * np.exp(-x * x),
 def saturating(x: torch.Tensor, spec: Saturating) -> torch.Tensor:
     """Evaluate ``spec`` on shares x (scale F)."""
     poly = cheb.fit_parity(spec.part, spec.T, spec.degree, K.F(), spec.parity)
-    (p,) = cheb.evaluate(x, [poly])
+    # P untruncated (scale s = 2F, or 2F + k for an odd P with u = x / 2^k): the pieces
+    # below are built at the same scale and the whole sum is truncated ONCE, after the
+    # selects (select is exact on any ring value), instead of once for P and once for
+    # each linear piece.
+    ((p, s),) = cheb.evaluate(x, [poly], raw=True)
     ge_lo, ge_hi = K.ge_many(x, [-spec.T, spec.T])
     (a_lo, b_lo), (a_hi, b_hi) = spec.edge(-1), spec.edge(1)
+    e = s - 2 * K.F()
     # Pieces minus the common part c0 + a0 x. With the thermometer bits,
     #   out = lo + [x >= -T] (p - lo) + [x >= T] (hi - p),
     # two selects instead of three; beyond T the (meaningless) p cancels exactly.
-    lo = K.lincomb([(a_lo - spec.a0, x)], const=b_lo - spec.c0, like=x)
-    hi = K.lincomb([(a_hi - spec.a0, x)], const=b_hi - spec.c0, like=x)
+    lo = K.lincomb([(a_lo - spec.a0, x)], const=b_lo - spec.c0, like=x, raw=e)
+    hi = K.lincomb([(a_hi - spec.a0, x)], const=b_hi - spec.c0, like=x, raw=e)
     s_lo, s_hi = K.select_many([(ge_lo, p - lo), (ge_hi, hi - p)])
-    return lo + s_lo + s_hi + K.lincomb([(spec.a0, x)], const=spec.c0, like=x)
+    common = K.lincomb([(spec.a0, x)], const=spec.c0, like=x, raw=e)
+    return K.trunc([lo + s_lo + s_hi + common], s - K.F())[0]
 
 
 __all__ = ["Saturating", "saturating", "SIGMOID", "TANH", "ERF", "GELU", "GELU_TANH", "SILU",
