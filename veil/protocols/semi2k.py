@@ -265,8 +265,11 @@ class Semi2k(Protocol):
         (c,) = self._open(self.add_public(x, torch.tensor(offset)) + t["r"])
         c_msb = (c >> 63) & 1
         c_low = low_bits(c, 63)
-        # wrap bit b = msb(c) XOR msb(r) in arithmetic form: c_msb + (1 - 2 c_msb) r_msb.
-        local = (1 - 2 * c_msb) * t["r_msb"] * (1 << (63 - bits)) - t["r_low"]
+        # x' >> bits = (c_low >> bits) - (r_low >> bits) + 2^(63-bits) (c_msb XOR r_msb)
+        # (up to the one lost borrow); the XOR is c_msb + r_msb - 2 c_msb r_msb, and the
+        # dealer's "low" holds r_msb 2^(63-bits) - (r_low >> bits), "m" holds r_msb for
+        # the last term, which only counts times 2^(64-bits) (materials.trunc_pair).
+        local = t["low"] - c_msb * (t["m"] << (64 - bits))
         public = c_msb * (1 << (63 - bits)) + (c_low >> bits) - (offset >> bits)
         return self.add_public(local, public)
 
