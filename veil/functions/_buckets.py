@@ -31,6 +31,7 @@ import torch
 
 from ..context import current
 from . import _kern as K
+from . import cheb
 
 
 @dataclass(frozen=True)
@@ -168,5 +169,24 @@ def scale_mul(bk: Buckets, a: torch.Tensor, ys: list[torch.Tensor], power: float
     return out
 
 
-__all__ = ["Buckets", "arith", "factors", "scale_mul", "octave_range", "edges", "find", "scale_sum", "select_each",
+def normalise_for(bk: Buckets, a: torch.Tensor, x: torch.Tensor, poly: "cheb.Poly",
+                  with_sign: bool = True, keep: bool = False) -> tuple:
+    """(x_n or None, u): x_n = |x| 2^(-s j) by `scale_mul` and the argument u = a x_n + b
+    of ``poly``, truncated together in ONE call (one round instead of x_n's and then
+    u's); x_n is returned when ``keep``. u is None where truncation is the opt-in local
+    one (it would truncate a 2^F larger value; `cheb.evaluate` computes u then)."""
+    if K.local_truncation():
+        (x_n,) = scale_mul(bk, a, [x], -1.0, with_sign)
+        return x_n, None
+    ((exact, pending, fs),) = scale_mul(bk, a, [x], -1.0, with_sign, untruncated=True)
+    f = K.F()
+    z = pending if exact is None else (exact << fs) + (0 if pending is None else pending)
+    u = cheb.argument(poly, z, fs)                    # x_n < 8: |u| 2^(2F + fs) < 2^55
+    if keep:
+        x_n, u = K.trunc([z << f, u], f + fs)
+        return x_n, u
+    return None, K.trunc([u], f + fs)[0]
+
+
+__all__ = ["Buckets", "normalise_for", "arith", "factors", "scale_mul", "octave_range", "edges", "find", "scale_sum", "select_each",
            "normalise", "rescale"]

@@ -147,8 +147,19 @@ def _pow2_shift(a: float, frac: int) -> int | None:
     return int(k) if k.is_integer() and 0 <= k <= frac else None
 
 
-def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False) -> list:
+def argument(p: Poly, z: torch.Tensor, e: int) -> torch.Tensor:
+    """u = a x + b, untruncated, for x held untruncated at scale F + e (``z``): the result
+    is at scale 2F + e, for a caller that truncates it together with other values (one
+    round for x's own truncation and u's). ``a`` is exact at scale F (see `fit`)."""
+    f = K.F()
+    return K.add_const(z * K.enc(p.a, f), p.b, 2 * f + e)
+
+
+def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
+             u: torch.Tensor | None = None) -> list:
     """Evaluate polynomials that share one argument map at the shares x (scale F).
+
+    ``u`` (no parity): the argument a x + b already computed (see `argument`).
 
     ``raw`` (parity polynomials only): skip the last truncation and return (share, frac)
     pairs at the scale each result has (2F for even, 2F + k for odd): a caller that adds
@@ -166,7 +177,8 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False) -> list:
     if p0.parity is None:
         if raw:
             raise ValueError("internal: raw evaluation needs a parity polynomial")
-        u = K.lincomb([(p0.a, x)], const=p0.b)
+        if u is None:
+            u = K.lincomb([(p0.a, x)], const=p0.b)
         T = basis(u, max(p.degree for p in polys))
         return [combine(T, p.coeffs) for p in polys]
     f = K.F()
@@ -193,4 +205,4 @@ def rounds(p: Poly) -> int:
     return r + (0 if p.parity is None else 1) + (1 if p.parity == "odd" else 0)
 
 
-__all__ = ["Poly", "fit", "fit_parity", "basis", "combine", "evaluate", "rounds"]
+__all__ = ["Poly", "fit", "fit_parity", "basis", "combine", "argument", "evaluate", "rounds"]

@@ -148,8 +148,8 @@ def _log_poly():
 def log_shares(x: torch.Tensor) -> torch.Tensor:
     bk = B.find(x, 4)
     a = B.arith(bk)
-    (x_n,) = B.scale_mul(bk, a, [x], -1.0, with_sign=False)
-    (p,) = cheb.evaluate(x_n, [_log_poly()])
+    x_n, u = B.normalise_for(bk, a, x, _log_poly(), with_sign=False)
+    (p,) = cheb.evaluate(x_n, [_log_poly()], u=u)
     # + 4 j ln 2 for the element's bucket j: 0/1 integers times public constants (local).
     return p + sum(row * K.enc(bk.s * j * LN2) for row, j in zip(a, bk.js))
 

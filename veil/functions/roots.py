@@ -49,11 +49,16 @@ def _rsqrt(x):
     return 1.0 / np.sqrt(x)
 
 
-def reciprocal_core(x_n: torch.Tensor, steps: int = NEWTON_STEPS) -> torch.Tensor:
-    """1/x_n for x_n in [1/8, 8): seed polynomial + Newton-Raphson."""
+def _recip_seed():
     half = 2.0 ** (RECIP_STEP / 2)
-    (y,) = cheb.evaluate(x_n, [cheb.fit(_inv, 1 / half, half, RECIP_SEED_DEGREE, K.F(),
-                                        relative=True)])
+    return cheb.fit(_inv, 1 / half, half, RECIP_SEED_DEGREE, K.F(), relative=True)
+
+
+def reciprocal_core(x_n: torch.Tensor, steps: int = NEWTON_STEPS,
+                    u: torch.Tensor | None = None) -> torch.Tensor:
+    """1/x_n for x_n in [1/8, 8): seed polynomial + Newton-Raphson (``u``: the seed's
+    argument, if already computed by `_buckets.normalise_for`)."""
+    (y,) = cheb.evaluate(x_n, [_recip_seed()], u=u)
     for _ in range(steps):
         (p,) = K.mul([(x_n, y)])
         (y,) = K.mul([(y, K.add_const(-p, 2.0))])
@@ -63,8 +68,8 @@ def reciprocal_core(x_n: torch.Tensor, steps: int = NEWTON_STEPS) -> torch.Tenso
 def reciprocal_shares(x: torch.Tensor, positive: bool = False) -> torch.Tensor:
     bk = B.find(x, RECIP_STEP, signed=not positive)
     a = B.arith(bk)
-    (x_n,) = B.scale_mul(bk, a, [x], -1.0)
-    (y,) = B.scale_mul(bk, a, [reciprocal_core(x_n)], -1.0)
+    x_n, u = B.normalise_for(bk, a, x, _recip_seed(), keep=True)
+    (y,) = B.scale_mul(bk, a, [reciprocal_core(x_n, u=u)], -1.0)
     return y
 
 
@@ -78,8 +83,8 @@ def div_shares(num: torch.Tensor, den: torch.Tensor, positive: bool = False) -> 
     """
     bk = B.find(den, RECIP_STEP, signed=not positive)
     a = B.arith(bk)
-    (d_n,) = B.scale_mul(bk, a, [den], -1.0)
-    (q,) = K.mul([(num, reciprocal_core(d_n))])
+    d_n, u = B.normalise_for(bk, a, den, _recip_seed(), keep=True)
+    (q,) = K.mul([(num, reciprocal_core(d_n, u=u))])
     return B.scale_mul(bk, a, [q], -1.0)[0]
 
 
@@ -168,8 +173,8 @@ def root_shares(x: torch.Tensor, name: str) -> torch.Tensor:
         (p,) = cheb.evaluate(x_n, [poly])
         return B.rescale(bk, p, power, with_sign=False)
     a = B.arith(bk)
-    (x_n,) = B.scale_mul(bk, a, [x], -1.0, with_sign=False)
-    (p,) = cheb.evaluate(x_n, [poly])
+    x_n, u = B.normalise_for(bk, a, x, poly, with_sign=False)
+    (p,) = cheb.evaluate(x_n, [poly], u=u)
     return B.scale_mul(bk, a, [p], power, with_sign=False)[0]
 
 
