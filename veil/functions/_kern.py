@@ -169,6 +169,24 @@ def mul(pairs: list[tuple[torch.Tensor, torch.Tensor]], bits: int | None = None
     return _batched(lambda a, b: proto().mul_trunc(a, b, bits), pairs)
 
 
+def newton_reciprocal(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One Newton step y (2 - x y) towards 1/x, for a seed y with |1 - x y| < 1.
+
+    Where truncation is exact, x y stays untruncated (scale 2F) and the step truncates
+    once, 2F bits: |y (2 - x y)| < 2 |y| keeps the product far inside the ring. The
+    opt-in local truncation would fail 2^F times more often on that 3F-scale value, so
+    it keeps two truncations.
+    """
+    f = F()
+    if local_truncation():
+        (q,) = mul([(x, y)])
+        (out,) = mul([(y, add_const(-q, 2.0))])
+        return out
+    (q,) = products([(x, y)])
+    (out,) = mul([(y, add_const(-q, 2.0, 2 * f))], 2 * f)
+    return out
+
+
 def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,
             like: torch.Tensor | None = None, *, raw: int | None = None) -> torch.Tensor:
     """sum(c * x) + const with public reals c, truncated once (shares at scale F).
@@ -279,5 +297,5 @@ def wrap(x, share: torch.Tensor):
 
 
 __all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "products_once",
-           "products_reusing", "mul_once", "local_truncation", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
+           "products_reusing", "mul_once", "local_truncation", "newton_reciprocal", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
            "onehot", "select_many", "b2a", "float_input", "wrap"]

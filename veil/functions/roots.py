@@ -60,8 +60,7 @@ def reciprocal_core(x_n: torch.Tensor, steps: int = NEWTON_STEPS,
     argument, if already computed by `_buckets.normalise_for`)."""
     (y,) = cheb.evaluate(x_n, [_recip_seed()], u=u)
     for _ in range(steps):
-        (p,) = K.mul([(x_n, y)])
-        (y,) = K.mul([(y, K.add_const(-p, 2.0))])
+        y = K.newton_reciprocal(x_n, y)
     return y
 
 
