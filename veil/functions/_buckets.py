@@ -123,12 +123,16 @@ def arith(bk: Buckets) -> torch.Tensor:
     return K.b2a(bk.onehot)
 
 
-def factors(bk: Buckets, a: torch.Tensor, power: float, with_sign: bool = True):
-    """(integer factor, fractional factor at scale fs, fs) for y * sign * 2^(power s j)."""
+def _exponents(bk: Buckets, power: float) -> list[int]:
     exps = [power * bk.s * j for j in bk.js]
     if any(not float(e).is_integer() for e in exps):
         raise ValueError("internal: bucket scaling needs integer exponents")
-    exps = [int(e) for e in exps]
+    return [int(e) for e in exps]
+
+
+def factors(bk: Buckets, a: torch.Tensor, power: float, with_sign: bool = True):
+    """(integer factor, fractional factor at scale fs, fs) for y * sign * 2^(power s j)."""
+    exps = _exponents(bk, power)
     fs = max([K.F()] + [-e for e in exps])
     big, small = None, None
     for row, e, sg in zip(a, exps, bk.signs):
@@ -175,13 +179,15 @@ def normalise_for(bk: Buckets, a: torch.Tensor, x: torch.Tensor, poly: "cheb.Pol
     of ``poly``, truncated together in ONE call (one round instead of x_n's and then
     u's); x_n is returned when ``keep``. u is None where truncation is the opt-in local
     one (it would truncate a 2^F larger value; `cheb.evaluate` computes u then)."""
-    if K.local_truncation():
+    f = K.F()
+    fs = max([f] + [-e for e in _exponents(bk, -1.0)])     # as factors() computes it
+    # |x_n| < 8 and |u| <= 1 at scale 2F + fs: fits at 16 fractional bits (2^51), not at 24
+    if K.local_truncation() or not K.fits(3 + 2 * f + fs):
         (x_n,) = scale_mul(bk, a, [x], -1.0, with_sign)
         return x_n, None
     ((exact, pending, fs),) = scale_mul(bk, a, [x], -1.0, with_sign, untruncated=True)
-    f = K.F()
     z = pending if exact is None else (exact << fs) + (0 if pending is None else pending)
-    u = cheb.argument(poly, z, fs)                    # x_n < 8: |u| 2^(2F + fs) < 2^55
+    u = cheb.argument(poly, z, fs)
     if keep:
         x_n, u = K.trunc([z << f, u], f + fs)
         return x_n, u

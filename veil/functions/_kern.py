@@ -7,13 +7,15 @@ and come back through ONE ``trunc`` call, all thresholds of a range reduction in
 ``msb`` call (SecretFlow-SPU and CrypTen both batch this way), so a function's round
 count is its circuit depth, not its operation count.
 
-Costs at 2 parties (semi2k): ``mul`` 1 round, ``trunc`` 0 (local, SecureML), ``msb`` 6,
-``select`` 1, ``b2a`` 1. With more parties ``trunc`` costs one more round.
+Costs (semi2k): ``mul`` 1 round, ``trunc`` 1 (exact, the default at every party count;
+0 under the 2-party opt-in ``Config(truncation="local")``), ``msb`` 6, ``select`` 1,
+``b2a`` 1. Since a truncation is a round, the helpers keep values untruncated where the
+ring has room and truncate several of them in one call (``raw`` results, `newton_reciprocal`).
 
-On truncation failures: 2-party local truncation (SecureML, Mohassel & Zhang 2017) is
-wrong with probability |v| / 2^64 for a ring value v; the algorithms keep every value
-they truncate small (typically |v| < 2^36, i.e. < 16 at scale 2F) so the failure rate
-per element stays near the engine's own rate for a product of two numbers near 1.
+On truncation failures: the opt-in 2-party local truncation (SecureML, Mohassel & Zhang
+2017) is wrong with probability |v| / 2^64 for a ring value v; under it the algorithms
+keep every value they truncate small (typically |v| < 2^36, i.e. < 16 at scale 2F) and
+skip the folds that would truncate 2^F larger values (`local_truncation`).
 """
 
 from __future__ import annotations
@@ -147,6 +149,19 @@ def mul_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None
     return trunc(products_once(pairs, opened), bits)
 
 
+def fits(bits: float) -> bool:
+    """True when a value below 2^bits in magnitude is inside exact truncation's range
+    (|z| < 2^62): the folds that keep values untruncated at a larger scale check this
+    for the run's frac_bits (at 24 fractional bits most of them do not fit)."""
+    return bits <= 62
+
+
+def range_bits() -> int:
+    """log2 of the safe range: every encoded value is below 2^range_bits()."""
+    cfg = current().config
+    return cfg.compare_bits - 2 - cfg.frac_bits
+
+
 def local_truncation() -> bool:
     """True when truncation is the opt-in local one (free, fails with probability ~ the
     truncated magnitude): then keeping truncated values small matters more than rounds."""
@@ -170,7 +185,8 @@ def mul(pairs: list[tuple[torch.Tensor, torch.Tensor]], bits: int | None = None
 
 
 def newton_reciprocal(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One Newton step y (2 - x y) towards 1/x, for a seed y with |1 - x y| < 1.
+    """One Newton step y (2 - x y) towards 1/x, for a seed y with |1 - x y| < 1 and
+    |y| < 9.1 (1/x for x >= 1/8 and the seeds' 13 % error).
 
     Where truncation is exact, x y stays untruncated (scale 2F) and the step truncates
     once, 2F bits: |y (2 - x y)| < 2 |y| keeps the product far inside the ring. The
@@ -178,7 +194,7 @@ def newton_reciprocal(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     it keeps two truncations.
     """
     f = F()
-    if local_truncation():
+    if local_truncation() or not fits(5 + 3 * f):      # |y (2 - x y)| < 9.1 * 2 < 2^5
         (q,) = mul([(x, y)])
         (out,) = mul([(y, add_const(-q, 2.0))])
         return out
@@ -297,5 +313,6 @@ def wrap(x, share: torch.Tensor):
 
 
 __all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "products_once",
-           "products_reusing", "mul_once", "local_truncation", "newton_reciprocal", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
+           "products_reusing", "mul_once", "local_truncation", "newton_reciprocal", "fits",
+           "range_bits", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
            "onehot", "select_many", "b2a", "float_input", "wrap"]

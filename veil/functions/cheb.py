@@ -182,7 +182,10 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
         T = basis(u, max(p.degree for p in polys))
         return [combine(T, p.coeffs) for p in polys]
     f = K.F()
-    k = None if K.local_truncation() else _pow2_shift(p0.a, f)
+    # x*x at scale 2F must fit for every encodable x: 2^(2 range + 2F) <= 2^62 holds at the
+    # default 16 fractional bits (exactly), not at 24.
+    fold = not K.local_truncation() and K.fits(2 * K.range_bits() + 2 * f)
+    k = _pow2_shift(p0.a, f) if fold else None
     base, k = (K.lincomb([(p0.a, x)]), 0) if k is None else (x, k)
     opened: dict = {}                  # base is opened once for base*base and base*g(v)
     (sq,) = K.mul_once([(base, base)], opened, f + 2 * k)
