@@ -194,5 +194,21 @@ def normalise_for(bk: Buckets, a: torch.Tensor, x: torch.Tensor, poly: "cheb.Pol
     return None, K.trunc([u], f + fs)[0]
 
 
-__all__ = ["Buckets", "normalise_for", "arith", "factors", "scale_mul", "octave_range", "edges", "find", "scale_sum", "select_each",
+def scale_mul_raw(bk: Buckets, a: torch.Tensor, y_raw: torch.Tensor, power: float,
+                  y_bits: int, with_sign: bool = True) -> torch.Tensor | None:
+    """`scale_mul` of a value y still untruncated at scale 2F (``y_raw``, |y| < 2^y_bits),
+    truncated once at the end: the truncation y_raw would have had is saved (one round).
+    None where the products would not fit exact truncation's range (then truncate y_raw
+    and call `scale_mul`) or under the opt-in local truncation."""
+    f = K.F()
+    exps = _exponents(bk, power)
+    fs = max([f] + [-e for e in exps])
+    if K.local_truncation() or not K.fits(y_bits + max([0] + exps) + 2 * f + fs):
+        return None
+    ((exact, pending, fs),) = scale_mul(bk, a, [y_raw], power, with_sign, untruncated=True)
+    z = pending if exact is None else (exact << fs) + (0 if pending is None else pending)
+    return K.trunc([z], f + fs)[0]
+
+
+__all__ = ["Buckets", "normalise_for", "scale_mul_raw", "arith", "factors", "scale_mul", "octave_range", "edges", "find", "scale_sum", "select_each",
            "normalise", "rescale"]

@@ -161,9 +161,9 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
 
     ``u`` (no parity): the argument a x + b already computed (see `argument`).
 
-    ``raw`` (parity polynomials only): skip the last truncation and return (share, frac)
-    pairs at the scale each result has (2F for even, 2F + k for odd): a caller that adds
-    more untruncated terms truncates once for all of them.
+    ``raw``: skip the last truncation and return (share, frac) pairs at the scale each
+    result has (2F, or 2F + k for an odd parity): a caller that adds more untruncated
+    terms, or multiplies by factors with room to spare, truncates once for all of it.
 
     With a parity and a = 2^-k (T a power of two), u = a x is never computed: the
     products that need u take x and truncate k bits more (x is opened for x*x and
@@ -175,11 +175,11 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
     if any((p.a, p.b, p.parity is None) != (p0.a, p0.b, p0.parity is None) for p in polys):
         raise ValueError("internal: evaluate() needs polynomials with one argument map")
     if p0.parity is None:
-        if raw:
-            raise ValueError("internal: raw evaluation needs a parity polynomial")
         if u is None:
             u = K.lincomb([(p0.a, x)], const=p0.b)
         T = basis(u, max(p.degree for p in polys))
+        if raw:
+            return [(combine(T, p.coeffs, raw=True), 2 * K.F()) for p in polys]
         return [combine(T, p.coeffs) for p in polys]
     f = K.F()
     # x*x at scale 2F must fit for every encodable x: 2^(2 range + 2F) <= 2^62 holds at the

@@ -16,7 +16,7 @@ edges), work on x_n, and scale back by a power of two chosen by the bucket one-h
 * sqrt: s = 4 (x_n in [1/4, 4)), a degree-12 relative fit of sqrt (4.3e-5), no
   iteration, moves by select: 20 / 12 rounds.
 * rsqrt: s = 4, a degree-16 relative fit of 1/sqrt (8.9e-5), moves by b2a + products
-  (20 / 13 rounds, fewer bytes than selects: Adam runs it on every parameter).
+  (19 / 13 rounds, fewer bytes than selects: Adam runs it on every parameter).
 
 Inputs below 2^-14 share the lowest bucket and are extrapolated (see docs/functions.md);
 the fixed-point range caps outputs at 32768 anyway. Zero or negative inputs to sqrt and
@@ -163,7 +163,7 @@ def root_shares(x: torch.Tensor, name: str) -> torch.Tensor:
     """sqrt or rsqrt of positive shares: buckets, a relative fit on [1/4, 4), rescale.
 
     sqrt moves with selects (20 rounds; 12, its target, with local truncation); rsqrt
-    with b2a + products (20 / 13 rounds, far fewer bytes: it runs on every parameter in Adam).
+    with b2a + products (19 / 13 rounds, far fewer bytes: it runs on every parameter in Adam).
     """
     f, degree, power = _ROOTS[name]
     bk = B.find(x, 4)
@@ -174,8 +174,13 @@ def root_shares(x: torch.Tensor, name: str) -> torch.Tensor:
         return B.rescale(bk, p, power, with_sign=False)
     a = B.arith(bk)
     x_n, u = B.normalise_for(bk, a, x, poly, with_sign=False)
-    (p,) = cheb.evaluate(x_n, [poly], u=u)
-    return B.scale_mul(bk, a, [p], power, with_sign=False)[0]
+    ((p_raw, _),) = cheb.evaluate(x_n, [poly], u=u, raw=True)
+    # |p| = 1/sqrt(x_n) <= 2.1: the bucket factor multiplies p untruncated, one truncation
+    out = B.scale_mul_raw(bk, a, p_raw, power, 2, with_sign=False)
+    if out is None:
+        (p,) = K.trunc([p_raw], K.F())
+        out = B.scale_mul(bk, a, [p], power, with_sign=False)[0]
+    return out
 
 
 def _root(x, name: str):
@@ -199,7 +204,7 @@ def sqrt(x):
 
 
 def rsqrt(x):
-    """Elementwise 1/sqrt(x) of a positive secret tensor (torch.rsqrt). 20 rounds (13 with
+    """Elementwise 1/sqrt(x) of a positive secret tensor (torch.rsqrt). 19 rounds (13 with
     local truncation).
 
     >>> import torch, veil
