@@ -210,5 +210,5 @@ def scale_mul_raw(bk: Buckets, a: torch.Tensor, y_raw: torch.Tensor, power: floa
     return K.trunc([z], f + fs)[0]
 
 
-__all__ = ["Buckets", "normalise_for", "scale_mul_raw", "arith", "factors", "scale_mul", "octave_range", "edges", "find", "scale_sum", "select_each",
-           "normalise", "rescale"]
+__all__ = ["Buckets", "arith", "factors", "scale_mul", "octave_range", "edges", "find", "scale_sum", "select_each",
+           "normalise", "rescale", "normalise_for", "scale_mul_raw"]

@@ -1,10 +1,11 @@
 """Smooth activations: sigmoid, tanh, erf, gelu, silu, softplus (and their gradients).
 
 Each is a saturating polynomial (smooth.py): two comparisons in one msb call, one
-Chebyshev polynomial through v = 2 (x/T)^2 - 1, one select round. Rounds at 2 parties:
-sigmoid and tanh 13, erf 12, gelu 11, silu and softplus 12. The cheap variants (opt-in,
-see approx.py): sigmoid ``"linear"`` and ``"spline"`` (8 rounds, 7 under local truncation) and MPCFormer's gelu
-``"quad"`` (1 round).
+Chebyshev polynomial through v = 2 (x/T)^2 - 1, one select round. Rounds at 2 parties
+(default exact truncation / opt-in local): sigmoid and tanh 20 / 13, erf 19 / 12, gelu
+16 / 11, silu 19 / 12, softplus 18 / 12. The cheap variants (opt-in,
+see approx.py): sigmoid ``"linear"`` and ``"spline"`` (8 rounds, 7 under local
+truncation) and MPCFormer's gelu ``"quad"`` (2 rounds, 1).
 Backward rules sit below each forward; derivatives that are themselves saturating
 (gelu', erf') use the same recipe instead of composing exp and erf.
 """

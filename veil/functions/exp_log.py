@@ -5,8 +5,9 @@ at c_j = 6 j ln 2; all bucket edges are compared in ONE batched msb call (7 edge
 fractional bits), a b2a round turns the one-hot into r = x - c_j in [0, 6 ln 2), a
 degree-8 Chebyshev fit of e^r (relative error 8e-6) takes 3 rounds, and one product
 round multiplies by e^(c_j) = 2^(6j) (an integer factor for j >= 0, exact; see
-_buckets.scale_mul). 17 rounds (11 with 2-party local truncation), relative error about 2e-4 (the fixed-point
-noise of the polynomial on [1, 64]). Saturation is part of the design: below the lowest
+_buckets.scale_mul). 17 rounds (11 with 2-party local truncation), relative error
+about 2e-4 (the fixed-point noise of the polynomial on [1, 64]). Saturation is part of
+the design: below the lowest
 bucket, c_lo = 6 floor(-(F+1)/6) ln 2 (-12.5 at 16 bits, where e^x < 2^-18, a quarter
 ulp), no one-hot row is set and the result is 0; from ln(bound) = 10.4 up the top row
 selects the fixed-point bound.
@@ -160,7 +161,8 @@ def log(x):
 
     Absolute error below 2e-4 from 2^-14 up to the fixed-point bound (default settings,
     plus the input's own rounding: d log x = dx / x). Non-positive inputs give
-    meaningless values; the range is not checked (that would reveal it). 18 rounds (12 with local truncation).
+    meaningless values; the range is not checked (that would reveal it). 18 rounds (12 with
+    local truncation).
 
     >>> import torch, veil
     >>> def f():

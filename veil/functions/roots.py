@@ -7,9 +7,9 @@ edges), work on x_n, and scale back by a power of two chosen by the bucket one-h
   fractional bits), a degree-12 Chebyshev seed fitted for relative error (0.13), then
   three Newton-Raphson steps y <- y (2 - x y) (the error squares: 1.8e-2, 3e-4, 1e-7).
   Moving in and out is one b2a round and one product round each way. 29 rounds at 2
-  parties (19 with local truncation; counts here are 2-party, exact / local). Wider buckets trade comparisons (the expensive part: 0.3 us per element and
-  edge here) for one Newton step: measured 1.8x faster than s = 4 with 2 steps (16
-  rounds). CrypTen seeds with 3 exp(0.5 - x) + 0.003 and needs 10 steps on an
+  parties (19 with local truncation; counts here are 2-party, exact / local). Wider
+  buckets trade comparisons (the expensive part: 0.3 us per element and edge here) for
+  one Newton step: measured 1.8x faster than s = 4 with 2 steps (16 rounds). CrypTen seeds with 3 exp(0.5 - x) + 0.003 and needs 10 steps on an
   unnormalised input (Knott et al. 2021). Negative inputs get mirrored buckets in the
   same msb call (so division works for any sign); ``positive=True`` skips them (4 edges
   instead of 9) when the caller knows x > 0.
@@ -118,8 +118,8 @@ def reciprocal(x, *, positive: bool = False):
     """Elementwise 1/x (torch.reciprocal); ``x / y`` for secret y calls this.
 
     Relative error about 1e-5 from 2^-14 to 32768 in magnitude, before the output's own
-    rounding (1 ulp = 1.5e-5 absolute at default settings). 29 rounds at 2 parties (19 with local truncation), with
-    9 comparisons per element (4 with ``positive=True`` when x > 0 is known).
+    rounding (1 ulp = 1.5e-5 absolute at default settings). 29 rounds at 2 parties (19 with local
+    truncation), with 9 comparisons per element (4 with ``positive=True`` when x > 0 is known).
 
     >>> import torch, veil
     >>> def f():
@@ -189,8 +189,8 @@ def _root(x, name: str):
 
 
 def sqrt(x):
-    """Elementwise square root of a non-negative secret tensor (torch.sqrt). 20 rounds (12 with local
-    truncation).
+    """Elementwise square root of a non-negative secret tensor (torch.sqrt). 20 rounds (12
+    with local truncation).
 
     >>> import torch, veil
     >>> def f():

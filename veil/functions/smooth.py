@@ -7,8 +7,10 @@ The recipe behind sigmoid, tanh, erf, gelu, silu, softplus and their derivatives
 
 Both edges are compared in ONE msb call (6 rounds at 2 parties); P is evaluated through
 v = 2 (x/T)^2 - 1, which halves its degree (see cheb.py); one select round (two selects
-per element, on the thermometer bits) keeps the right piece (exact, no truncation). Cost at 2 parties: 6 + depth(P) + 1 rounds, two
-comparisons and about degree(P) + 2 products per element. The asymptote's constant b
+per element, on the thermometer bits) keeps the right piece (exact on the untruncated
+pieces, which are then truncated once together). Cost at 2 parties: 6 + depth(P) + 1
+rounds under local truncation; exact truncation adds one per polynomial layer and one at
+the end. Two comparisons and about degree(P) + 2 products per element. The asymptote's constant b
 is moved by half the residual at T (minimax: beyond T the error is at most half of
 |f(T) - (a T + b_inf)|). This is the piecewise-polynomial design of SIRNN (Rathee et al.
 2021) and of SecretFlow-SPU's and Bolt's GELU, with a single polynomial piece: the

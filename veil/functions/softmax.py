@@ -17,7 +17,8 @@ softmax(x) = e / sum(e) with e = exp(x - max x), where:
   for n = 100) on one value per row.
 
 2 parties, rows of 100: 58 rounds by default (exact truncation), 43 with local truncation
-(21 (max) + 11 (exp) + 10 (1/sum) + 1). ``approx="2quad"`` (MPCFormer, Li et al. 2023): (x + 5)^2 / sum (x + 5)^2.
+(21 (max) + 11 (exp) + 10 (1/sum) + 1). ``approx="2quad"`` (MPCFormer, Li et al. 2023):
+(x + 5)^2 / sum (x + 5)^2.
 """
 
 from __future__ import annotations

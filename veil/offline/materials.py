@@ -262,5 +262,5 @@ def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> 
     return out
 
 
-__all__ = ["mask_label", "Part", "wire_dtype", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
-           "correction"]
+__all__ = ["mask_label", "Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
+           "correction", "wire_dtype"]
