@@ -3,7 +3,7 @@
 Each is a saturating polynomial (smooth.py): two comparisons in one msb call, one
 Chebyshev polynomial through v = 2 (x/T)^2 - 1, one select round. Rounds at 2 parties
 (default exact truncation / opt-in local): sigmoid and tanh 20 / 13, erf 19 / 12, gelu
-16 / 11, silu 19 / 12, softplus 18 / 12. The cheap variants (opt-in,
+15 / 11, silu 19 / 12, softplus 17 / 12. The cheap variants (opt-in,
 see approx.py): sigmoid ``"linear"`` and ``"spline"`` (8 rounds, 7 under local
 truncation) and MPCFormer's gelu ``"quad"`` (2 rounds, 1).
 Backward rules sit below each forward; derivatives that are themselves saturating
@@ -165,7 +165,7 @@ def _erf_grad(grad_out, out, x):
 
 def gelu(x, approximate: str = "none", *, approx: str | None = None,
          saved: dict | None = None):
-    """GELU x Phi(x) (F.gelu), exact or ``approximate="tanh"``. 16 rounds (11 with local
+    """GELU x Phi(x) (F.gelu), exact or ``approximate="tanh"``. 15 rounds (11 with local
     truncation), error < 2e-4.
 
     ``approx="quad"``: MPCFormer's 0.125 x^2 + 0.25 x + 0.5 (2 rounds, 1 with local).
@@ -224,7 +224,7 @@ def _silu_grad(grad_out, out, x):
 
 
 def softplus(x, beta: float = 1.0, threshold: float = 20.0):
-    """log(1 + e^(beta x)) / beta (F.softplus). 18 rounds (12 with local truncation), error < 3e-4 /
+    """log(1 + e^(beta x)) / beta (F.softplus). 17 rounds (12 with local truncation), error < 3e-4 /
     beta.
 
     Beyond ``threshold`` torch switches to the identity; here the switch is at beta x = 8

@@ -108,8 +108,12 @@ def fit_parity(f: Callable[[np.ndarray], np.ndarray], T: float, degree: int, fra
 
 
 # -- secret evaluation ------------------------------------------------------------------
-def basis(u: torch.Tensor, degree: int, opened: dict | None = None) -> list:
+def basis(u: torch.Tensor, degree: int, opened: dict | None = None,
+          raw_top: bool = False) -> list:
     """Shares of T_0 (None: the constant 1), T_1 = u, ..., T_degree of u (scale F).
+
+    ``raw_top``: the last layer's terms stay untruncated (scale 2F), for `combine_top`,
+    which truncates their weighted sum once instead of each term.
 
     Where the protocol reuses openings (semi2k) each T_k is opened once for all the
     products it takes part in (``opened``: see _kern.products_once): degree 8 opens
@@ -129,9 +133,31 @@ def basis(u: torch.Tensor, degree: int, opened: dict | None = None) -> list:
             low = T[2 * h - k]
             # 2 T_h T_{k-h} - T_{2h-k}, still at scale 2F: one truncation for the layer.
             fresh.append(K.add_const(2 * z, -1.0, 2 * f) if low is None else 2 * z - (low << f))
-        T.extend(K.trunc(fresh, f))
+        T.extend(fresh if raw_top and 2 * h >= degree else K.trunc(fresh, f))
         h *= 2
     return T[:degree + 1]
+
+
+def top_start(degree: int) -> int:
+    """Index of the first term of `basis`'s last layer (what ``raw_top`` leaves raw)."""
+    h = 1
+    while 2 * h < degree:
+        h *= 2
+    return h + 1
+
+
+def combine_top(T: list, coeffs) -> torch.Tensor:
+    """sum_k c_k T_k at scale 3F for a `basis(..., raw_top=True)`: the lower terms (scale
+    F) are shifted up, the last layer's (2F) are used as they are; one truncation by 2F
+    then brings the sum to F. For values with |sum| * 2^(3F) inside the ring."""
+    f = K.F()
+    top = top_start(len(T) - 1)
+    acc = torch.zeros_like(T[1])
+    for k in range(1, len(T)):
+        if coeffs[k]:
+            t = T[k] * K.enc(coeffs[k])
+            acc = acc + (t << f if k < top else t)
+    return K.add_const(acc, coeffs[0], 3 * f)
 
 
 def combine(T: list, coeffs, raw: bool = False) -> torch.Tensor:
@@ -208,4 +234,5 @@ def rounds(p: Poly) -> int:
     return r + (0 if p.parity is None else 1) + (1 if p.parity == "odd" else 0)
 
 
-__all__ = ["Poly", "fit", "fit_parity", "basis", "combine", "argument", "evaluate", "rounds"]
+__all__ = ["Poly", "fit", "fit_parity", "basis", "top_start", "combine", "combine_top", "argument",
+           "evaluate", "rounds"]

@@ -8,8 +8,8 @@ round multiplies by e^(c_j) = 2^(6j) (an integer factor for j >= 0, exact; see
 _buckets.scale_mul). 17 rounds (11 with 2-party local truncation), relative error
 about 2e-4 (the fixed-point noise of the polynomial on [1, 64]). Saturation is part of
 the design: below the lowest bucket, c_lo = 6 floor(-(F+1)/6) ln 2 (-12.5 at 16 bits,
-where e^x < 2^-18, a quarter ulp), no one-hot row is set and the result is 0; from ln(bound) = 10.4 up the top row
-selects the fixed-point bound.
+where e^x < 2^-18, a quarter ulp), no one-hot row is set and the result is 0; from
+ln(bound) = 10.4 up the top row selects the fixed-point bound.
 SecretFlow-SPU's exp_pade also reduces by powers of two, but finds the integer part by
 bit decomposition (17 rounds); CrypTen's (1 + x/2^8)^(2^8) is 8 rounds, inaccurate
 (relative error 1e-2) and wrong below -512.
