@@ -2,7 +2,7 @@
 
 Each is a saturating polynomial (smooth.py): two comparisons in one msb call, one
 Chebyshev polynomial through v = 2 (x/T)^2 - 1, one select round. Rounds at 2 parties
-(default exact truncation / opt-in local): sigmoid and tanh 20 / 13, erf 19 / 12, gelu
+(default exact truncation / opt-in local): sigmoid and tanh 19 / 13, erf 18 / 12, gelu
 15 / 11, silu 19 / 12, softplus 17 / 12. The cheap variants (opt-in,
 see approx.py): sigmoid ``"linear"`` and ``"spline"`` (8 rounds, 7 under local
 truncation) and MPCFormer's gelu ``"quad"`` (2 rounds, 1).
@@ -87,7 +87,7 @@ def _spline_sigmoid(x):
 
 
 def sigmoid(x, *, approx: str | None = None, saved: dict | None = None):
-    """Logistic sigmoid 1 / (1 + e^-x) (torch.sigmoid). 20 rounds (13 under the opt-in
+    """Logistic sigmoid 1 / (1 + e^-x) (torch.sigmoid). 19 rounds (13 under the opt-in
     ``Config(truncation="local")``), error < 3e-4.
 
     ``approx="linear"``: clamp(0.5 + x/4, 0, 1), 8 rounds; ``approx="spline"``: 65-knot
@@ -128,7 +128,7 @@ def _sigmoid_grad(grad_out, out, x, *, approx=None, saved=None):
 
 
 def tanh(x):
-    """Hyperbolic tangent (torch.tanh). 20 rounds (13 with local truncation), error < 4e-4.
+    """Hyperbolic tangent (torch.tanh). 19 rounds (13 with local truncation), error < 4e-4.
 
     >>> import torch, veil
     >>> def f():
@@ -146,7 +146,7 @@ def _tanh_grad(grad_out, out, x):
 
 
 def erf(x):
-    """Error function (torch.erf). 19 rounds (12 with local truncation), error < 1e-4.
+    """Error function (torch.erf). 18 rounds (12 with local truncation), error < 1e-4.
 
     >>> import torch, veil
     >>> def f():

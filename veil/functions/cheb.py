@@ -153,7 +153,7 @@ def combine_top(T: list, coeffs) -> torch.Tensor:
     f = K.F()
     top = top_start(len(T) - 1)
     acc = torch.zeros_like(T[1])
-    for k in range(1, len(T)):
+    for k in range(1, len(coeffs)):
         if coeffs[k]:
             t = T[k] * K.enc(coeffs[k])
             acc = acc + (t << f if k < top else t)
@@ -165,6 +165,34 @@ def combine(T: list, coeffs, raw: bool = False) -> torch.Tensor:
     returned at scale 2F)."""
     return K.lincomb(list(zip(coeffs[1:], T[1:])), const=coeffs[0], like=T[1],
                      raw=0 if raw else None)
+
+
+def coeff_bits(p: Poly) -> int:
+    """Bits of sum |c_k|, a bound on |P| where every |T_k| <= 1 (the fitted domain)."""
+    return math.ceil(math.log2(sum(abs(c) for c in p.coeffs) + 1))
+
+
+def _top_fits(polys: list[Poly]) -> bool:
+    """Whether `combine_top` may be used: exact truncation, and the weighted sum at scale
+    3F fits the ring (at 16 fractional bits; not at 24)."""
+    f = K.F()
+    return not K.local_truncation() and all(K.fits(3 * f + coeff_bits(p) + 1) for p in polys)
+
+
+def _combined(T: list, polys: list[Poly], raw: list[bool], top: bool) -> list:
+    """Each polynomial's sum at scale F, or untruncated at 2F where ``raw``. With ``top``
+    (a `basis(..., raw_top=True)`) the sums go through `combine_top` and one truncation
+    call per target scale replaces the last layer's truncation and the sum's."""
+    if not top:
+        return [combine(T, p.coeffs, raw=r) for p, r in zip(polys, raw)]
+    f, out = K.F(), [None] * len(polys)
+    for shift, want_raw in ((2 * f, False), (f, True)):
+        idx = [i for i, r in enumerate(raw) if r == want_raw]
+        if idx:
+            done = K.trunc([combine_top(T, polys[i].coeffs) for i in idx], shift)
+            for i, d in zip(idx, done):
+                out[i] = d
+    return out
 
 
 def _pow2_shift(a: float, frac: int) -> int | None:
@@ -203,10 +231,10 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
     if p0.parity is None:
         if u is None:
             u = K.lincomb([(p0.a, x)], const=p0.b)
-        T = basis(u, max(p.degree for p in polys))
-        if raw:
-            return [(combine(T, p.coeffs, raw=True), 2 * K.F()) for p in polys]
-        return [combine(T, p.coeffs) for p in polys]
+        top = _top_fits(polys)
+        T = basis(u, max(p.degree for p in polys), raw_top=top)
+        outs = _combined(T, polys, [raw] * len(polys), top)
+        return [(o, 2 * K.F()) for o in outs] if raw else outs
     f = K.F()
     # x*x at scale 2F must fit for every encodable x: 2^(2 range + 2F) <= 2^62 holds at the
     # default 16 fractional bits (exactly), not at 24.
@@ -216,8 +244,9 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
     opened: dict = {}                  # base is opened once for base*base and base*g(v)
     (sq,) = K.mul_once([(base, base)], opened, f + 2 * k)
     v = K.add_const(2 * sq, -1.0)
-    T = basis(v, max(p.degree for p in polys), opened)
-    outs: list = [combine(T, p.coeffs, raw=raw and p.parity == "even") for p in polys]
+    top = _top_fits(polys)
+    T = basis(v, max(p.degree for p in polys), opened, raw_top=top)
+    outs: list = _combined(T, polys, [raw and p.parity == "even" for p in polys], top)
     odd = [i for i, p in enumerate(polys) if p.parity == "odd"]
     pairs = [(base, outs[i]) for i in odd]
     prods = K.products_reusing(pairs, opened) if raw else K.mul_once(pairs, opened, f + k)
@@ -234,5 +263,6 @@ def rounds(p: Poly) -> int:
     return r + (0 if p.parity is None else 1) + (1 if p.parity == "odd" else 0)
 
 
-__all__ = ["Poly", "fit", "fit_parity", "basis", "top_start", "combine", "combine_top", "argument",
+__all__ = ["Poly", "fit", "fit_parity", "basis", "top_start", "combine", "combine_top",
+           "coeff_bits", "argument",
            "evaluate", "rounds"]

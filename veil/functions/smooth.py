@@ -36,7 +36,6 @@ erf'       4        12     4e-5
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -145,9 +144,9 @@ def _saturating_even(x: torch.Tensor, spec: Saturating, poly) -> torch.Tensor | 
     where that does not apply (or would not fit the ring)."""
     f = K.F()
     k = cheb._pow2_shift(poly.a, f)
-    coeff_bits = math.ceil(math.log2(sum(abs(c) for c in poly.coeffs) + 1))
     if (spec.parity != "even" or k is None or K.local_truncation() or not K.reuses_openings()
-            or not K.fits(2 * K.range_bits() + 2 * f) or not K.fits(3 * f + coeff_bits + 1)):
+            or not K.fits(2 * K.range_bits() + 2 * f)
+            or not K.fits(3 * f + cheb.coeff_bits(poly) + 1)):
         return None
     (a_lo, b_lo), (a_hi, b_hi) = spec.edge(-1), spec.edge(1)
     pieces, finish = _affine_pieces(x, [(a_lo - spec.a0, b_lo - spec.c0),

@@ -16,7 +16,7 @@ softmax(x) = e / sum(e) with e = exp(x - max x), where:
   Chebyshev seed on [1, n] plus Newton steps does it without range reduction (10 rounds
   for n = 100) on one value per row.
 
-2 parties, rows of 100: 58 rounds by default (exact truncation), 43 with local truncation
+2 parties, rows of 100: 56 rounds by default (exact truncation), 43 with local truncation
 (21 (max) + 11 (exp) + 10 (1/sum) + 1). ``approx="2quad"`` (MPCFormer, Li et al. 2023):
 (x + 5)^2 / sum (x + 5)^2.
 """
@@ -186,7 +186,7 @@ def _exp_parts(z: torch.Tensor):
 def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None):
     """softmax along ``dim`` (torch.softmax / F.softmax). Absolute error < 1e-4.
 
-    58 rounds at 2 parties for rows of 100 (``approx="2quad"``: 33; with local truncation
+    56 rounds at 2 parties for rows of 100 (``approx="2quad"``: 32; with local truncation
     43 and 21).
 
     >>> import torch, veil
