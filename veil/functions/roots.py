@@ -10,9 +10,10 @@ edges), work on x_n, and scale back by a power of two chosen by the bucket one-h
   parties (19 with local truncation; counts here are 2-party, exact / local). Wider
   buckets trade comparisons (the expensive part: 0.3 us per element and edge here) for
   one Newton step: measured 1.8x faster than s = 4 with 2 steps (16 rounds). CrypTen
-  seeds with 3 exp(0.5 - x) + 0.003 and needs 10 steps on an unnormalised input (Knott et al. 2021). Negative inputs get mirrored buckets in the
-  same msb call (so division works for any sign); ``positive=True`` skips them (4 edges
-  instead of 9) when the caller knows x > 0.
+  seeds with 3 exp(0.5 - x) + 0.003 and needs 10 steps on an unnormalised input (Knott
+  et al. 2021). Negative inputs get mirrored buckets in the same msb call (so division
+  works for any sign); ``positive=True`` skips them (4 edges instead of 9) when the
+  caller knows x > 0.
 * sqrt: s = 4 (x_n in [1/4, 4)), a degree-12 relative fit of sqrt (4.3e-5), no
   iteration, moves by select: 19 / 12 rounds.
 * rsqrt: s = 4, a degree-16 relative fit of 1/sqrt (8.9e-5), moves by b2a + products
