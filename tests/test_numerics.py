@@ -104,6 +104,23 @@ def test_truncation_returns_floor_or_floor_plus_one(parties, config):
     assert "∈ {⌊z/2^f⌋, ⌊z/2^f⌋ + 1}" in text and "⌊z/2^f⌋ − 1" not in text
 
 
+@pytest.mark.parametrize("frac,narrow", [(16, 2), (24, 4)])
+def test_exact_truncation_dealer_bytes(frac, narrow):
+    """Party 0 gets, per truncated element, one full ring share and msb(r) modulo 2^frac
+    (2 bytes at f <= 16, 4 at f <= 32) from the dealer, next to the product's 8-byte c;
+    the other party draws everything from its seed."""
+    n = 1000
+
+    def job():
+        a, b = share_from(torch.ones(n), 0), share_from(torch.ones(n), 1)
+        s0 = veil.stats()["offline_bytes_received"]
+        (a * b).reveal()
+        return veil.stats()["offline_bytes_received"] - s0
+    cfg = veil.Config(frac_bits=frac, compare_bits=2 * frac)
+    got = veil.run(job, parties=2, seed=0, config=cfg)
+    assert got == [n * (8 + 8 + narrow), 0]
+
+
 def _f30_products(truncation: str):
     """20 000 products of U(-1, 1) values at frac_bits=30, and how many came back wrong."""
     n, f = 20000, 30
