@@ -195,10 +195,11 @@ def and_broadcast(shape_a, shape_b) -> Recipe:
 def trunc_pair(shape, frac: int) -> Recipe:
     """Mask r with what exact truncation by 2^frac needs from msb(r) and r mod 2^63:
 
-    ``m`` = [msb(r)] (+ msb(r) 2^(64-frac) in the formula) and ``low`` = [msb(r)
-    2^(63-frac) - ((r mod 2^63) >> frac)]. ``m`` is only used times 2^(64-frac), so its
-    shares are meaningful mod 2^frac and party 0's travels in 2 bytes (frac <= 16) or 4
-    (<= 32): 10 or 12 dealer bytes per element instead of 16 for two full ring shares.
+    ``low`` = [msb(r) 2^(63-frac) - ((r mod 2^63) >> frac)] and ``m`` = [msb(r)], which
+    semi2k only uses as msb(c) m 2^(64-frac): its shares are meaningful mod 2^frac, so
+    party 0's travels in 2 bytes (frac <= 16) or 4 (<= 32): 10 or 12 dealer bytes per
+    element instead of 16 for two full ring shares. Party 0's m is the dealer's
+    msb(r) minus the others' uniform PRG draws: uniform mod 2^frac, it discloses nothing.
     """
     shape = _shape(shape)
     return Recipe(
