@@ -138,11 +138,13 @@ def _rounds(fn):
     return _run(party)[0]
 
 
-def test_backward_of_data_times_weights_costs_one_round():
-    # d/dw (x @ w) = x^T g: one secret matmul; no gradient for the data x.
-    assert _rounds(lambda x, w: (x @ w).sum()) == 1
+def test_backward_of_data_times_weights_costs_one_product():
+    # d/dw (x @ w) = x^T g: one secret matmul (1 round) and its exact truncation (1 round);
+    # no gradient for the data x.
+    assert _rounds(lambda x, w: (x @ w).sum()) == 2
 
 
 def test_relu_backward_costs_one_select_round():
-    # relu's forward comparison bits are reused: backward is one select, plus the matmul.
-    assert _rounds(lambda x, w: (x @ w).relu().sum()) == 2
+    # relu's forward comparison bits are reused: backward is one select, plus the matmul
+    # and its truncation.
+    assert _rounds(lambda x, w: (x @ w).relu().sum()) == 3

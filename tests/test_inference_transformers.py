@@ -146,7 +146,8 @@ def test_token_ids_stay_secret_and_need_no_comparisons():
         want = net(ids)
     (_, (got, rounds, text)) = veil.run(job, True, parties=2, seed=0)
     assert (got - want).abs().max() < 1e-3
-    assert rounds == 2                       # embedding matmul + linear matmul
+    # embedding matmul (integer one-hot: no truncation) + linear matmul + its truncation
+    assert rounds == 3
     assert text == "TokenIds(shape=(2, 5), vocab=30, <secret>)"
     (_, (got_int, rounds_int, _)) = veil.run(job, False, parties=2, seed=0)
     assert (got_int - want).abs().max() < 1e-3

@@ -13,12 +13,18 @@ Defaults and why:
   (2**31 for ints), so that the difference of *any two* in-range values compares exactly
   (with 32 bits, ``20000 < -20000`` wrapped). ``compare_bits=32`` halves the range to
   16384 and saves 4 bytes per compared element (docs/numerics.md has the costs).
-* ``truncation = "auto"``: 2 parties truncate locally (SecureML; 0 extra rounds, error at
-  most 1 ulp, fails with probability about |x*y| * 2**(2f - 64) per element: 2.3e-10 for
-  |x*y| <= 1, 2.3e-7 for |x*y| <= 1000 at f = 16); more than 2 parties use the
-  dealer-assisted exact method (1 extra round and 8 bytes per element and peer, never
-  fails inside the ring range). ``"exact"`` forces the latter for 2 parties too; the repr
-  of a Config names the method in use so a log says which one a run had.
+* ``truncation = "auto"``: exact at every party count: the dealer-assisted method (1 round
+  and 8 bytes per element and peer, result in {floor, floor + 1}, never fails while the
+  untruncated value is below 2**62 in magnitude). "auto" is the name of the default so
+  that it can become adaptive later; today it means ``"exact"``. ``"local"`` is an
+  explicit opt-in for 2 parties only (SecureML share-wise shifts: 0 rounds, 0 bytes) that
+  can FAIL SILENTLY: a truncated element is off by 2**(64 - f) ring units (~4.3e9 after
+  decoding at f = 16) with probability about |x*y| * 2**(2f - 64): 2.3e-10 for |x*y| <= 1,
+  2.3e-7 for |x*y| <= 1000 at f = 16, up to 1/4 for products near the 2**30 limit; a
+  12-layer BERT-base truncates ~10**8 elements per forward, and one such run returned
+  logits off by 0.75. semi2k at 3+ parties has no local method and stays exact; rep3's
+  "local" is ABY3's share truncation, with the same kind of failure. The repr of a Config
+  names the method, so a log says which one a run had.
 * ``timeout = 60``: seconds a party waits for a peer before it names the peer and stops.
 * ``max_elements = 2**28``: the largest tensor (in elements) a party accepts from a peer's
   announcement or request, and so the largest message it will buffer (8 bytes each); a
@@ -88,19 +94,23 @@ class Config:
         return float(2 ** (self.compare_bits - 2 - self.frac_bits))
 
     def truncation_method(self, parties: int) -> str:
-        """The truncation a run at ``parties`` parties uses: "local" or "exact".
+        """The truncation a semi2k run at ``parties`` parties uses: "local" or "exact".
 
-        >>> Config().truncation_method(2), Config().truncation_method(3)
-        ('local', 'exact')
+        Exact by default at every party count; "local" only when asked for, at 2 parties
+        (rep3 has its own opt-in local method at 3).
+
+        >>> Config().truncation_method(2), Config(truncation="local").truncation_method(2)
+        ('exact', 'local')
         """
-        return "local" if parties == 2 and self.truncation in ("auto", "local") else "exact"
+        return "local" if parties == 2 and self.truncation == "local" else "exact"
 
     def __repr__(self) -> str:
-        # Spells out what "auto" means: a reader of a log sees the failure mode in use.
+        # Spells out the method: a reader of a log sees whether a run could fail silently.
         trunc = self.truncation
         if trunc == "auto":
-            trunc = "auto (local at 2 parties, p(fail) ~ |x*y|*2^(2f-64) per product; " \
-                    "exact at 3+)"
+            trunc = "auto (exact)"
+        elif trunc == "local":
+            trunc = "local (2 parties: UNCHECKED, p(fail) ~ |x*y|*2^(2f-64) per element)"
         return (f"Config(frac_bits={self.frac_bits}, compare_bits={self.compare_bits}, "
                 f"safe_bound={self.safe_bound:g}, truncation={trunc!r}, "
                 f"timeout={self.timeout:g})")

@@ -82,18 +82,18 @@ def _mlp_secure(inp, timer):
 register_workload(Workload("mlp 784-512-512-10 b64", "core", _mlp_make, _mlp_plain, _mlp_secure,
                            note="weights at party 0, input at party 1"))
 
-# What the settings of docs/numerics.md cost. At 2 parties truncation="auto" is local (0
-# rounds, fails with probability ~|x*y|*2^-32 per product); "exact" never fails inside
-# the range and costs 1 round + 8 bytes per element and peer per truncation. 3+ parties
-# always truncate exactly, so these rows are 2-party only.
-_EXACT = veil.Config(truncation="exact")
+# What the settings of docs/numerics.md cost. Truncation is exact by default at every
+# party count (1 round + 8 bytes per element and peer per truncation, never fails inside
+# the range); these rows price the 2-party opt-in truncation="local" (0 rounds, but fails
+# silently with probability ~|x*y|*2^-32 per product), so they are 2-party only.
+_LOCAL = veil.Config(truncation="local")
 register_workload(Workload(
-    "mul 1M truncation=exact", "core", _two_inputs((1_000_000,), (1_000_000,)),
+    "mul 1M truncation=local", "core", _two_inputs((1_000_000,), (1_000_000,)),
     lambda i: i["x"] * i["y"], _secure_binary(lambda x, y: x * y), parties=(2,),
-    extra={"config": _EXACT}))
+    extra={"config": _LOCAL}))
 register_workload(Workload(
-    "mlp 784-512-512-10 b64 truncation=exact", "core", _mlp_make, _mlp_plain, _mlp_secure,
-    parties=(2,), note="weights at party 0, input at party 1", extra={"config": _EXACT}))
+    "mlp 784-512-512-10 b64 truncation=local", "core", _mlp_make, _mlp_plain, _mlp_secure,
+    parties=(2,), note="weights at party 0, input at party 1", extra={"config": _LOCAL}))
 # compare_bits=32 (the default before issue 9): 4 bytes less per compared element, but
 # exact only for |x - y| < 32768, so the safe range is |x| < 16384.
 register_workload(Workload(

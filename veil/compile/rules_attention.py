@@ -4,7 +4,8 @@ Capture keeps torch's attention ops out of the Core ATen decomposition: the deco
 form tests scores against -inf (``_safe_softmax``) and, for some strides, cannot even be
 re-traced (Hugging Face GPT-2 at batch 2). Whole, the rule sees the mask directly:
 
-    scores = (q @ k^T) * scale              1 round (Beaver matmul) + 1 truncation
+    scores = (q @ k^T) * scale              1 round (Beaver matmul) + 1 truncation (one
+                                            for both when scale is 2^-k, as 1/sqrt(64))
     masked entries -> MASK_FILL             public mask: local
     p = softmax(scores) * keep              veil.functions; keep is public: local
     out = p @ v                             1 round
@@ -38,6 +39,18 @@ def _t(x):
     return local(x, lambda t: t.transpose(-2, -1)) if secret(x) else x.transpose(-2, -1)
 
 
+def _scaled(q, scale):
+    """(q * scale, 1.0) with no truncation of its own when scale is 2^-k and q is a secret
+    float that needs no gradient: the share is read with k more fractional bits, so the
+    matmul that follows truncates F + k bits once instead of F, then k (BERT's and
+    GPT-2's 1/sqrt(64) = 1/8). Otherwise (q, scale) unchanged."""
+    k = -math.log2(scale) if scale > 0 else 0.5
+    if not (secret(q) and q.dtype.is_floating_point and not q.requires_grad
+            and k.is_integer() and 1 <= k <= q.frac):
+        return q, scale
+    return type(q)._wrap(q.share, q.dtype, frac=q.frac + int(k)), 1.0
+
+
 def _repeat_heads(x, times):
     fn = (lambda t: t.repeat_interleave(times, dim=-3))
     return local(x, fn) if secret(x) else fn(x)
@@ -50,7 +63,10 @@ def attention(q, k, v, attn_mask=None, is_causal=False, scale=None, enable_gqa=F
     if enable_gqa and k.shape[-3] != q.shape[-3]:
         k, v = _repeat_heads(k, q.shape[-3] // k.shape[-3]), \
             _repeat_heads(v, q.shape[-3] // v.shape[-3])
-    scores = _mm(q, _t(k)) * scale
+    q, scale = _scaled(q, scale)
+    scores = _mm(q, _t(k))
+    if scale != 1.0:
+        scores = scores * scale
     keep = torch.ones(L, S, dtype=torch.bool).tril() if is_causal else None
     if attn_mask is not None:
         if secret(attn_mask):

@@ -44,7 +44,8 @@ def _rsub(a, b, alpha=1):
 
 
 @register_lowering("aten.mul.Tensor", "aten.mul.Scalar",
-                   note="public factor: local + truncation; secret x secret: 1 round")
+                   note="public factor: local + truncation; secret x secret: 1 round + 1 "
+                        "truncation round")
 def _mul(a, b):
     if secret(a) and secret(b) and a is b:
         return a.square()

@@ -139,7 +139,8 @@ def _matmul(a, b):
 
 
 @register_lowering("aten.mm.default", "aten.bmm.default", "aten.matmul.default",
-                   note="secret x secret: 1 round (Beaver); public operand: local")
+                   note="secret x secret: 1 round (Beaver) + 1 truncation round; public "
+                        "operand: local + truncation")
 def _mm(a, b):
     return _matmul(a, b)
 

@@ -31,6 +31,7 @@ import torch
 
 from ..context import current
 from . import _kern as K
+from . import cheb
 
 
 @dataclass(frozen=True)
@@ -122,12 +123,16 @@ def arith(bk: Buckets) -> torch.Tensor:
     return K.b2a(bk.onehot)
 
 
-def factors(bk: Buckets, a: torch.Tensor, power: float, with_sign: bool = True):
-    """(integer factor, fractional factor at scale fs, fs) for y * sign * 2^(power s j)."""
+def _exponents(bk: Buckets, power: float) -> list[int]:
     exps = [power * bk.s * j for j in bk.js]
     if any(not float(e).is_integer() for e in exps):
         raise ValueError("internal: bucket scaling needs integer exponents")
-    exps = [int(e) for e in exps]
+    return [int(e) for e in exps]
+
+
+def factors(bk: Buckets, a: torch.Tensor, power: float, with_sign: bool = True):
+    """(integer factor, fractional factor at scale fs, fs) for y * sign * 2^(power s j)."""
+    exps = _exponents(bk, power)
     fs = max([K.F()] + [-e for e in exps])
     big, small = None, None
     for row, e, sg in zip(a, exps, bk.signs):
@@ -168,5 +173,42 @@ def scale_mul(bk: Buckets, a: torch.Tensor, ys: list[torch.Tensor], power: float
     return out
 
 
+def normalise_for(bk: Buckets, a: torch.Tensor, x: torch.Tensor, poly: "cheb.Poly",
+                  with_sign: bool = True, keep: bool = False) -> tuple:
+    """(x_n or None, u): x_n = |x| 2^(-s j) by `scale_mul` and the argument u = a x_n + b
+    of ``poly``, truncated together in ONE call (one round instead of x_n's and then
+    u's); x_n is returned when ``keep``. u is None where truncation is the opt-in local
+    one (it would truncate a 2^F larger value; `cheb.evaluate` computes u then)."""
+    f = K.F()
+    fs = max([f] + [-e for e in _exponents(bk, -1.0)])     # as factors() computes it
+    # |x_n| < 8 and |u| <= 1 at scale 2F + fs: fits at 16 fractional bits (2^51), not at 24
+    if K.local_truncation() or not K.fits(3 + 2 * f + fs):
+        (x_n,) = scale_mul(bk, a, [x], -1.0, with_sign)
+        return x_n, None
+    ((exact, pending, fs),) = scale_mul(bk, a, [x], -1.0, with_sign, untruncated=True)
+    z = pending if exact is None else (exact << fs) + (0 if pending is None else pending)
+    u = cheb.argument(poly, z, fs)
+    if keep:
+        x_n, u = K.trunc([z << f, u], f + fs)
+        return x_n, u
+    return None, K.trunc([u], f + fs)[0]
+
+
+def scale_mul_raw(bk: Buckets, a: torch.Tensor, y_raw: torch.Tensor, power: float,
+                  y_bits: int, with_sign: bool = True) -> torch.Tensor | None:
+    """`scale_mul` of a value y still untruncated at scale 2F (``y_raw``, |y| < 2^y_bits),
+    truncated once at the end: the truncation y_raw would have had is saved (one round).
+    None where the products would not fit exact truncation's range (then truncate y_raw
+    and call `scale_mul`) or under the opt-in local truncation."""
+    f = K.F()
+    exps = _exponents(bk, power)
+    fs = max([f] + [-e for e in exps])
+    if K.local_truncation() or not K.fits(y_bits + max([0] + exps) + 2 * f + fs):
+        return None
+    ((exact, pending, fs),) = scale_mul(bk, a, [y_raw], power, with_sign, untruncated=True)
+    z = pending if exact is None else (exact << fs) + (0 if pending is None else pending)
+    return K.trunc([z], f + fs)[0]
+
+
 __all__ = ["Buckets", "arith", "factors", "scale_mul", "octave_range", "edges", "find", "scale_sum", "select_each",
-           "normalise", "rescale"]
+           "normalise", "rescale", "normalise_for", "scale_mul_raw"]

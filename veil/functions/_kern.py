@@ -7,13 +7,15 @@ and come back through ONE ``trunc`` call, all thresholds of a range reduction in
 ``msb`` call (SecretFlow-SPU and CrypTen both batch this way), so a function's round
 count is its circuit depth, not its operation count.
 
-Costs at 2 parties (semi2k): ``mul`` 1 round, ``trunc`` 0 (local, SecureML), ``msb`` 6,
-``select`` 1, ``b2a`` 1. With more parties ``trunc`` costs one more round.
+Costs (semi2k): ``mul`` 1 round, ``trunc`` 1 (exact, the default at every party count;
+0 under the 2-party opt-in ``Config(truncation="local")``), ``msb`` 6, ``select`` 1,
+``b2a`` 1. Since a truncation is a round, the helpers keep values untruncated where the
+ring has room and truncate several of them in one call (``raw`` results, `newton_reciprocal`).
 
-On truncation failures: 2-party local truncation (SecureML, Mohassel & Zhang 2017) is
-wrong with probability |v| / 2^64 for a ring value v; the algorithms keep every value
-they truncate small (typically |v| < 2^36, i.e. < 16 at scale 2F) so the failure rate
-per element stays near the engine's own rate for a product of two numbers near 1.
+On truncation failures: the opt-in 2-party local truncation (SecureML, Mohassel & Zhang
+2017) is wrong with probability |v| / 2^64 for a ring value v; under it the algorithms
+keep every value they truncate small (typically |v| < 2^36, i.e. < 16 at scale 2F) and
+skip the folds that would truncate 2^F larger values (`local_truncation`).
 """
 
 from __future__ import annotations
@@ -127,13 +129,43 @@ def products_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict
     return [p.mul_masked(opened[id(a)][1], opened[id(b)][1]) for a, b in pairs]
 
 
-def mul_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None
-             ) -> list[torch.Tensor]:
-    """`mul` (fixed-point, truncated by F) through `products_once` where the protocol
-    reuses openings; otherwise the ordinary fused ``mul_trunc``. ``opened`` as there."""
+def products_reusing(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None
+                     ) -> list[torch.Tensor]:
+    """Untruncated products through `products_once` where the protocol reuses openings,
+    otherwise one ``mul`` call (`products`)."""
     if opened is None or not reuses_openings():
-        return mul(pairs)
-    return trunc(products_once(pairs, opened), F())
+        return products(pairs)
+    return products_once(pairs, opened)
+
+
+def mul_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None,
+             bits: int | None = None) -> list[torch.Tensor]:
+    """`mul` (fixed-point, truncated by ``bits``, default F) through `products_once` where
+    the protocol reuses openings; otherwise the ordinary fused ``mul_trunc``. ``opened``
+    as there."""
+    bits = F() if bits is None else bits
+    if opened is None or not reuses_openings():
+        return mul(pairs, bits)
+    return trunc(products_once(pairs, opened), bits)
+
+
+def fits(bits: float) -> bool:
+    """True when a value below 2^bits in magnitude is inside exact truncation's range
+    (|z| < 2^62): the folds that keep values untruncated at a larger scale check this
+    for the run's frac_bits (at 24 fractional bits most of them do not fit)."""
+    return bits <= 62
+
+
+def range_bits() -> int:
+    """log2 of the safe range: every encoded value is below 2^range_bits()."""
+    cfg = current().config
+    return cfg.compare_bits - 2 - cfg.frac_bits
+
+
+def local_truncation() -> bool:
+    """True when truncation is the opt-in local one (free, fails with probability ~ the
+    truncated magnitude): then keeping truncated values small matters more than rounds."""
+    return current().config.truncation == "local"
 
 
 def trunc(xs: list[torch.Tensor], bits: int) -> list[torch.Tensor]:
@@ -152,17 +184,42 @@ def mul(pairs: list[tuple[torch.Tensor, torch.Tensor]], bits: int | None = None
     return _batched(lambda a, b: proto().mul_trunc(a, b, bits), pairs)
 
 
+def newton_reciprocal(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One Newton step y (2 - x y) towards 1/x, for a seed y with |1 - x y| < 1 and
+    |y| < 9.1 (1/x for x >= 1/8 and the seeds' 13 % error).
+
+    Where truncation is exact, x y stays untruncated (scale 2F) and the step truncates
+    once, 2F bits: |y (2 - x y)| < 2 |y| keeps the product far inside the ring. The
+    opt-in local truncation would fail 2^F times more often on that 3F-scale value, so
+    it keeps two truncations.
+    """
+    f = F()
+    if local_truncation() or not fits(5 + 3 * f):      # |y (2 - x y)| < 9.1 * 2 < 2^5
+        (q,) = mul([(x, y)])
+        (out,) = mul([(y, add_const(-q, 2.0))])
+        return out
+    (q,) = products([(x, y)])
+    (out,) = mul([(y, add_const(-q, 2.0, 2 * f))], 2 * f)
+    return out
+
+
 def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,
-            like: torch.Tensor | None = None) -> torch.Tensor:
+            like: torch.Tensor | None = None, *, raw: int | None = None) -> torch.Tensor:
     """sum(c * x) + const with public reals c, truncated once (shares at scale F).
 
     Coefficients are encoded at scale F (use ``scale`` for one small coefficient that
     needs more bits); integer coefficients need no truncation at all (which saves the
-    truncation round at 3+ parties).
+    truncation round). ``raw=e`` returns the sum untruncated at scale 2F + e (c encoded
+    at F + e), for a caller that adds it to other untruncated terms and truncates once.
     """
     f = F()
     like = like if like is not None else terms[0][1]
     terms = [(c, x) for c, x in terms if c]
+    if raw is not None:
+        acc = torch.zeros_like(like)
+        for c, x in terms:
+            acc = acc + x * enc(c, f + raw)
+        return add_const(acc, const, 2 * f + raw) if const else acc
     if all(float(c).is_integer() for c, _ in terms):
         acc = None
         for c, x in terms:
@@ -256,5 +313,6 @@ def wrap(x, share: torch.Tensor):
 
 
 __all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "products_once",
-           "mul_once", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
+           "products_reusing", "mul_once", "local_truncation", "newton_reciprocal", "fits",
+           "range_bits", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
            "onehot", "select_many", "b2a", "float_input", "wrap"]

@@ -1,10 +1,11 @@
 """Smooth activations: sigmoid, tanh, erf, gelu, silu, softplus (and their gradients).
 
 Each is a saturating polynomial (smooth.py): two comparisons in one msb call, one
-Chebyshev polynomial through v = 2 (x/T)^2 - 1, one select round. Rounds at 2 parties:
-sigmoid and tanh 13, erf 12, gelu 11, silu and softplus 12. The cheap variants (opt-in,
-see approx.py): sigmoid ``"linear"`` and ``"spline"`` (7 rounds) and MPCFormer's gelu
-``"quad"`` (1 round).
+Chebyshev polynomial through v = 2 (x/T)^2 - 1, one select round. Rounds at 2 parties
+(default exact truncation / opt-in local): sigmoid and tanh 19 / 13, erf 18 / 12, gelu
+15 / 11, silu 19 / 12, softplus 17 / 12. The cheap variants (opt-in,
+see approx.py): sigmoid ``"linear"`` and ``"spline"`` (8 rounds, 7 under local
+truncation) and MPCFormer's gelu ``"quad"`` (2 rounds, 1).
 Backward rules sit below each forward; derivatives that are themselves saturating
 (gelu', erf') use the same recipe instead of composing exp and erf.
 """
@@ -86,10 +87,11 @@ def _spline_sigmoid(x):
 
 
 def sigmoid(x, *, approx: str | None = None, saved: dict | None = None):
-    """Logistic sigmoid 1 / (1 + e^-x) (torch.sigmoid). 13 rounds, error < 3e-4.
+    """Logistic sigmoid 1 / (1 + e^-x) (torch.sigmoid). 19 rounds (13 under the opt-in
+    ``Config(truncation="local")``), error < 3e-4.
 
-    ``approx="linear"``: clamp(0.5 + x/4, 0, 1), 7 rounds; ``approx="spline"``: 65-knot
-    linear interpolation, 7 rounds, error < 3e-4, 33x the comparison bytes (see
+    ``approx="linear"``: clamp(0.5 + x/4, 0, 1), 8 rounds; ``approx="spline"``: 65-knot
+    linear interpolation, 8 rounds, error < 3e-4, 33x the comparison bytes (see
     veil.functions.approx).
 
     >>> import torch, veil
@@ -126,7 +128,7 @@ def _sigmoid_grad(grad_out, out, x, *, approx=None, saved=None):
 
 
 def tanh(x):
-    """Hyperbolic tangent (torch.tanh). 13 rounds, error < 4e-4.
+    """Hyperbolic tangent (torch.tanh). 19 rounds (13 with local truncation), error < 4e-4.
 
     >>> import torch, veil
     >>> def f():
@@ -144,7 +146,7 @@ def _tanh_grad(grad_out, out, x):
 
 
 def erf(x):
-    """Error function (torch.erf). 12 rounds, error < 1e-4.
+    """Error function (torch.erf). 18 rounds (12 with local truncation), error < 1e-4.
 
     >>> import torch, veil
     >>> def f():
@@ -163,9 +165,10 @@ def _erf_grad(grad_out, out, x):
 
 def gelu(x, approximate: str = "none", *, approx: str | None = None,
          saved: dict | None = None):
-    """GELU x Phi(x) (F.gelu), exact or ``approximate="tanh"``. 11 rounds, error < 2e-4.
+    """GELU x Phi(x) (F.gelu), exact or ``approximate="tanh"``. 15 rounds (11 with local
+    truncation), error < 2e-4.
 
-    ``approx="quad"``: MPCFormer's 0.125 x^2 + 0.25 x + 0.5 (1 round).
+    ``approx="quad"``: MPCFormer's 0.125 x^2 + 0.25 x + 0.5 (2 rounds, 1 with local).
 
     >>> import torch, veil
     >>> def f():
@@ -183,8 +186,12 @@ def gelu(x, approximate: str = "none", *, approx: str | None = None,
     if saved is not None:
         saved["mode"] = mode
     if mode == "quad":
-        (sq,) = K.mul([(x.share, x.share)])
-        return K.wrap(x, K.lincomb([(0.125, sq), (0.25, x.share)], const=0.5))
+        # At scale 2F + 3: 0.125 x^2 is the raw square, 0.25 x is x << (F + 1), 0.5 is
+        # 2^(2F + 2): one truncation for the whole polynomial.
+        f = K.F()
+        (sq,) = K.products([(x.share, x.share)])
+        return K.wrap(x, K.trunc([K.add_const(sq + (x.share << (f + 1)), 0.5, 2 * f + 3)],
+                                 f + 3)[0])
     return K.wrap(x, S.saturating(x.share, S.GELU if approximate == "none" else S.GELU_TANH))
 
 
@@ -198,7 +205,7 @@ def _gelu_grad(grad_out, out, x, approximate="none", *, approx=None, saved=None)
 
 
 def silu(x):
-    """SiLU / swish x sigmoid(x) (F.silu). 12 rounds, error < 5e-4.
+    """SiLU / swish x sigmoid(x) (F.silu). 19 rounds (12 with local truncation), error < 5e-4.
 
     >>> import torch, veil
     >>> def f():
@@ -217,7 +224,8 @@ def _silu_grad(grad_out, out, x):
 
 
 def softplus(x, beta: float = 1.0, threshold: float = 20.0):
-    """log(1 + e^(beta x)) / beta (F.softplus). 12 rounds, error < 3e-4 / beta.
+    """log(1 + e^(beta x)) / beta (F.softplus). 17 rounds (12 with local truncation), error < 3e-4 /
+    beta.
 
     Beyond ``threshold`` torch switches to the identity; here the switch is at beta x = 8
     (where the two differ by less than 2e-4), whatever ``threshold`` says.

@@ -24,6 +24,7 @@ deterministic) and cached.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -107,8 +108,12 @@ def fit_parity(f: Callable[[np.ndarray], np.ndarray], T: float, degree: int, fra
 
 
 # -- secret evaluation ------------------------------------------------------------------
-def basis(u: torch.Tensor, degree: int, opened: dict | None = None) -> list:
+def basis(u: torch.Tensor, degree: int, opened: dict | None = None,
+          raw_top: bool = False) -> list:
     """Shares of T_0 (None: the constant 1), T_1 = u, ..., T_degree of u (scale F).
+
+    ``raw_top``: the last layer's terms stay untruncated (scale 2F), for `combine_top`,
+    which truncates their weighted sum once instead of each term.
 
     Where the protocol reuses openings (semi2k) each T_k is opened once for all the
     products it takes part in (``opened``: see _kern.products_once): degree 8 opens
@@ -128,33 +133,127 @@ def basis(u: torch.Tensor, degree: int, opened: dict | None = None) -> list:
             low = T[2 * h - k]
             # 2 T_h T_{k-h} - T_{2h-k}, still at scale 2F: one truncation for the layer.
             fresh.append(K.add_const(2 * z, -1.0, 2 * f) if low is None else 2 * z - (low << f))
-        T.extend(K.trunc(fresh, f))
+        T.extend(fresh if raw_top and 2 * h >= degree else K.trunc(fresh, f))
         h *= 2
     return T[:degree + 1]
 
 
-def combine(T: list, coeffs) -> torch.Tensor:
-    """sum_k c_k T_k with public coefficients, one truncation."""
-    return K.lincomb(list(zip(coeffs[1:], T[1:])), const=coeffs[0], like=T[1])
+def top_start(degree: int) -> int:
+    """Index of the first term of `basis`'s last layer (what ``raw_top`` leaves raw)."""
+    h = 1
+    while 2 * h < degree:
+        h *= 2
+    return h + 1
 
 
-def evaluate(x: torch.Tensor, polys: list[Poly]) -> list[torch.Tensor]:
-    """Evaluate polynomials that share one argument map at the shares x (scale F)."""
+def combine_top(T: list, coeffs) -> torch.Tensor:
+    """sum_k c_k T_k at scale 3F for a `basis(..., raw_top=True)`: the lower terms (scale
+    F) are shifted up, the last layer's (2F) are used as they are; one truncation by 2F
+    then brings the sum to F. For values with |sum| * 2^(3F) inside the ring."""
+    f = K.F()
+    top = top_start(len(T) - 1)
+    acc = torch.zeros_like(T[1])
+    for k in range(1, len(coeffs)):
+        if coeffs[k]:
+            t = T[k] * K.enc(coeffs[k])
+            acc = acc + (t << f if k < top else t)
+    return K.add_const(acc, coeffs[0], 3 * f)
+
+
+def combine(T: list, coeffs, raw: bool = False) -> torch.Tensor:
+    """sum_k c_k T_k with public coefficients, one truncation (``raw``: none, the sum is
+    returned at scale 2F)."""
+    return K.lincomb(list(zip(coeffs[1:], T[1:])), const=coeffs[0], like=T[1],
+                     raw=0 if raw else None)
+
+
+def coeff_bits(p: Poly) -> int:
+    """Bits of sum |c_k|, a bound on |P| where every |T_k| <= 1 (the fitted domain)."""
+    return math.ceil(math.log2(sum(abs(c) for c in p.coeffs) + 1))
+
+
+def _top_fits(polys: list[Poly]) -> bool:
+    """Whether `combine_top` may be used: exact truncation, and the weighted sum at scale
+    3F fits the ring (at 16 fractional bits; not at 24)."""
+    f = K.F()
+    return not K.local_truncation() and all(K.fits(3 * f + coeff_bits(p) + 1) for p in polys)
+
+
+def _combined(T: list, polys: list[Poly], raw: list[bool], top: bool) -> list:
+    """Each polynomial's sum at scale F, or untruncated at 2F where ``raw``. With ``top``
+    (a `basis(..., raw_top=True)`) the sums go through `combine_top` and one truncation
+    call per target scale replaces the last layer's truncation and the sum's."""
+    if not top:
+        return [combine(T, p.coeffs, raw=r) for p, r in zip(polys, raw)]
+    f, out = K.F(), [None] * len(polys)
+    for shift, want_raw in ((2 * f, False), (f, True)):
+        idx = [i for i, r in enumerate(raw) if r == want_raw]
+        if idx:
+            done = K.trunc([combine_top(T, polys[i].coeffs) for i in idx], shift)
+            for i, d in zip(idx, done):
+                out[i] = d
+    return out
+
+
+def _pow2_shift(a: float, frac: int) -> int | None:
+    """k when a == 2^-k (0 <= k <= frac): then u = a x needs no truncation of its own."""
+    k = -math.log2(a) if a > 0 else -1.0
+    return int(k) if k.is_integer() and 0 <= k <= frac else None
+
+
+def argument(p: Poly, z: torch.Tensor, e: int) -> torch.Tensor:
+    """u = a x + b, untruncated, for x held untruncated at scale F + e (``z``): the result
+    is at scale 2F + e, for a caller that truncates it together with other values (one
+    round for x's own truncation and u's). ``a`` is exact at scale F (see `fit`)."""
+    f = K.F()
+    return K.add_const(z * K.enc(p.a, f), p.b, 2 * f + e)
+
+
+def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
+             u: torch.Tensor | None = None) -> list:
+    """Evaluate polynomials that share one argument map at the shares x (scale F).
+
+    ``u`` (no parity): the argument a x + b already computed (see `argument`).
+
+    ``raw``: skip the last truncation and return (share, frac) pairs at the scale each
+    result has (2F, or 2F + k for an odd parity): a caller that adds more untruncated
+    terms, or multiplies by factors with room to spare, truncates once for all of it.
+
+    With a parity and a = 2^-k (T a power of two), u = a x is never computed: the
+    products that need u take x and truncate k bits more (x is opened for x*x and
+    x * g(v) alike), which saves the truncation round of u. Only where truncation is
+    exact (the default): x*x is 2^2k times larger than u*u, which would raise the
+    opt-in local truncation's failure rate as much.
+    """
     p0 = polys[0]
     if any((p.a, p.b, p.parity is None) != (p0.a, p0.b, p0.parity is None) for p in polys):
         raise ValueError("internal: evaluate() needs polynomials with one argument map")
-    u = K.lincomb([(p0.a, x)], const=p0.b)
     if p0.parity is None:
-        T = basis(u, max(p.degree for p in polys))
-        return [combine(T, p.coeffs) for p in polys]
-    opened: dict = {}                  # u is opened once for u*u and u*g(v)
-    (sq,) = K.mul_once([(u, u)], opened)
+        if u is None:
+            u = K.lincomb([(p0.a, x)], const=p0.b)
+        top = _top_fits(polys)
+        T = basis(u, max(p.degree for p in polys), raw_top=top)
+        outs = _combined(T, polys, [raw] * len(polys), top)
+        return [(o, 2 * K.F()) for o in outs] if raw else outs
+    f = K.F()
+    # x*x at scale 2F must fit for every encodable x: 2^(2 range + 2F) <= 2^62 holds at the
+    # default 16 fractional bits (exactly), not at 24.
+    fold = not K.local_truncation() and K.fits(2 * K.range_bits() + 2 * f)
+    k = _pow2_shift(p0.a, f) if fold else None
+    base, k = (K.lincomb([(p0.a, x)]), 0) if k is None else (x, k)
+    opened: dict = {}                  # base is opened once for base*base and base*g(v)
+    (sq,) = K.mul_once([(base, base)], opened, f + 2 * k)
     v = K.add_const(2 * sq, -1.0)
-    T = basis(v, max(p.degree for p in polys), opened)
-    outs = [combine(T, p.coeffs) for p in polys]
+    top = _top_fits(polys)
+    T = basis(v, max(p.degree for p in polys), opened, raw_top=top)
+    outs: list = _combined(T, polys, [raw and p.parity == "even" for p in polys], top)
     odd = [i for i, p in enumerate(polys) if p.parity == "odd"]
-    for i, o in zip(odd, K.mul_once([(u, outs[i]) for i in odd], opened)):
+    pairs = [(base, outs[i]) for i in odd]
+    prods = K.products_reusing(pairs, opened) if raw else K.mul_once(pairs, opened, f + k)
+    for i, o in zip(odd, prods):
         outs[i] = o
+    if raw:
+        return [(o, 2 * f + (k if p.parity == "odd" else 0)) for o, p in zip(outs, polys)]
     return outs
 
 
@@ -164,4 +263,6 @@ def rounds(p: Poly) -> int:
     return r + (0 if p.parity is None else 1) + (1 if p.parity == "odd" else 0)
 
 
-__all__ = ["Poly", "fit", "fit_parity", "basis", "combine", "evaluate", "rounds"]
+__all__ = ["Poly", "fit", "fit_parity", "basis", "top_start", "combine", "combine_top",
+           "coeff_bits", "argument",
+           "evaluate", "rounds"]

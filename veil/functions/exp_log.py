@@ -5,11 +5,11 @@ at c_j = 6 j ln 2; all bucket edges are compared in ONE batched msb call (7 edge
 fractional bits), a b2a round turns the one-hot into r = x - c_j in [0, 6 ln 2), a
 degree-8 Chebyshev fit of e^r (relative error 8e-6) takes 3 rounds, and one product
 round multiplies by e^(c_j) = 2^(6j) (an integer factor for j >= 0, exact; see
-_buckets.scale_mul). 11 rounds at 2 parties, relative error about 2e-4 (the fixed-point
-noise of the polynomial on [1, 64]). Saturation is part of the design: below the lowest
-bucket, c_lo = 6 floor(-(F+1)/6) ln 2 (-12.5 at 16 bits, where e^x < 2^-18, a quarter
-ulp), no one-hot row is set and the result is 0; from ln(bound) = 10.4 up the top row
-selects the fixed-point bound.
+_buckets.scale_mul). 16 rounds (11 with 2-party local truncation), relative error
+about 2e-4 (the fixed-point noise of the polynomial on [1, 64]). Saturation is part of
+the design: below the lowest bucket, c_lo = 6 floor(-(F+1)/6) ln 2 (-12.5 at 16 bits,
+where e^x < 2^-18, a quarter ulp), no one-hot row is set and the result is 0; from
+ln(bound) = 10.4 up the top row selects the fixed-point bound.
 SecretFlow-SPU's exp_pade also reduces by powers of two, but finds the integer part by
 bit decomposition (17 rounds); CrypTen's (1 + x/2^8)^(2^8) is 8 rounds, inaccurate
 (relative error 1e-2) and wrong below -512.
@@ -21,7 +21,8 @@ result is meaningless (docs/functions.md shows where). Use it when inputs are kn
 be in range.
 
 log: x = x_n 2^(4j) with x_n in [1/4, 4) (one batched msb, see _buckets), then
-log x = P(x_n) + 4 j ln 2 with a degree-14 Chebyshev fit of log on [1/4, 4): 12 rounds.
+log x = P(x_n) + 4 j ln 2 with a degree-14 Chebyshev fit of log on [1/4, 4): 17 rounds
+(12 with 2-party local truncation).
 
 pow_float: x ** e = exp(e log x) for x > 0 (sqrt, rsqrt and reciprocal for e = 1/2, -1/2,
 -1, integer e through repeated multiplication).
@@ -118,8 +119,8 @@ def exp(x, *, approx: str | None = None):
     """Elementwise e^x (torch.exp), saturating like torch's float32 at the range ends.
 
     Relative error about 2e-4 from the lowest representable output up to e^10.4 (the
-    fixed-point bound at default settings); 0 below, the bound above. 11 rounds at 2
-    parties (``approx="square"``: 6 rounds, only for x >= -37).
+    fixed-point bound at default settings); 0 below, the bound above. 16 rounds (11 with
+    2-party local truncation; ``approx="square"``: 13 / 6 rounds, only for x >= -37).
 
     >>> import torch, veil
     >>> def f():
@@ -148,8 +149,8 @@ def _log_poly():
 def log_shares(x: torch.Tensor) -> torch.Tensor:
     bk = B.find(x, 4)
     a = B.arith(bk)
-    (x_n,) = B.scale_mul(bk, a, [x], -1.0, with_sign=False)
-    (p,) = cheb.evaluate(x_n, [_log_poly()])
+    x_n, u = B.normalise_for(bk, a, x, _log_poly(), with_sign=False)
+    (p,) = cheb.evaluate(x_n, [_log_poly()], u=u)
     # + 4 j ln 2 for the element's bucket j: 0/1 integers times public constants (local).
     return p + sum(row * K.enc(bk.s * j * LN2) for row, j in zip(a, bk.js))
 
@@ -159,7 +160,8 @@ def log(x):
 
     Absolute error below 2e-4 from 2^-14 up to the fixed-point bound (default settings,
     plus the input's own rounding: d log x = dx / x). Non-positive inputs give
-    meaningless values; the range is not checked (that would reveal it). 12 rounds.
+    meaningless values; the range is not checked (that would reveal it). 17 rounds (12 with
+    local truncation).
 
     >>> import torch, veil
     >>> def f():

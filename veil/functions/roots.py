@@ -6,17 +6,18 @@ edges), work on x_n, and scale back by a power of two chosen by the bucket one-h
 * reciprocal: buckets of s = 6 octaves (x_n in [1/8, 8); 4 edges per sign at 16
   fractional bits), a degree-12 Chebyshev seed fitted for relative error (0.13), then
   three Newton-Raphson steps y <- y (2 - x y) (the error squares: 1.8e-2, 3e-4, 1e-7).
-  Moving in and out is one b2a round and one product round each way. 19 rounds at 2
-  parties. Wider buckets trade comparisons (the expensive part: 0.3 us per element and
-  edge here) for one Newton step: measured 1.8x faster than s = 4 with 2 steps (16
-  rounds). CrypTen seeds with 3 exp(0.5 - x) + 0.003 and needs 10 steps on an
-  unnormalised input (Knott et al. 2021). Negative inputs get mirrored buckets in the
-  same msb call (so division works for any sign); ``positive=True`` skips them (4 edges
-  instead of 9) when the caller knows x > 0.
+  Moving in and out is one b2a round and one product round each way. 28 rounds at 2
+  parties (19 with local truncation; counts here are 2-party, exact / local). Wider
+  buckets trade comparisons (the expensive part: 0.3 us per element and edge here) for
+  one Newton step: measured 1.8x faster than s = 4 with 2 steps (16 rounds). CrypTen
+  seeds with 3 exp(0.5 - x) + 0.003 and needs 10 steps on an unnormalised input (Knott
+  et al. 2021). Negative inputs get mirrored buckets in the same msb call (so division
+  works for any sign); ``positive=True`` skips them (4 edges instead of 9) when the
+  caller knows x > 0.
 * sqrt: s = 4 (x_n in [1/4, 4)), a degree-12 relative fit of sqrt (4.3e-5), no
-  iteration, moves by select: 12 rounds.
+  iteration, moves by select: 19 / 12 rounds.
 * rsqrt: s = 4, a degree-16 relative fit of 1/sqrt (8.9e-5), moves by b2a + products
-  (13 rounds, fewer bytes than selects: Adam runs it on every parameter).
+  (19 / 13 rounds, fewer bytes than selects: Adam runs it on every parameter).
 
 Inputs below 2^-14 share the lowest bucket and are extrapolated (see docs/functions.md);
 the fixed-point range caps outputs at 32768 anyway. Zero or negative inputs to sqrt and
@@ -49,22 +50,26 @@ def _rsqrt(x):
     return 1.0 / np.sqrt(x)
 
 
-def reciprocal_core(x_n: torch.Tensor, steps: int = NEWTON_STEPS) -> torch.Tensor:
-    """1/x_n for x_n in [1/8, 8): seed polynomial + Newton-Raphson."""
+def _recip_seed():
     half = 2.0 ** (RECIP_STEP / 2)
-    (y,) = cheb.evaluate(x_n, [cheb.fit(_inv, 1 / half, half, RECIP_SEED_DEGREE, K.F(),
-                                        relative=True)])
+    return cheb.fit(_inv, 1 / half, half, RECIP_SEED_DEGREE, K.F(), relative=True)
+
+
+def reciprocal_core(x_n: torch.Tensor, steps: int = NEWTON_STEPS,
+                    u: torch.Tensor | None = None) -> torch.Tensor:
+    """1/x_n for x_n in [1/8, 8): seed polynomial + Newton-Raphson (``u``: the seed's
+    argument, if already computed by `_buckets.normalise_for`)."""
+    (y,) = cheb.evaluate(x_n, [_recip_seed()], u=u)
     for _ in range(steps):
-        (p,) = K.mul([(x_n, y)])
-        (y,) = K.mul([(y, K.add_const(-p, 2.0))])
+        y = K.newton_reciprocal(x_n, y)
     return y
 
 
 def reciprocal_shares(x: torch.Tensor, positive: bool = False) -> torch.Tensor:
     bk = B.find(x, RECIP_STEP, signed=not positive)
     a = B.arith(bk)
-    (x_n,) = B.scale_mul(bk, a, [x], -1.0)
-    (y,) = B.scale_mul(bk, a, [reciprocal_core(x_n)], -1.0)
+    x_n, u = B.normalise_for(bk, a, x, _recip_seed(), keep=True)
+    (y,) = B.scale_mul(bk, a, [reciprocal_core(x_n, u=u)], -1.0)
     return y
 
 
@@ -78,13 +83,14 @@ def div_shares(num: torch.Tensor, den: torch.Tensor, positive: bool = False) -> 
     """
     bk = B.find(den, RECIP_STEP, signed=not positive)
     a = B.arith(bk)
-    (d_n,) = B.scale_mul(bk, a, [den], -1.0)
-    (q,) = K.mul([(num, reciprocal_core(d_n))])
+    d_n, u = B.normalise_for(bk, a, den, _recip_seed(), keep=True)
+    (q,) = K.mul([(num, reciprocal_core(d_n, u=u))])
     return B.scale_mul(bk, a, [q], -1.0)[0]
 
 
 def div(x, y):
-    """x / y for secret y (Tensor.div / ``/``): one fused division, 20 rounds.
+    """x / y for secret y (Tensor.div / ``/``): one fused division, 30 rounds (20 with local
+    truncation).
 
     >>> import torch, veil
     >>> def f():
@@ -113,8 +119,8 @@ def reciprocal(x, *, positive: bool = False):
     """Elementwise 1/x (torch.reciprocal); ``x / y`` for secret y calls this.
 
     Relative error about 1e-5 from 2^-14 to 32768 in magnitude, before the output's own
-    rounding (1 ulp = 1.5e-5 absolute at default settings). 19 rounds at 2 parties, with
-    9 comparisons per element (4 with ``positive=True`` when x > 0 is known).
+    rounding (1 ulp = 1.5e-5 absolute at default settings). 28 rounds at 2 parties (19 with local
+    truncation), with 9 comparisons per element (4 with ``positive=True`` when x > 0 is known).
 
     >>> import torch, veil
     >>> def f():
@@ -157,8 +163,8 @@ _ROOTS = {"sqrt": (np.sqrt, SQRT_DEGREE, 0.5), "rsqrt": (_rsqrt, RSQRT_DEGREE, -
 def root_shares(x: torch.Tensor, name: str) -> torch.Tensor:
     """sqrt or rsqrt of positive shares: buckets, a relative fit on [1/4, 4), rescale.
 
-    sqrt moves with selects (12 rounds, its target); rsqrt with b2a + products (13
-    rounds, far fewer bytes: it runs on every parameter in Adam).
+    sqrt moves with selects (19 rounds; 12, its target, with local truncation); rsqrt
+    with b2a + products (19 / 13 rounds, far fewer bytes: it runs on every parameter in Adam).
     """
     f, degree, power = _ROOTS[name]
     bk = B.find(x, 4)
@@ -168,9 +174,14 @@ def root_shares(x: torch.Tensor, name: str) -> torch.Tensor:
         (p,) = cheb.evaluate(x_n, [poly])
         return B.rescale(bk, p, power, with_sign=False)
     a = B.arith(bk)
-    (x_n,) = B.scale_mul(bk, a, [x], -1.0, with_sign=False)
-    (p,) = cheb.evaluate(x_n, [poly])
-    return B.scale_mul(bk, a, [p], power, with_sign=False)[0]
+    x_n, u = B.normalise_for(bk, a, x, poly, with_sign=False)
+    ((p_raw, _),) = cheb.evaluate(x_n, [poly], u=u, raw=True)
+    # |p| = 1/sqrt(x_n) <= 2.1: the bucket factor multiplies p untruncated, one truncation
+    out = B.scale_mul_raw(bk, a, p_raw, power, 2, with_sign=False)
+    if out is None:
+        (p,) = K.trunc([p_raw], K.F())
+        out = B.scale_mul(bk, a, [p], power, with_sign=False)[0]
+    return out
 
 
 def _root(x, name: str):
@@ -179,7 +190,8 @@ def _root(x, name: str):
 
 
 def sqrt(x):
-    """Elementwise square root of a non-negative secret tensor (torch.sqrt). 12 rounds.
+    """Elementwise square root of a non-negative secret tensor (torch.sqrt). 19 rounds (12
+    with local truncation).
 
     >>> import torch, veil
     >>> def f():
@@ -193,7 +205,8 @@ def sqrt(x):
 
 
 def rsqrt(x):
-    """Elementwise 1/sqrt(x) of a positive secret tensor (torch.rsqrt). 13 rounds.
+    """Elementwise 1/sqrt(x) of a positive secret tensor (torch.rsqrt). 19 rounds (13 with
+    local truncation).
 
     >>> import torch, veil
     >>> def f():

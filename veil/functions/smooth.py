@@ -7,8 +7,10 @@ The recipe behind sigmoid, tanh, erf, gelu, silu, softplus and their derivatives
 
 Both edges are compared in ONE msb call (6 rounds at 2 parties); P is evaluated through
 v = 2 (x/T)^2 - 1, which halves its degree (see cheb.py); one select round (two selects
-per element, on the thermometer bits) keeps the right piece (exact, no truncation). Cost at 2 parties: 6 + depth(P) + 1 rounds, two
-comparisons and about degree(P) + 2 products per element. The asymptote's constant b
+per element, on the thermometer bits) keeps the right piece (exact on the untruncated
+pieces, which are then truncated once together). Cost at 2 parties: 6 + depth(P) + 1
+rounds under local truncation; exact truncation adds one per polynomial layer and one at
+the end. Two comparisons and about degree(P) + 2 products per element. The asymptote's constant b
 is moved by half the residual at T (minimax: beyond T the error is at most half of
 |f(T) - (a T + b_inf)|). This is the piecewise-polynomial design of SIRNN (Rathee et al.
 2021) and of SecretFlow-SPU's and Bolt's GELU, with a single polynomial piece: the
@@ -115,19 +117,75 @@ ERF_GRAD = Saturating("erf_grad", lambda x: 2 / np.sqrt(np.pi) * np.exp(-x * x),
                       "even", hi=(0.0, 0.0))
 
 
+def _affine_pieces(x: torch.Tensor, terms: list[tuple[float, float]], e: int) -> tuple:
+    """(untruncated values to truncate by F + e, finish) for the pieces a x + b: one
+    value per distinct non-integer |a| (scale 2F + e); ``finish(truncated)`` returns the
+    pieces at scale F."""
+    f = K.F()
+    mags = sorted({abs(a) for a, _ in terms if a and not float(a).is_integer()})
+    raw = [x * K.enc(m, f + e) for m in mags]
+
+    def finish(done):
+        by = dict(zip(mags, done))
+        out = []
+        for a, b in terms:
+            t = torch.zeros_like(x) if not a else x * int(a) if float(a).is_integer() else \
+                (by[abs(a)] if a > 0 else -by[abs(a)])
+            out.append(K.add_const(t, b) if b else t)
+        return out
+    return raw, finish
+
+
+def _saturating_even(x: torch.Tensor, spec: Saturating, poly) -> torch.Tensor | None:
+    """The even case with u = x / 2^k, where openings are reused and truncation is exact,
+    in one round less than `saturating`'s general path: the linear pieces are truncated
+    in x*x's truncation call, P's last Chebyshev layer is not truncated term by term but
+    summed at scale 3F and truncated once, and the selects then work at scale F. None
+    where that does not apply (or would not fit the ring)."""
+    f = K.F()
+    k = cheb._pow2_shift(poly.a, f)
+    if (spec.parity != "even" or k is None or K.local_truncation() or not K.reuses_openings()
+            or not K.fits(2 * K.range_bits() + 2 * f)
+            or not K.fits(3 * f + cheb.coeff_bits(poly) + 1)):
+        return None
+    (a_lo, b_lo), (a_hi, b_hi) = spec.edge(-1), spec.edge(1)
+    pieces, finish = _affine_pieces(x, [(a_lo - spec.a0, b_lo - spec.c0),
+                                        (a_hi - spec.a0, b_hi - spec.c0),
+                                        (spec.a0, spec.c0)], 2 * k)
+    opened: dict = {}
+    (sq_raw,) = K.products_once([(x, x)], opened)           # x^2 = 2^2k u^2, scale 2F
+    sq, *done = K.trunc([sq_raw, *pieces], f + 2 * k)
+    lo, hi, common = finish(done)
+    T = cheb.basis(K.add_const(2 * sq, -1.0), poly.degree, opened, raw_top=True)
+    (p,) = K.trunc([cheb.combine_top(T, poly.coeffs)], 2 * f)
+    ge_lo, ge_hi = K.ge_many(x, [-spec.T, spec.T])
+    # out = lo + [x >= -T] (p - lo) + [x >= T] (hi - p); beyond T p cancels exactly.
+    s_lo, s_hi = K.select_many([(ge_lo, p - lo), (ge_hi, hi - p)])
+    return lo + s_lo + s_hi + common
+
+
 def saturating(x: torch.Tensor, spec: Saturating) -> torch.Tensor:
     """Evaluate ``spec`` on shares x (scale F)."""
     poly = cheb.fit_parity(spec.part, spec.T, spec.degree, K.F(), spec.parity)
-    (p,) = cheb.evaluate(x, [poly])
+    fused = _saturating_even(x, spec, poly)
+    if fused is not None:
+        return fused
+    # P untruncated (scale s = 2F, or 2F + k for an odd P with u = x / 2^k): the pieces
+    # below are built at the same scale and the whole sum is truncated ONCE, after the
+    # selects (select is exact on any ring value), instead of once for P and once for
+    # each linear piece.
+    ((p, s),) = cheb.evaluate(x, [poly], raw=True)
     ge_lo, ge_hi = K.ge_many(x, [-spec.T, spec.T])
     (a_lo, b_lo), (a_hi, b_hi) = spec.edge(-1), spec.edge(1)
+    e = s - 2 * K.F()
     # Pieces minus the common part c0 + a0 x. With the thermometer bits,
     #   out = lo + [x >= -T] (p - lo) + [x >= T] (hi - p),
     # two selects instead of three; beyond T the (meaningless) p cancels exactly.
-    lo = K.lincomb([(a_lo - spec.a0, x)], const=b_lo - spec.c0, like=x)
-    hi = K.lincomb([(a_hi - spec.a0, x)], const=b_hi - spec.c0, like=x)
+    lo = K.lincomb([(a_lo - spec.a0, x)], const=b_lo - spec.c0, like=x, raw=e)
+    hi = K.lincomb([(a_hi - spec.a0, x)], const=b_hi - spec.c0, like=x, raw=e)
     s_lo, s_hi = K.select_many([(ge_lo, p - lo), (ge_hi, hi - p)])
-    return lo + s_lo + s_hi + K.lincomb([(spec.a0, x)], const=spec.c0, like=x)
+    common = K.lincomb([(spec.a0, x)], const=spec.c0, like=x, raw=e)
+    return K.trunc([lo + s_lo + s_hi + common], s - K.F())[0]
 
 
 __all__ = ["Saturating", "saturating", "SIGMOID", "TANH", "ERF", "GELU", "GELU_TANH", "SILU",

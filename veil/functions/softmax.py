@@ -16,7 +16,9 @@ softmax(x) = e / sum(e) with e = exp(x - max x), where:
   Chebyshev seed on [1, n] plus Newton steps does it without range reduction (10 rounds
   for n = 100) on one value per row.
 
-2 parties, rows of 100: 21 (max) + 11 (exp) + 10 (1/sum) + 1 = 43 rounds. ``approx="2quad"`` (MPCFormer, Li et al. 2023): (x + 5)^2 / sum (x + 5)^2.
+2 parties, rows of 100: 56 rounds by default (exact truncation), 43 with local truncation
+(21 (max) + 11 (exp) + 10 (1/sum) + 1). ``approx="2quad"`` (MPCFormer, Li et al. 2023):
+(x + 5)^2 / sum (x + 5)^2.
 """
 
 from __future__ import annotations
@@ -140,16 +142,16 @@ def _sum_reciprocal_plan(n: int, frac: int):
     return p, steps
 
 
-def sum_reciprocal(s: torch.Tensor, n: int) -> torch.Tensor:
-    """1/s for row sums known to lie in [1, n] (no range reduction for moderate n)."""
+def sum_reciprocal(s: torch.Tensor, n: int, u: torch.Tensor | None = None) -> torch.Tensor:
+    """1/s for row sums known to lie in [1, n] (no range reduction for moderate n); ``u``:
+    the seed polynomial's argument, if `_exp_parts` computed it."""
     plan = _sum_reciprocal_plan(n, K.F())
     if plan is None:
         return reciprocal_shares(s, positive=True)
     p, steps = plan
-    (y,) = cheb.evaluate(s, [p])
+    (y,) = cheb.evaluate(s, [p], u=u)
     for _ in range(steps):
-        (q,) = K.mul([(s, y)])
-        (y,) = K.mul([(y, K.add_const(-q, 2.0))])
+        y = K.newton_reciprocal(s, y)
     return y
 
 
@@ -163,16 +165,29 @@ def _check_dim(x, dim):
 
 
 def _exp_parts(z: torch.Tensor):
-    """Shares of exp(z) (z <= 0) and of its row sum (one truncation each)."""
+    """Shares of exp(z) (z <= 0), of its row sum and, where it saves a round, of the
+    argument u of 1/sum's seed polynomial (else None): all in ONE truncation call."""
     exact, pending, bits = exp_parts(z, upper=False)  # all buckets below 0: all pending
-    e, s = K.trunc([pending, pending.sum(-1, keepdim=True)], bits)
-    return e + exact, s + exact.sum(-1, keepdim=True)
+    f, n = K.F(), z.shape[-1]
+    plan = _sum_reciprocal_plan(n, f)
+    row_sum = exact.sum(-1, keepdim=True)
+    ps = pending.sum(-1, keepdim=True)
+    # u = a s + b needs s untruncated at a common shift: e and s go 2^F higher, which
+    # exact truncation takes while n 2^(2F + bits) < 2^61 (s <= n); the opt-in local one
+    # would fail 2^F times more often, so it keeps two truncations.
+    if plan is None or K.local_truncation() or n >= 2 ** (61 - 2 * f - bits):
+        e, s = K.trunc([pending, ps], bits)
+        return e + exact, s + row_sum, None
+    u = cheb.argument(plan[0], ps + (row_sum << bits), bits)
+    e, s, u = K.trunc([pending << f, ps << f, u], f + bits)
+    return e + exact, s + row_sum, u
 
 
 def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None):
     """softmax along ``dim`` (torch.softmax / F.softmax). Absolute error < 1e-4.
 
-    43 rounds at 2 parties for rows of 100 (``approx="2quad"``: 21).
+    56 rounds at 2 parties for rows of 100 (``approx="2quad"``: 32; with local truncation
+    43 and 21).
 
     >>> import torch, veil
     >>> def f():
@@ -199,9 +214,9 @@ def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None
         out = div_shares(q, q.sum(-1, keepdim=True), positive=True)
     else:
         z = share - row_max(share).unsqueeze(-1)
-        e, s = _exp_parts(z)
+        e, s, u = _exp_parts(z)
         # e * (1/s): where openings are reused, 1/s is opened once per row, not per entry
-        (out,) = K.mul_once([(e, sum_reciprocal(s, n))], {})
+        (out,) = K.mul_once([(e, sum_reciprocal(s, n, u))], {})
     return K.wrap(x, out.movedim(-1, d))
 
 
@@ -224,7 +239,7 @@ def log_softmax(x, dim: int):
         return K.wrap(x, x.share.clone())
     share = x.share.movedim(d, -1)
     z = share - row_max(share).unsqueeze(-1)
-    _, s = _exp_parts(z)
+    _, s, _ = _exp_parts(z)
     return K.wrap(x, (z - log_shares(s)).movedim(-1, d))
 
 

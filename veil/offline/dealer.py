@@ -24,7 +24,7 @@ from ..comm.limits import MAX_ELEMENTS
 from ..errors import PartyError
 from ..ring import numel
 from .lookahead import AHEAD_BYTES, AHEAD_COUNT, MAX_PERIOD, Predictor
-from .materials import BITS, BYTES, RING, Part, combine, correction, recipe
+from .materials import BITS, BYTES, RING, Part, combine, correction, recipe, wire_dtype
 from .prg import PRG
 from .provider import Provider
 from .requests import checked_recipe, parse_request
@@ -45,8 +45,10 @@ def _draw(prg: PRG, part: Part):
 
 def _recv_part(comm: Communicator, peer: int, part: Part):
     import torch
-    dtype = torch.int64 if part.domain == RING else torch.uint8
-    return comm.recv_tensor(peer, part.shape, dtype)
+    dtype = wire_dtype(part)
+    got = comm.recv_tensor(peer, part.shape, dtype)
+    # a narrow ring part (materials.py: width < 64) is sign-extended: right mod 2^width
+    return got.to(torch.int64) if part.domain == RING and dtype != torch.int64 else got
 
 
 class _Pending(dict):
@@ -79,7 +81,7 @@ KNOWN_MAX = 4 * MAX_PERIOD + AHEAD_COUNT
 
 def _reply_bytes(rec) -> int:
     """Bytes of the dealer's reply to party 0 for a recipe (its derived parts)."""
-    return sum(numel(p.shape) * (8 if p.domain == RING else 1) for p in rec.derived)
+    return sum(numel(p.shape) * wire_dtype(p).itemsize for p in rec.derived)
 
 
 class TrustedDealerUnsafe(Provider):
@@ -204,4 +206,4 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
             comm.count_round()
             for p in rec.derived:
                 corr = correction(p.domain, derived[p.name], [o[p.name] for o in others])
-                comm.send_tensor(0, corr)
+                comm.send_tensor(0, corr.to(wire_dtype(p)))   # narrow parts: low bits

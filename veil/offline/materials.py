@@ -13,7 +13,10 @@ already holds or does not need); keyed parts among ``randoms`` are drawn by both
 
 Parts live in one of three domains: ``ring`` (additive shares in Z_2^64), ``bits``
 (XOR shares, one 0/1 uint8 per bit) or ``bytes`` (XOR shares of packed bits: every bit of
-every uint8 is an independent shared bit).
+every uint8 is an independent shared bit). A ring part with ``width`` w < 64 is only
+meaningful mod 2^w (its user multiplies it by 2^(64-w) or more): party 0's correction
+then travels in w bits (int16 / int32, `wire_dtype`) and is sign-extended on arrival,
+which leaves it right mod 2^w.
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ class Part:
     shape: tuple
     domain: str
     key: str | None = None        # keyed: drawn from PRG.fork(key), not from the stream
+    width: int = 64               # ring parts: shares meaningful mod 2^width only
+
+
+def wire_dtype(part: Part) -> torch.dtype:
+    """The dtype party 0's share of ``part`` travels in from the dealer."""
+    if part.domain != RING:
+        return torch.uint8
+    return torch.int16 if part.width <= 16 else torch.int32 if part.width <= 32 else torch.int64
 
 
 @dataclass(frozen=True)
@@ -182,13 +193,24 @@ def and_broadcast(shape_a, shape_b) -> Recipe:
 
 @register_kind("trunc")
 def trunc_pair(shape, frac: int) -> Recipe:
-    """Mask r with [msb(r)] and [(r mod 2^63) >> frac] for exact truncation."""
+    """Mask r with what exact truncation by 2^frac needs from msb(r) and r mod 2^63:
+
+    ``low`` = [msb(r) 2^(63-frac) - ((r mod 2^63) >> frac)] and ``m`` = [msb(r)], which
+    semi2k only uses as msb(c) m 2^(64-frac): its shares are meaningful mod 2^frac, so
+    party 0's travels in 2 bytes (frac <= 16) or 4 (<= 32): 10 or 12 dealer bytes per
+    element instead of 16 for two full ring shares. Party 0's m is the dealer's
+    msb(r) minus the others' uniform PRG draws: uniform mod 2^frac, it discloses nothing.
+    """
     shape = _shape(shape)
     return Recipe(
         randoms=(Part("r", shape, RING),),
-        derived=(Part("r_msb", shape, RING), Part("r_low", shape, RING)),
-        derive=lambda v: {"r_msb": (v["r"] >> 63) & 1,
-                          "r_low": low_bits(v["r"], 63) >> frac})
+        derived=(Part("m", shape, RING, width=frac), Part("low", shape, RING)),
+        derive=lambda v: _trunc_derive(v["r"], frac))
+
+
+def _trunc_derive(r: torch.Tensor, frac: int) -> dict:
+    msb = (r >> 63) & 1
+    return {"m": msb, "low": msb * (1 << (63 - frac)) - (low_bits(r, 63) >> frac)}
 
 
 @register_kind("cmp")
@@ -242,4 +264,4 @@ def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> 
 
 
 __all__ = ["mask_label", "Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
-           "correction"]
+           "correction", "wire_dtype"]

@@ -11,11 +11,13 @@ Kernels and the papers they follow:
 * mul / matmul / conv2d: Beaver triples (Beaver 1991); the two openings go out in one
   round. z_i = c_i + e (.) (b_i + [i=0] f) + a_i (.) f, so a matmul costs two local
   products, not three.
-* trunc: 2 parties, ``local`` (SecureML, Mohassel & Zhang 2017): share-wise shifts, no
-  traffic, result in {floor, floor + 1}, fails with probability ~ |x| / 2^64.
-  Otherwise ``exact`` (TruncPr with a known MSB, Dalskov-Escudero-Keller 2020, as SPU's
-  TruncAPr): open c = x + 2^62 + r, recover the wrap bit from msb(c) and the dealer's [msb(r)];
-  result in {floor(x / 2^f), floor(x / 2^f) + 1}, never fails for |x| < 2^62.
+* trunc (default, every party count): ``exact`` (TruncPr with a known MSB,
+  Dalskov-Escudero-Keller 2020, as SPU's TruncAPr): open c = x + 2^62 + r, recover the
+  wrap bit from msb(c) and the dealer's [msb(r)]; result in {floor(x / 2^f),
+  floor(x / 2^f) + 1}, never fails for |x| < 2^62. 1 round, 8 bytes per element and peer.
+  Opt-in at 2 parties, ``Config(truncation="local")`` (SecureML, Mohassel & Zhang 2017):
+  share-wise shifts, no traffic, but wrong by ~2^(64-f) with probability ~ |x| / 2^64 per
+  element, unchecked: a silent wrong answer on large workloads (docs/numerics.md).
 * msb: open c = (x + r) mod 2^w with a dealer mask r whose w low bits are also
   XOR-shared; then x mod 2^w = c + ~r + 1, whose sign bit needs the carry into bit
   w-1: a carry tree of ceil(log2(w-1)) AND layers (w = compare_bits). Each share of c
@@ -78,7 +80,8 @@ def _c_wire_bytes(width: int, numel: int) -> int:
 
 
 def _uses_local_trunc(n: int, cfg) -> bool:
-    return n == 2 and cfg.truncation in ("auto", "local")
+    # Only on request (Config(truncation="local")): it can fail silently (config.py).
+    return n == 2 and cfg.truncation == "local"
 
 
 def _eqz_width(cfg) -> int:
@@ -262,8 +265,11 @@ class Semi2k(Protocol):
         (c,) = self._open(self.add_public(x, torch.tensor(offset)) + t["r"])
         c_msb = (c >> 63) & 1
         c_low = low_bits(c, 63)
-        # wrap bit b = msb(c) XOR msb(r) in arithmetic form: c_msb + (1 - 2 c_msb) r_msb.
-        local = (1 - 2 * c_msb) * t["r_msb"] * (1 << (63 - bits)) - t["r_low"]
+        # x' >> bits = (c_low >> bits) - (r_low >> bits) + 2^(63-bits) (c_msb XOR r_msb)
+        # (up to the one lost borrow); the XOR is c_msb + r_msb - 2 c_msb r_msb, and the
+        # dealer's "low" holds r_msb 2^(63-bits) - (r_low >> bits), "m" holds r_msb for
+        # the last term, which only counts times 2^(64-bits) (materials.trunc_pair).
+        local = t["low"] - c_msb * (t["m"] << (64 - bits))
         public = c_msb * (1 << (63 - bits)) + (c_low >> bits) - (offset >> bits)
         return self.add_public(local, public)
 

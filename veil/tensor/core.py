@@ -66,12 +66,12 @@ class SecretBase:
         ...     w = veil.tensor(torch.eye(3) if veil.rank() == 0 else None, owner=0).fixed_()
         ...     x = veil.tensor(torch.ones(2, 3) if veil.rank() == 1 else None, owner=1)
         ...     first = veil.stats()["bytes_sent"]
-        ...     (x @ w).reveal()                  # opens x and w
+        ...     (x @ w).reveal()                  # opens x and w (+ truncation, reveal)
         ...     second = veil.stats()["bytes_sent"]
         ...     y = (x @ w).reveal()              # opens x only
         ...     return second - first, veil.stats()["bytes_sent"] - second, y.tolist()
         >>> veil.run(f, parties=2, seed=0)[0]
-        (168, 96, [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+        (216, 144, [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
         """
         from .fixed import mark_fixed
         return mark_fixed(self)

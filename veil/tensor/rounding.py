@@ -16,8 +16,8 @@ Cost per element (semi2k): 2 truncations (more if a divisor tensor spans a wide 
 compare_bits rounds) and one b2a round; round() adds a second pass for the parity and one
 equality test. The divisor must be public (a secret divisor is refused) and 4 |Y| must stay
 in the comparison range: |y| < 2^(compare_bits - 4 - frac_bits) (8192 with the defaults).
-The two truncations are the framework's (Config.truncation): exact at 3+ parties, local
-at 2 with its stated failure probability.
+The two truncations are the framework's (Config.truncation): exact by default, local at 2
+parties only on request, with its stated failure probability.
 """
 
 from __future__ import annotations
