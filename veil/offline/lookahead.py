@@ -3,10 +3,12 @@
 A training loop asks the dealer for the same sequence of material every step, and a
 model's forward asks for the same sequence every batch. Once the sequence has repeated
 twice, every party predicts that it goes on repeating; party 0 then sends the predicted
-requests ahead of time (one period, at most `AHEAD_COUNT` requests and `AHEAD_BYTES`
-bytes of replies not yet used: the bound on the dealer's buffered work), so the dealer
-computes them
-while the parties are busy with the online protocol instead of while party 0 waits.
+requests ahead of time (one period, at most `AHEAD_COUNT` requests, `AHEAD_REQUEST_BYTES`
+of requests and `AHEAD_BYTES` of material not yet used: the bound on the dealer's
+buffered work and party 0's memory), so the dealer computes them while the parties are
+busy with the online protocol instead of while party 0 waits. A compiled graph does
+better: its request plan, recorded on its first run, is known from the first request of
+every later run (veil.offline.plan; the same window bounds apply).
 
 Prediction needs no message: every party sees the same (public) request sequence, so all
 make the same prediction, and when the program asks for something else they all drop
@@ -27,9 +29,12 @@ from __future__ import annotations
 
 from collections import deque
 
-AHEAD_COUNT = 128          # predicted requests in flight at most (the dealer reads
-                           # at most 128 KiB of requests ahead: a few hundred bytes each)
-AHEAD_BYTES = 32 << 20     # bytes of predicted replies not yet used, at most
+AHEAD_COUNT = 1024         # predicted requests in flight at most
+AHEAD_REQUEST_BYTES = 40 << 10   # their requests' bytes: the dealer buffers 128 KiB of
+                           # unread requests (veil.net.dealer), and after a misprediction
+                           # the dropped ones may still sit there next to the new ones
+AHEAD_BYTES = 128 << 20    # material held for predicted requests not yet used (party 0's
+                           # random parts and the dealer's replies), at most
 MAX_PERIOD = 4096          # longest repeating sequence looked for
 CANDIDATES = 8             # previous occurrences of the last request tried as a period
 
