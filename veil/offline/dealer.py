@@ -26,6 +26,7 @@ from ..errors import PartyError
 from ..ring import numel
 from .lookahead import AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, MAX_PERIOD, Predictor
 from .plan import PlanBook
+from .keycache import KeyedCache, default_budget
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe
 from .prg import PRG
 from .provider import COUNTERS, Provider
@@ -249,9 +250,13 @@ class TrustedDealerUnsafe(Provider):
                 self._comm.send_obj(self._dealer, {"kind": STOP})
 
 
-def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_ELEMENTS) -> None:
-    """The dealer's loop: answer party 0's requests until it says stop."""
+def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_ELEMENTS,
+                 cache_bytes: int | None = None) -> None:
+    """The dealer's loop: answer party 0's requests until it says stop. Keyed masks it
+    reconstructs repeatedly (weights) are kept within ``cache_bytes`` (veil.offline.
+    keycache; default ``VEIL_DEALER_CACHE_MB``)."""
     sender = comm.peer_name(0)
+    cache = KeyedCache(default_budget() if cache_bytes is None else cache_bytes)
     with comm.phase(OFFLINE):
         while True:
             req = comm.recv_obj(0)
@@ -262,8 +267,10 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
             shares = [{p.name: _draw(prg, p) for p in rec.randoms} for prg in prgs]
             plain = {p.name: combine(p.domain, [s[p.name] for s in shares])
                      for p in rec.randoms}
-            plain.update({p.name: combine(p.domain, [_draw(prg, p) for prg in prgs])
-                          for p in rec.keyed})
+            cache.tick()
+            for p in rec.keyed:
+                plain[p.name] = cache.plain(      # read-only: derive() makes new tensors
+                    f"{p.domain}|{p.key}", lambda p=p: combine(p.domain, [_draw(prg, p) for prg in prgs]))
             try:
                 derived = rec.derive(plain)
             except Exception:                     # noqa: BLE001 - e.g. shapes that do not fit
