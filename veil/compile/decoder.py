@@ -135,7 +135,8 @@ def secure_decoder(model, owner: int, prompt_len: int, max_new_tokens: int, *,
     step = publish_graph(step, owner, limits)
     _check_same_weights(pre, step)
     shared = _share_weights(step, weights, owner)          # once, for both graphs
-    return SecureDecoder(SecureModule(pre, shared), SecureModule(step, shared),
+    dense: dict = {}                                       # one dense LM head for both
+    return SecureDecoder(SecureModule(pre, shared, dense), SecureModule(step, shared, dense),
                          prompt_len, max_new_tokens, batch)
 
 

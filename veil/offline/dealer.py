@@ -166,7 +166,7 @@ class TrustedDealerUnsafe(Provider):
         for i, (key, *_rest) in enumerate(self._ahead):
             want = self._plans.predict(i)
             if want is None or self._lookup(*want)[3] != key:
-                self._mispredicted()
+                self._drop_ahead()          # the plan knows better: follow it
                 break
         self._work_ahead()
 
@@ -211,21 +211,29 @@ class TrustedDealerUnsafe(Provider):
 
     def _work_ahead(self) -> None:
         """Send (party 0) or note (others) the predicted next requests, within bounds."""
-        while len(self._ahead) < AHEAD_COUNT and self._ahead_bytes < self._max_ahead \
-                and self._ahead_requests < AHEAD_REQUEST_BYTES:
+        while len(self._ahead) < AHEAD_COUNT:
             nxt = self._upcoming(len(self._ahead))
             if nxt is None:
                 return
             kind, args, rec, key = nxt
             nbytes, nreq = _material_bytes(rec), _request_bytes(key)
+            if self._ahead_bytes + nbytes > self._max_ahead \
+                    or self._ahead_requests + nreq > AHEAD_REQUEST_BYTES:
+                return                  # (one too big to hold is asked for when needed)
             pending = self._issue(kind, args, rec) if self._comm.rank == 0 else None
             self._ahead.append([key, rec, pending, nbytes, nreq])
             self._ahead_bytes += nbytes
             self._ahead_requests += nreq
 
     def _mispredicted(self) -> None:
-        """The program asked for something else: every party drops the same entries in
-        the same order (others draw theirs; party 0's replies are read and dropped)."""
+        """The program asked for something else: drop every prediction, and predict
+        nothing more until a period or the next planned run is found."""
+        self._drop_ahead()
+        self._plans.broken()
+
+    def _drop_ahead(self) -> None:
+        """Every party drops the same entries in the same order (others draw theirs;
+        party 0's replies are read and dropped), so PRGs stay in step."""
         self.counts["dealer_dropped"] += len(self._ahead)
         while self._ahead:
             rec = self._ahead.popleft()[1]
@@ -233,7 +241,6 @@ class TrustedDealerUnsafe(Provider):
                 self._local(rec)
         self._ahead_bytes = self._ahead_requests = 0
         self._pred.forget_period()
-        self._plans.broken()
 
     def _drain(self, upto: _Pending) -> None:
         while self._queue:
