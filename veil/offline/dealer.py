@@ -10,8 +10,12 @@ shares of parties 1..n-1 are generated locally; only party 0 receives its derive
 (one offline round per request). Party 0 sends the request (kind and shapes: public).
 The dealer checks every request before drawing anything (veil.offline.requests): a
 malformed or oversized one stops the run, naming party 0. Once the request sequence
-repeats, party 0 sends predicted requests ahead so the dealer works ahead of the parties
-(veil.offline.lookahead: bounded, and identical at every party, so PRGs stay in step).
+repeats, or from the first request of a compiled graph's second run (its request plan,
+veil.offline.plan), party 0 sends predicted requests ahead so the dealer works ahead of
+the parties (veil.offline.lookahead: bounded, and identical at every party, so PRGs stay
+in step). Speculative requests are ordinary requests to the dealer: checked the same.
+The dealer keeps the keyed masks it reconstructs again and again (a model's weights)
+within a memory budget (veil.offline.keycache), so a forward does not redraw them.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from ..comm import OFFLINE, Communicator
 from ..comm.limits import MAX_ELEMENTS
 from ..errors import PartyError
 from ..ring import numel
-from .lookahead import AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, MAX_PERIOD, Predictor
-from .plan import PlanBook
 from .keycache import KeyedCache, default_budget
+from .lookahead import AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, MAX_PERIOD, Predictor
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe
+from .plan import PlanBook
 from .prg import PRG
 from .provider import COUNTERS, Provider
 from .requests import checked_recipe, parse_request
