@@ -220,3 +220,11 @@ def test_results_do_not_depend_on_the_dealer_cache(monkeypatch):
     fresh = veil.run(_forwards(3), parties=2, seed=0)[0][0]
     for a, b in zip(cached, fresh):
         assert torch.equal(a, b)
+
+
+def test_module_examples_run():
+    import doctest
+
+    from veil.offline import lookahead
+    for mod in (plan_mod, keycache, lookahead):
+        assert doctest.testmod(mod).failed == 0

@@ -22,12 +22,14 @@ Bounds: at most ``MAX_PLAN_REQUESTS`` requests per plan (a longer run is not rec
 plans dropped first): a few tens of MB at worst.
 
 >>> book = PlanBook()
->>> book.begin("g", next_key=10)                 # first run: nothing known yet
->>> book.record("beaver_keyed", {"key_a": 10, "key_b": 3, "op": "mul"})
+>>> book.begin("g", next_key=10), book.predict(0)     # first run: nothing known yet
+(True, None)
+>>> book.record("beaver_keyed", {"op": "mul", "key_a": 10, "key_b": 3})
 >>> book.end()
->>> book.begin("g", next_key=25)                 # next run: its own keys start at 25
->>> book.predict(0)
-('beaver_keyed', {'key_a': 25, 'key_b': 3, 'op': 'mul'})
+True
+>>> _ = book.begin("g", next_key=25)                  # next run: its keys start at 25
+>>> book.predict(0)                                   # key_b (a weight's) is kept
+('beaver_keyed', {'op': 'mul', 'key_a': 25, 'key_b': 3})
 """
 
 from __future__ import annotations
