@@ -42,7 +42,7 @@ def _forwards(n_runs: int, plans: bool = True, retag=None, period: bool = True):
         if not plans:
             prov.begin_plan = prov.end_plan = lambda *a: None
         if not period:                                 # the period predictor never fires
-            prov._pred.observe = lambda key: None
+            prov._pred.observe = lambda *a: None
         mine = veil.rank() == 0
         m = veil.secure(NET if mine else None, owner=0, example_input=X)
         other = veil.secure(OTHER if mine else None, owner=0, example_input=X)
@@ -228,3 +228,24 @@ def test_module_examples_run():
     from veil.offline import lookahead
     for mod in (plan_mod, keycache, lookahead):
         assert doctest.testmod(mod).failed == 0
+
+
+def test_a_first_forward_of_repeated_layers_is_predicted_after_three_layers():
+    """No plan yet: the period predictor finds the layers' repeating shapes and
+    continues their keys (each layer's fresh activation keys and its own weight keys)."""
+    torch.manual_seed(3)
+    deep = torch.nn.Sequential(*[m for _ in range(8) for m in (torch.nn.Linear(6, 6),
+                                                                torch.nn.ReLU())]).eval()
+
+    def job():
+        m = veil.secure(deep if veil.rank() == 0 else None, owner=0, example_input=X)
+        x = veil.tensor(X if veil.rank() == 1 else None, owner=1)
+        s0 = veil.stats()
+        y = m(x).reveal()
+        s1 = veil.stats()
+        return y, {k: s1[k] - s0[k] for k in s1 if k.startswith("dealer_")}
+    y, c = veil.run(job, parties=2, seed=0)[0]
+    with torch.no_grad():
+        assert (y - deep(X)).abs().max().item() <= ATOL
+    assert c["dealer_ahead"] >= c["dealer_requests"] / 2 > 0
+    assert c["dealer_waits"] + c["dealer_ahead"] == c["dealer_requests"]

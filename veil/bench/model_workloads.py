@@ -332,6 +332,24 @@ def predicted(row: dict, net: str) -> float:
                    max(row["bytes_sent_per_party"], row["dealer_bytes_per_party"]), model)
 
 
+def predicted_warm(row: dict, net: str) -> float | None:
+    """The same cost model for a run whose request plan is known (BERT's 2nd forward,
+    GPT-2's later steps): requests sent ahead overlap online work, so only the dealer
+    round trips waited for add latency. None for rows without those figures."""
+    model = Network.parse(net)
+    if row["spec"]["kind"] == "gpt2":
+        waits = row.get("step_dealer_waits")
+        if row.get("warm_token_s") is None or not waits or len(waits) < 2:
+            return None
+        return predict(row["warm_token_s"], row["token_rounds"] + max(waits[1:]),
+                       max(row["token_bytes"], row["token_dealer_bytes"]), model)
+    if row.get("warm_time_s") is None:
+        return None
+    return predict(row["warm_time_s"], row.get("warm_rounds", row["rounds"])
+                   + row["warm_dealer_waits"],
+                   max(row["bytes_sent_per_party"], row["dealer_bytes_per_party"]), model)
+
+
 def _mb(n):
     return f"{n / 1e6:,.0f}"
 

@@ -29,9 +29,10 @@ from ..comm.limits import MAX_ELEMENTS
 from ..errors import PartyError
 from ..ring import numel
 from .keycache import KeyedCache, default_budget
-from .lookahead import AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, MAX_PERIOD, Predictor
+from .lookahead import (AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, GUESS_BYTES, MAX_PERIOD,
+                        Predictor)
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe
-from .plan import PlanBook
+from .plan import PlanBook, is_key
 from .prg import PRG
 from .provider import COUNTERS, Provider
 from .requests import checked_recipe, parse_request
@@ -111,6 +112,8 @@ class TrustedDealerUnsafe(Provider):
         self._pred = Predictor()
         # request key -> (kind, args, recipe, key), most recently used last
         self._known: OrderedDict[str, tuple] = OrderedDict()
+        # request shape (mask keys left out) -> (kind, args without keys, key names)
+        self._shapes: OrderedDict[str, tuple] = OrderedDict()
         # Predicted requests sent ahead (party 0) or to draw on use (others): [key,
         # recipe, party 0's pending material or None, material bytes, request bytes],
         # oldest first.
@@ -132,6 +135,7 @@ class TrustedDealerUnsafe(Provider):
             self._next_key = max(self._next_key, int(args["key"]) + 1)
             return {p.name: _draw(self._prg, p) for p in recipe(kind, args).randoms}
         kind, args, rec, key = self._lookup(kind, args)
+        shape, keys = self._shape_of(kind, args)
         self.counts["dealer_requests"] += 1
         self._plans.record(kind, args)
         if self._ahead and self._ahead[0][0] != key:
@@ -146,9 +150,27 @@ class TrustedDealerUnsafe(Provider):
             # not predicted: party 0 waits a round trip (and the dealer's work) for it
             self.counts["dealer_waits"] += 1
             out = self._issue(kind, args, rec)
-        self._pred.observe(key)
+        self._pred.observe(shape, keys)
         self._work_ahead()
         return out
+
+    def _shape_of(self, kind: str, args: dict) -> tuple[str, tuple]:
+        """A request's shape (without mask keys: what the period predictor compares)
+        and its keys; shapes are remembered to turn predictions back into requests."""
+        names = tuple(sorted(k for k, v in args.items() if is_key(k) and isinstance(v, int)))
+        if not names:
+            shape = json.dumps([kind, args], sort_keys=True)
+            plain = args
+        else:
+            plain = {k: v for k, v in args.items() if k not in names}
+            shape = json.dumps([kind, plain, names], sort_keys=True)
+        if shape not in self._shapes:
+            self._shapes[shape] = (kind, plain, names)
+            if len(self._shapes) > KNOWN_MAX:
+                self._shapes.popitem(last=False)
+        else:
+            self._shapes.move_to_end(shape)
+        return shape, tuple(args[k] for k in names)
 
     def _lookup(self, kind: str, args: dict):
         """(kind, args, recipe, key string) of a request, the recipe made once per key."""
@@ -206,12 +228,17 @@ class TrustedDealerUnsafe(Provider):
             want = self._plans.predict(self._plans.pos + j)
             return None if want is None else self._lookup(*want)
         pred = self._pred
-        if pred.period is None or j >= min(AHEAD_COUNT, pred.period):
+        if not pred.keys_ready or j >= min(AHEAD_COUNT, pred.period):
             # one period ahead is enough to overlap a loop step's dealer work with the
             # step before; more would only be wasted at the end of the loop
             return None
-        # (None if the request left the recipe cache: predicting stops, at every party)
-        return self._known.get(pred.predict(pred.count + j))
+        # (None if the shape left the cache: predicting stops, at every party)
+        known = self._shapes.get(pred.predict(pred.count + j))
+        keys = pred.predict_keys(pred.count + j)
+        if known is None or keys is None:
+            return None
+        kind, plain, names = known
+        return self._lookup(kind, {**plain, **dict(zip(names, keys))} if names else plain)
 
     def _work_ahead(self) -> None:
         """Send (party 0) or note (others) the predicted next requests, within bounds."""
@@ -221,7 +248,8 @@ class TrustedDealerUnsafe(Provider):
                 return
             kind, args, rec, key = nxt
             nbytes, nreq = _material_bytes(rec), _request_bytes(key)
-            if self._ahead_bytes + nbytes > self._max_ahead \
+            limit = self._max_ahead if self._plans.active else min(GUESS_BYTES, self._max_ahead)
+            if self._ahead_bytes + nbytes > limit \
                     or self._ahead_requests + nreq > AHEAD_REQUEST_BYTES:
                 return                  # (one too big to hold is asked for when needed)
             pending = self._issue(kind, args, rec) if self._comm.rank == 0 else None

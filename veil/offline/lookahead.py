@@ -23,6 +23,12 @@ untrusted input (veil.offline.requests): speculative requests are ordinary reque
 ...     p.observe(k)
 >>> p.period, p.predict(6), p.predict(7)
 (3, 'a', 'b')
+>>> q = Predictor()                       # one keyed request a layer: keys 5, 9, 13, ...
+>>> for i in range(3):
+...     q.observe("mm", (5 + 4 * i, 2 + i))
+...     q.observe("cmp")
+>>> q.period, q.keys_ready, q.predict(6), q.predict_keys(6)
+(2, True, 'mm', (17, 5))
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ AHEAD_REQUEST_BYTES = 40 << 10   # their requests' bytes: the dealer buffers 128
                            # the dropped ones may still sit there next to the new ones
 AHEAD_BYTES = 128 << 20    # material held for predicted requests not yet used (party 0's
                            # random parts and the dealer's replies), at most
+GUESS_BYTES = 32 << 20     # the same for a period's guesses: at the end of a repeating
+                           # stretch (a forward's last layer) what was sent is dropped
 MAX_PERIOD = 4096          # longest repeating sequence looked for
 CANDIDATES = 8             # previous occurrences of the last request tried as a period
 
@@ -42,25 +50,41 @@ CANDIDATES = 8             # previous occurrences of the last request tried as a
 class Predictor:
     """The request sequence so far, and the period it repeats with (None: not found).
 
+    A request is observed as its *shape* (kind and arguments without mask keys) and the
+    tuple of its mask keys. The period is found on shapes; keys are predicted by
+    continuing their step from one period to the next (a forward's layers, or a loop's
+    steps, allocate the same number of fresh keys each), and only once that rule has
+    held for a whole period (`keys_ready`): a program whose keys do not follow it is
+    never guessed at twice.
+
     Only the last ``2 * MAX_PERIOD`` requests are kept (all a period check looks at), so a
     long training run costs bounded memory.
     """
 
     def __init__(self) -> None:
-        self.seq: list[str] = []                      # the most recent requests
+        self.seq: list[str] = []                      # the most recent requests' shapes
+        self.keys: list[tuple] = []                   # and their mask keys
         self.count = 0                                # requests observed in all
         self.period: int | None = None
         self._base = 0                                # position of seq[0]
         self._pos: dict[str, deque] = {}
+        self._confirmed = 0                           # keys that followed the rule
 
-    def observe(self, key: str) -> None:
-        if self.period is not None and key != self.predict(self.count):
-            self.period = None                        # the pattern broke: look again
+    def observe(self, key: str, keys: tuple = ()) -> None:
+        if self.period is not None:
+            if key != self.predict(self.count):
+                self.period = None                    # the pattern broke: look again
+            elif keys == self.predict_keys(self.count):
+                self._confirmed += 1
+            else:
+                self._confirmed = 0                   # shapes repeat, keys do not (yet)
         self.seq.append(key)
+        self.keys.append(keys)
         self.count += 1
         if len(self.seq) > 4 * MAX_PERIOD:
             drop = len(self.seq) - 2 * MAX_PERIOD
             del self.seq[:drop]
+            del self.keys[:drop]
             self._base += drop
             # forget requests no longer in the window (keyed requests never repeat)
             self._pos = {k: q for k, q in self._pos.items() if q[-1] >= self._base}
@@ -68,12 +92,22 @@ class Predictor:
         pos.append(self.count - 1)
         if self.period is None:
             self.period = self._detect(pos)
+            if self.period is not None:
+                self._confirmed = self._count_confirmed()
 
     def forget_period(self) -> None:
         self.period = None
 
+    @property
+    def keys_ready(self) -> bool:
+        """Whether predicted keys can be trusted: the rule held for the last period."""
+        return self.period is not None and self._confirmed >= self.period
+
     def _at(self, i: int) -> str:
         return self.seq[i - self._base]
+
+    def _keys_at(self, i: int) -> tuple:
+        return self.keys[i - self._base]
 
     def _detect(self, pos: deque) -> int | None:
         n = self.count
@@ -86,9 +120,33 @@ class Predictor:
                 return period
         return None
 
+    def _count_confirmed(self) -> int:
+        """How many of the latest requests (up to a period) had the keys the rule gives."""
+        p, n = self.period, 0
+        while n < p:
+            i = self.count - 1 - n
+            k = self._keys_at(i)
+            if k and (i - 2 * p < self._base or k != self._extrapolate(i)):
+                break
+            n += 1
+        return n
+
+    def _extrapolate(self, i: int) -> tuple:
+        a, b = self._keys_at(i - self.period), self._keys_at(i - 2 * self.period)
+        return tuple(2 * x - y for x, y in zip(a, b)) if len(a) == len(b) else ()
+
     def predict(self, n: int) -> str:
-        """The request expected at position ``n`` (>= count) if the period holds."""
+        """The request shape expected at position ``n`` (>= count) if the period holds."""
         i = n - self.period
         while i >= self.count:
             i -= self.period
         return self._at(i)
+
+    def predict_keys(self, n: int) -> tuple | None:
+        """The mask keys expected at position ``n`` (count <= n < count + period): each
+        key moves by as much as it did over the period before. None if that cannot be
+        said (too little history, or a key would be negative)."""
+        if n - 2 * self.period < self._base or n - self.period >= self.count:
+            return None
+        out = self._extrapolate(n)
+        return out if all(k >= 0 for k in out) else None
