@@ -25,9 +25,13 @@ built from their configs with `transformers` (random weights, nothing downloaded
 BERT runs the same forward twice: the first records the graph's dealer request plan
 (veil.offline.plan), the second (a server's every later inference) follows it, so the
 dealer works ahead from its first request. GPT-2's first step records the step's plan
-and later steps follow it. "Dealer waits" count the requests party 0 sent only when it
-needed them (a round trip to the dealer on the critical path each; exact, equal at every
-party); the others were sent ahead.
+and later steps follow it. Without a plan (a first forward) the dealer is still ahead
+once the layers' requests repeat (veil.offline.lookahead, from the fourth layer on).
+"Dealer waits" count the requests party 0 sent only when it needed them (a round trip
+to the dealer on the critical path each; exact, equal at every party); the others were
+sent ahead. The LAN / WAN predictions charge every dealer request a latency, as before
+(with the dealer ahead, that part overlaps online work; not yet confirmed by emulated
+runs on a quiet host, so the formula is unchanged).
 
 Times are the secure part only (capture, graph broadcast and weight sharing before the
 clock), the maximum over parties. Counts are exact. Each run is merged into
@@ -329,24 +333,6 @@ def predicted(row: dict, net: str) -> float:
         return predict(row["token_s"], row["token_rounds"] + row["token_dealer_rounds"],
                        max(row["token_bytes"], row["token_dealer_bytes"]), model)
     return predict(row["time_s"], row["rounds"] + row["dealer_rounds"],
-                   max(row["bytes_sent_per_party"], row["dealer_bytes_per_party"]), model)
-
-
-def predicted_warm(row: dict, net: str) -> float | None:
-    """The same cost model for a run whose request plan is known (BERT's 2nd forward,
-    GPT-2's later steps): requests sent ahead overlap online work, so only the dealer
-    round trips waited for add latency. None for rows without those figures."""
-    model = Network.parse(net)
-    if row["spec"]["kind"] == "gpt2":
-        waits = row.get("step_dealer_waits")
-        if row.get("warm_token_s") is None or not waits or len(waits) < 2:
-            return None
-        return predict(row["warm_token_s"], row["token_rounds"] + max(waits[1:]),
-                       max(row["token_bytes"], row["token_dealer_bytes"]), model)
-    if row.get("warm_time_s") is None:
-        return None
-    return predict(row["warm_time_s"], row.get("warm_rounds", row["rounds"])
-                   + row["warm_dealer_waits"],
                    max(row["bytes_sent_per_party"], row["dealer_bytes_per_party"]), model)
 
 
