@@ -86,5 +86,30 @@ def _count_requests(party):
     """The same program's request count with prediction off (never a period)."""
     from veil.context import current
     provider = current().provider
-    provider._pred.observe = lambda key, seq=provider._pred.seq: seq.append(key)
+    provider._pred.observe = lambda key, keys=(), seq=provider._pred.seq: seq.append(key)
     return party()[1]
+
+
+def test_keys_that_move_by_the_same_step_each_period_are_predicted():
+    # a forward's layers: the same shapes, fresh activation keys and the layer's own
+    # weight keys, each one period further than in the layer before
+    p = Predictor()
+    for layer in range(4):
+        p.observe("mm", (100 + 7 * layer, 3 + 2 * layer))
+        p.observe("cmp")
+        p.observe("mm", (101 + 7 * layer, 4 + 2 * layer))
+    assert p.period == 3 and p.keys_ready
+    assert [p.predict(12), p.predict_keys(12)] == ["mm", (128, 11)]
+    assert p.predict_keys(14) == (129, 12)
+
+
+def test_keys_that_follow_no_rule_are_never_guessed():
+    # shapes repeat but keys jump around: the predictor must not keep guessing (each
+    # wrong guess would cost the dealer a window of work)
+    p = Predictor()
+    ready = []
+    for i, k in enumerate([5, 40, 7, 90, 2, 61, 33, 8, 70, 1, 64, 12]):
+        p.observe("mm", (k,))
+        p.observe("cmp")
+        ready.append(p.keys_ready)
+    assert p.period == 2 and not any(ready)

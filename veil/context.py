@@ -68,8 +68,13 @@ def stats() -> dict:
     traffic) and ``offline_bytes_sent``, ``offline_bytes_received``, ``offline_bytes``,
     ``offline_rounds`` (set-up and dealer traffic). Bytes are payload bytes; transport
     framing is not counted. A round is one collective step (see veil.comm).
+    ``dealer_requests``, ``dealer_ahead``, ``dealer_waits`` and ``dealer_dropped`` count
+    the dealer's look-ahead (veil.offline.lookahead): requests made, served from material
+    asked for ahead, sent only when needed (party 0 waited a round trip for each), and
+    predictions dropped; equal at every party, zero without a dealer.
     """
-    return current().comm.stats.as_dict()
+    ctx = current()
+    return {**ctx.comm.stats.as_dict(), **ctx.provider.counters()}
 
 
 def profile() -> dict:

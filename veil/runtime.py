@@ -53,8 +53,9 @@ def setup_party(rank: int, n: int, comm: Communicator, protocol: str, config: Co
             if len(pair[j]) != SEED_BYTES:
                 raise PartyError(party_name(j, n), f"sent a pairwise seed of "
                                                    f"{len(pair[j])} bytes, not {SEED_BYTES}")
-    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed)) if cls.needs_dealer \
-        else NoDealer(protocol)
+    # (replies sent ahead wait in party 0's inbox, which holds 2 x max_elements int64)
+    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed), 8 * config.max_elements) \
+        if cls.needs_dealer else NoDealer(protocol)
     proto = cls(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
     if config.profile:
         comm.profiler = Profiler()

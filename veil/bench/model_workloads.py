@@ -4,6 +4,7 @@
     python -m veil.bench.model_workloads --only bert --layers 1 2 12
     python -m veil.bench.model_workloads --only gpt2 --parties 3 --protocol rep3
     python -m veil.bench.model_workloads --network lan          # emulated links
+    python -m veil.bench.model_workloads --truncation exact     # Config(truncation=...)
     python -m veil.bench.model_workloads --docs                 # also rewrite docs/benchmarks.md
     python -m veil.bench.model_workloads --no-run --docs        # the table of stored rows
     python -m veil.bench --group models                         # the same as the first line
@@ -20,6 +21,17 @@ built from their configs with `transformers` (random weights, nothing downloaded
   32-token prompt at party 1, 8 generated tokens with `veil.compile.decoder` (prefill
   once, then one token per step against the secret key/value cache); tokens compared
   with torch's greedy generation, logits teacher-forced on the generated tokens.
+
+BERT runs the same forward twice: the first records the graph's dealer request plan
+(veil.offline.plan), the second (a server's every later inference) follows it, so the
+dealer works ahead from its first request. GPT-2's first step records the step's plan
+and later steps follow it. Without a plan (a first forward) the dealer is still ahead
+once the layers' requests repeat (veil.offline.lookahead, from the fourth layer on).
+"Dealer waits" count the requests party 0 sent only when it needed them (a round trip
+to the dealer on the critical path each; exact, equal at every party); the others were
+sent ahead. The LAN / WAN predictions charge every dealer request a latency, as before
+(with the dealer ahead, that part overlaps online work; not yet confirmed by emulated
+runs on a quiet host, so the formula is unchanged).
 
 Times are the secure part only (capture, graph broadcast and weight sharing before the
 clock), the maximum over parties. Counts are exact. Each run is merged into
@@ -148,13 +160,29 @@ def _bert(spec, r, t0):
     del model
     x = m.share_input("input_ids", ids if r == 1 else None, owner=1)
     setup = time.perf_counter() - t0
-    s0, t1, c1 = veil.stats(), time.perf_counter(), _cpu()
+    s0, t1, c1, w1 = veil.stats(), time.perf_counter(), _cpu(), _dealer_wait_s()
     out = m(x, attention_mask=mask)
-    seconds, cpu = time.perf_counter() - t1, _cpu() - c1
+    seconds, cpu, wait = time.perf_counter() - t1, _cpu() - c1, _dealer_wait_s() - w1
     stats = _delta(s0)
     logits = out["logits"].reveal(to=1)      # discloses the prediction to party 1 only
+    # The same forward again: the dealer now knows its request plan (veil.offline.plan)
+    # and works ahead from the first request (a server's second and later inferences).
+    s0, t1, w1 = veil.stats(), time.perf_counter(), _dealer_wait_s()
+    again = m(x, attention_mask=mask)
+    warm_s, warm_wait = time.perf_counter() - t1, _dealer_wait_s() - w1
+    warm = _delta(s0)
+    same = again["logits"].reveal(to=1)      # the same prediction, to party 1 only
     return {"setup_s": setup, "seconds": seconds, "cpu_s": cpu, "stats": stats,
-            "logits": logits.tolist() if r == 1 else None}
+            "dealer_wait_s": wait, "warm_s": warm_s, "warm_stats": warm,
+            "warm_dealer_wait_s": warm_wait,
+            "logits": logits.tolist() if r == 1 else None,
+            "warm_logits": same.tolist() if r == 1 else None}
+
+
+def _dealer_wait_s() -> float:
+    """Party 0's time blocked on dealer replies so far (0 elsewhere; indicative)."""
+    from ..context import current
+    return getattr(current().provider, "wait_s", 0.0)
 
 
 def _gpt2(spec, r, t0):
@@ -166,13 +194,21 @@ def _gpt2(spec, r, t0):
     s0, t1, c1 = veil.stats(), time.perf_counter(), _cpu()
     # return_logits: the prompt owner also gets every step's logits, to measure the error
     # (revealed after each step's figures are taken, so not part of them).
-    steps = []                      # this party's (seconds, stats) per token
+    steps = []                      # this party's (seconds, stats, dealer wait) per token
+    w = [_dealer_wait_s()]
+
+    def on_token(i, sec, st):
+        steps.append((sec, st))
+        waits.append(_dealer_wait_s() - w[0])
+        w[0] = _dealer_wait_s()
+    waits: list = []
     g = dec.generate(prompt if r == 1 else None, owner=1, return_logits=True,
-                     on_token=lambda i, sec, st: steps.append((sec, st)))
+                     on_token=on_token)
     rec = {"setup_s": setup, "seconds": time.perf_counter() - t1, "cpu_s": _cpu() - c1,
            "stats": _delta(s0),
            "prefill_s": steps[0][0], "prefill_stats": steps[0][1],
-           "step_s": [s for s, _ in steps[1:]], "step_stats": [st for _, st in steps[1:]]}
+           "step_s": [s for s, _ in steps[1:]], "step_stats": [st for _, st in steps[1:]],
+           "step_dealer_wait_s": waits[1:]}
     if g is not None:
         rec.update(tokens=g.tokens.tolist(), logits=[t.tolist() for t in g.logits])
     return rec
@@ -180,7 +216,7 @@ def _gpt2(spec, r, t0):
 
 # -- driver ----------------------------------------------------------------------------------
 def run_processes(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
-                  network: str | None = None) -> list[dict]:
+                  network: str | None = None, truncation: str | None = None) -> list[dict]:
     """Each party's record, from a `veil run -n parties` of this module."""
     with tempfile.TemporaryDirectory(prefix="veil-bench-models-") as tmp:
         # --timeout: the owner captures whole models (minutes on a loaded host) while
@@ -188,23 +224,30 @@ def run_processes(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
         cmd = [sys.executable, "-m", "veil.cli", "run", "-n", str(parties), "--protocol",
                protocol, "--timeout", "1800", *(["--network", network] if network else []),
                "-m", "veil.bench.model_workloads", "--as-party",
-               json.dumps(dataclasses.asdict(spec)), "--out", tmp, "--parties", str(parties)]
+               json.dumps(dataclasses.asdict(spec)), "--out", tmp, "--parties", str(parties),
+               *(["--truncation", truncation] if truncation else [])]
         subprocess.run(cmd, check=True, timeout=3600, stdout=subprocess.DEVNULL)
         return [json.loads((pathlib.Path(tmp) / f"{r}.json").read_text())
                 for r in range(parties)]
 
 
 def run_in_process(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
-                   seed: int = 0, network: str | None = None) -> list[dict]:
+                   seed: int = 0, network: str | None = None,
+                   truncation: str | None = None) -> list[dict]:
     """The same records from threads in this process (no per-party memory figure);
     ``network`` emulates the links (veil.comm.netem) as the netem table does."""
-    config = veil.Config(network=network) if network else None
+    config = _config(network, truncation)
     return veil.run(party_job, spec, parties=parties, protocol=protocol, seed=seed,
                     config=config)
 
 
+def _config(network: str | None = None, truncation: str | None = None):
+    fields = {k: v for k, v in (("network", network), ("truncation", truncation)) if v}
+    return veil.Config(**fields) if fields else None
+
+
 def summarize(spec: ModelSpec, recs: list[dict], parties: int, protocol: str,
-              network: str | None) -> dict:
+              network: str | None, truncation: str | None = None) -> dict:
     """One table row: exact counts, times, memory, and the error against torch."""
     st = [r["stats"] for r in recs]
     row = {"model": spec.name, "spec": dataclasses.asdict(spec), "parties": parties,
@@ -215,6 +258,7 @@ def summarize(spec: ModelSpec, recs: list[dict], parties: int, protocol: str,
            "bytes_sent_per_party": max(s["bytes_sent"] for s in st),
            "dealer_bytes_per_party": max(s["offline_bytes_received"] for s in st),
            "dealer_rounds": max(s["offline_rounds"] for s in st),
+           "truncation": truncation or "default",
            "peak_mb": [r.get("peak_mb") for r in recs],
            "cpu_s": [r.get("cpu_s") if r.get("peak_mb") is not None else None for r in recs],
            "load": os.getloadavg()[0], "host": host_line()}
@@ -224,9 +268,24 @@ def summarize(spec: ModelSpec, recs: list[dict], parties: int, protocol: str,
             ids = token_ids(spec)
             want = model(ids, attention_mask=torch.ones_like(ids)).logits
             row["max_abs_err"] = (torch.tensor(recs[1]["logits"]) - want).abs().max().item()
+            _warm_row(recs, row, want)
         else:
             _gpt2_row(spec, model, recs, row)
     return row
+
+
+def _warm_row(recs, row, want):
+    """The second forward (request plan known): time, dealer requests waited for."""
+    st = [r["stats"] for r in recs]
+    warm = [r["warm_stats"] for r in recs]
+    row.update(warm_time_s=max(r["warm_s"] for r in recs),
+               dealer_waits=st[0].get("dealer_waits"),
+               warm_dealer_waits=warm[0].get("dealer_waits"),
+               dealer_wait_s=recs[0].get("dealer_wait_s"),
+               warm_dealer_wait_s=recs[0].get("warm_dealer_wait_s"),
+               warm_rounds=max(s["rounds"] for s in warm),
+               warm_max_abs_err=(torch.tensor(recs[1]["warm_logits"]) - want)
+               .abs().max().item())
 
 
 def _gpt2_row(spec, model, recs, row):
@@ -256,7 +315,14 @@ def _gpt2_row(spec, model, recs, row):
                token_rounds=max(s["rounds"] for s in steps),
                token_bytes=max(s["bytes_sent"] for s in steps),
                token_dealer_bytes=most("offline_bytes_received"),
-               token_dealer_rounds=most("offline_rounds"))
+               token_dealer_rounds=most("offline_rounds"),
+               # the first step records the step's request plan; later ones follow it
+               first_step_s=per_step[0],
+               warm_token_s=(sum(per_step[1:]) / len(per_step[1:])) if per_step[1:]
+               else None,
+               step_dealer_waits=[s.get("dealer_waits") for s in recs[0]["step_stats"]],
+               prefill_dealer_waits=recs[0]["prefill_stats"].get("dealer_waits"),
+               step_dealer_wait_s=recs[0].get("step_dealer_wait_s"))
 
 
 def predicted(row: dict, net: str) -> float:
@@ -291,12 +357,25 @@ def _pred(row):
 
 
 _COMMON = [("model", lambda r: r["model"]),
-           ("parties, protocol", lambda r: f"{r['parties']}, {r['protocol']}"),
+           ("parties, protocol", lambda r: f"{r['parties']}, {r['protocol']}"
+            + (f", trunc {r['truncation']}" if r.get("truncation", "default") != "default"
+               else "")),
            ("link", lambda r: r["network"])]
+
+
+def _opt(fmt, *keys):
+    """A column of stored fields that older rows may lack ("n/a" there)."""
+    def get(r):
+        vals = [r.get(k) for k in keys]
+        return "n/a" if any(v is None for v in vals) else fmt(*vals)
+    return get
 _TAIL = [("max abs err (logits)", lambda r: f"{r['max_abs_err']:.1e}")]
 _LOAD = [("load", lambda r: f"{r['load']:.1f}")]
 BERT_COLUMNS = _COMMON + [
     ("time (s)", lambda r: f"{r['time_s']:.1f}"),
+    ("2nd forward, plan known (s)", _opt(lambda t: f"{t:.1f}", "warm_time_s")),
+    ("dealer waits, 1st / 2nd", _opt(lambda a, b: f"{a:,} / {b:,}", "dealer_waits",
+                                     "warm_dealer_waits")),
     ("CPU s/party", _cpus),
     ("rounds", lambda r: r["rounds"]),
     ("online MB sent/party", lambda r: _mb(r["bytes_sent_per_party"])),
@@ -307,6 +386,11 @@ BERT_COLUMNS = _COMMON + [
 GPT2_COLUMNS = _COMMON + [
     ("prompt + 1st token (s)", lambda r: f"{r['prefill_s']:.1f}"),
     ("per token (s), mean / max", lambda r: f"{r['token_s']:.2f} / {r['token_s_max']:.2f}"),
+    ("1st step / later, plan known (s)", _opt(lambda a, b: f"{a:.2f} / {b:.2f}",
+                                               "first_step_s", "warm_token_s")),
+    ("dealer waits/token, 1st / later", _opt(lambda w: f"{w[0]:,} / {max(w[1:]):,}"
+                                             if len(w) > 1 else f"{w[0]:,}",
+                                             "step_dealer_waits")),
     ("rounds/token", lambda r: r["token_rounds"]),
     ("online MB/token/party", lambda r: _mb(r["token_bytes"])),
     ("dealer MB/token/party", lambda r: _mb(r["token_dealer_bytes"])),
@@ -328,7 +412,9 @@ def format_tables(rows: list[dict]) -> str:
 
 
 def _key(row: dict) -> str:
-    return f"{row['model']} | {row['parties']} {row['protocol']} | {row['network']}"
+    trunc = row.get("truncation", "default")
+    return f"{row['model']} | {row['parties']} {row['protocol']} | {row['network']}" + \
+        ("" if trunc == "default" else f" | {trunc}")
 
 
 def _merge(rows: list[dict], path: pathlib.Path = RESULTS) -> list[dict]:
@@ -350,6 +436,8 @@ def main(argv=None) -> int:
     ap.add_argument("--parties", type=int, default=2)
     ap.add_argument("--protocol", default=None, help="semi2k (default) or rep3 (3 parties)")
     ap.add_argument("--network", help="emulate links under veil run: lan, wan, or custom")
+    ap.add_argument("--truncation", help="veil.Config(truncation=...): exact, local, auto "
+                    "(default: the Config default)")
     ap.add_argument("--docs", action="store_true", help="rewrite the table in docs from "
                     "every stored row (bench-results/models.json)")
     ap.add_argument("--in-process", action="store_true", help="parties as threads of this "
@@ -364,7 +452,8 @@ def main(argv=None) -> int:
         spec = ModelSpec(**json.loads(args.as_party))
         # No seed: real parties refuse one (a seed is a key); fresh randomness here.
         rank = int(os.environ["VEIL_PARTY"])
-        rec = veil.run(party_job, spec, parties=args.parties)[rank]
+        rec = veil.run(party_job, spec, parties=args.parties,
+                       config=_config(truncation=args.truncation))[rank]
         (pathlib.Path(args.out) / f"{rank}.json").write_text(json.dumps(rec))
         return 0
     protocol = args.protocol or "semi2k"
@@ -378,12 +467,13 @@ def main(argv=None) -> int:
     rows = []
     for spec in specs:
         if args.in_process:
-            recs = run_in_process(spec, args.parties, protocol, network=args.network)
+            recs = run_in_process(spec, args.parties, protocol, network=args.network,
+                                  truncation=args.truncation)
             link = f"{args.network or 'loopback'}, in-process"
         else:
-            recs = run_processes(spec, args.parties, protocol, args.network)
+            recs = run_processes(spec, args.parties, protocol, args.network, args.truncation)
             link = args.network
-        rows.append(summarize(spec, recs, args.parties, protocol, link))
+        rows.append(summarize(spec, recs, args.parties, protocol, link, args.truncation))
         print(format_tables(rows[-1:]), flush=True)
     allrows = _merge(rows)
     text = format_tables(allrows) + f"\nhost: {host_line()}; one process per party (and " \

@@ -135,7 +135,8 @@ def secure_decoder(model, owner: int, prompt_len: int, max_new_tokens: int, *,
     step = publish_graph(step, owner, limits)
     _check_same_weights(pre, step)
     shared = _share_weights(step, weights, owner)          # once, for both graphs
-    return SecureDecoder(SecureModule(pre, shared), SecureModule(step, shared),
+    dense: dict = {}                                       # one dense LM head for both
+    return SecureDecoder(SecureModule(pre, shared, dense), SecureModule(step, shared, dense),
                          prompt_len, max_new_tokens, batch)
 
 
@@ -215,20 +216,34 @@ class SecureDecoder:
                 raise ProtocolUsageError(f"prompt has shape {tuple(prompt.shape)}; the decoder "
                                          f"was built for ({self.batch}, {self.prompt_len})")
         out = Generation(torch.zeros(self.batch, 0, dtype=torch.long))
-        s0, t0 = _stats(), time.perf_counter()
-        ids = self.prefill.share_input("input_ids", prompt if mine else None, owner=owner)
+        provider = ctx.provider
         b, p = self.batch, self.prompt_len
-        logits, *kv = self.prefill(ids, _positions(b, 0, p),
-                                   torch.ones(b, p, dtype=torch.long))
-        # Fixed-size cache: the prompt's entries, then zero slots (public zeros, lifted
-        # to shares locally) that later steps fill in place.
-        cache = [cat([t, torch.zeros(*t.shape[:2], self.max_len - p, t.shape[3])], dim=2)
-                 for t in kv]
-        tokens = []
+        tokens, cache = [], None
         for i in range(n):
-            # Discloses token i (and, if asked, its logits) to the prompt owner only: the
-            # output of generation. The other parties learn nothing from it.
-            tok = logits.argmax(-1).reveal(to=owner)
+            s0, t0 = _stats(), time.perf_counter()
+            # One dealer request plan per token (veil.offline.plan): sharing the input,
+            # the graph and the argmax make the same requests every step, so from the
+            # second step on the dealer works ahead from the step's first request.
+            if i == 0:
+                with provider.plan("decoder-prefill:" + self.prefill.plan_tag):
+                    ids = self.prefill.share_input("input_ids", prompt if mine else None,
+                                                   owner=owner)
+                    logits, *kv = self.prefill(ids, _positions(b, 0, p),
+                                               torch.ones(b, p, dtype=torch.long))
+                    # Fixed-size cache: the prompt's entries, then zero slots (public
+                    # zeros, lifted to shares locally) that later steps fill in place.
+                    cache = [cat([t, torch.zeros(*t.shape[:2], self.max_len - p,
+                                                 t.shape[3])], dim=2) for t in kv]
+                    tok = self._next_token(logits, owner)
+            else:
+                with provider.plan("decoder-step:" + self.step.plan_tag):
+                    x = self.step.share_input("input_ids", tok[:, None] if mine else None,
+                                              owner=owner)
+                    logits, *new = self.step(x, _positions(b, p + i - 1, 1),
+                                             _mask(b, p + i - 1, self.max_len), *cache)
+                    for c, t in zip(cache, new):
+                        c[:, :, p + i - 1:p + i] = t            # local: a share write
+                    tok = self._next_token(logits, owner)
             tokens.append(tok)
             seconds, counts = time.perf_counter() - t0, _delta(s0)
             if i == 0:
@@ -242,18 +257,16 @@ class SecureDecoder:
                 got = logits.reveal(to=owner)
                 if mine:
                     out.logits.append(got)
-            if i == n - 1:
-                break
-            s0, t0 = _stats(), time.perf_counter()
-            x = self.step.share_input("input_ids", tok[:, None] if mine else None, owner=owner)
-            logits, *new = self.step(x, _positions(b, p + i, 1), _mask(b, p + i, self.max_len),
-                                     *cache)
-            for c, t in zip(cache, new):
-                c[:, :, p + i:p + i + 1] = t              # local: a share write
         if not mine:
             return None
         out.tokens = torch.stack([t.long() for t in tokens], dim=1)
         return out
+
+    @staticmethod
+    def _next_token(logits, owner: int):
+        # Discloses the next token to the prompt owner only: the output of generation.
+        # The other parties learn nothing from it (they get None).
+        return logits.argmax(-1).reveal(to=owner)
 
 
 def _stats() -> dict:

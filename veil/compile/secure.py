@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import torch
@@ -28,6 +29,19 @@ _WEIGHT_MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape
 _MOVES = {"aten.view.default", "aten._unsafe_view.default", "aten.reshape.default",
           "aten.unsqueeze.default", "aten.expand.default", "aten.slice.Tensor",
           "aten.select.int", "aten.squeeze.dim", "aten.squeeze.dims"}
+
+
+# products whose right operand may be a moved weight, and "a few rows" of the left one
+_PRODUCTS = {"aten.mm.default", "aten.addmm.default", "aten.matmul.default",
+             "aten.bmm.default"}
+THIN_ROWS = 16
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def secure(model, owner: int, example_input=None, *, example_kwargs=None,
@@ -150,9 +164,11 @@ class SecureModule:
     True
     """
 
-    def __init__(self, graph: Graph, weights: dict) -> None:
+    def __init__(self, graph: Graph, weights: dict, dense: dict | None = None) -> None:
         self.graph = graph
+        self._dense = {} if dense is None else dense   # dense copies of moved weights
         self._interp = Interpreter(graph)
+        self._plan_tag: str | None = None
         self._weights = self._prepare_weights(weights)
         self.owner = graph.owner
 
@@ -173,12 +189,44 @@ class SecureModule:
         used = {r.name for n in self.graph.nodes if n.name not in done for r in n.refs()}
         used |= set(self.graph.output_names())
         env = {k: v for k, v in env.items() if k in used}
+        params = {p.name for p in self.graph.params}
+        nodes = {n.name: n for n in self.graph.nodes}
+        for k in self._thin_products(done & set(env)):
+            n = nodes[k]
+            # graphs sharing these weights (a decoder's prefill and step) share the copy
+            # (and its opening) when the move reads weights only
+            memo = (n.op, repr(n.args), repr(n.kwargs)) \
+                if all(r.name in params for r in n.refs()) else None
+            if memo is not None and memo in self._dense:
+                env[k] = self._dense[memo]
+            else:
+                env[k] = env[k].contiguous()
+                if memo is not None:
+                    self._dense[memo] = env[k]
         fixed = [v.fixed_() for v in env.values() if secret(v) and v.is_floating_point()]
         # Opens W - B for every weight W, B uniform and keyed for W alone (a fresh key per
         # weight, never reused for another value): discloses nothing. Once per model.
         open_fixed(fixed)
         self._interp.precomputed = done
         return env
+
+    def _thin_products(self, moved: set) -> list[str]:
+        """Moved weights (``W.T`` of a Linear: a strided view) that multiply a few rows
+        (a decoder step's one token). torch's int64 matmul reads a strided right operand
+        ~10x slower than a dense one (GPT-2's LM head at one row: 0.56 s vs 0.05 s per
+        product), so those are copied dense once; with many rows (a whole sequence) the
+        difference is ~2x and not worth a second copy of the weight."""
+        meta, users = self.graph.meta(), self.graph.users()
+        out = []
+        for name in sorted(moved):
+            for u in users.get(name, []):
+                if u.op not in _PRODUCTS:
+                    continue
+                rows = [meta[r.name][0] for r in u.refs() if r.name != name]
+                if any(s and len(s) >= 2 and _numel(s[:-1]) <= THIN_ROWS for s in rows):
+                    out.append(name)
+                    break
+        return out
 
     def __repr__(self) -> str:
         n = sum(int(torch.Size(p.shape).numel()) for p in self.graph.params)
@@ -203,8 +251,18 @@ class SecureModule:
         """Like calling the module, with ``on_node(node, value)`` called after each node."""
         env = dict(self._weights)
         env.update(self._bind(args, kwargs))
-        flat = self._interp.run(env, on_node)
+        # The dealer's request plan of this graph (veil.offline.plan): recorded on the
+        # first run, sent ahead from the first request of every later one.
+        with current().provider.plan(self.plan_tag):
+            flat = self._interp.run(env, on_node)
         return unflatten(flat, self.graph.out_spec)
+
+    @property
+    def plan_tag(self) -> str:
+        """A public name of this graph, the same at every party: its JSON's hash."""
+        if self._plan_tag is None:
+            self._plan_tag = "graph:" + hashlib.sha256(self.graph.to_json().encode()).hexdigest()
+        return self._plan_tag
 
     def _bind(self, args, kwargs) -> dict:
         by_key = {i.key: i for i in self.graph.inputs}

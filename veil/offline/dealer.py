@@ -10,23 +10,31 @@ shares of parties 1..n-1 are generated locally; only party 0 receives its derive
 (one offline round per request). Party 0 sends the request (kind and shapes: public).
 The dealer checks every request before drawing anything (veil.offline.requests): a
 malformed or oversized one stops the run, naming party 0. Once the request sequence
-repeats, party 0 sends predicted requests ahead so the dealer works ahead of the parties
-(veil.offline.lookahead: bounded, and identical at every party, so PRGs stay in step).
+repeats, or from the first request of a compiled graph's second run (its request plan,
+veil.offline.plan), party 0 sends predicted requests ahead so the dealer works ahead of
+the parties (veil.offline.lookahead: bounded, and identical at every party, so PRGs stay
+in step). Speculative requests are ordinary requests to the dealer: checked the same.
+The dealer keeps the keyed masks it reconstructs again and again (a model's weights)
+within a memory budget (veil.offline.keycache), so a forward does not redraw them.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict, deque
 
 from ..comm import OFFLINE, Communicator
 from ..comm.limits import MAX_ELEMENTS
 from ..errors import PartyError
 from ..ring import numel
-from .lookahead import AHEAD_BYTES, AHEAD_COUNT, MAX_PERIOD, Predictor
+from .keycache import KeyedCache, default_budget
+from .lookahead import (AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, GUESS_BYTES, MAX_PERIOD,
+                        Predictor)
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe, wire_dtype
+from .plan import PlanBook, is_key
 from .prg import PRG
-from .provider import Provider
+from .provider import COUNTERS, Provider
 from .requests import checked_recipe, parse_request
 
 STOP = "__stop__"
@@ -68,10 +76,12 @@ class _Pending(dict):
         return dict.__getitem__(self, key)
 
     def receive(self) -> None:
-        comm = self._provider._comm
+        prov = self._provider
+        comm, t0 = prov._comm, time.perf_counter()
         with comm.phase(OFFLINE):
             for p in self._derived:
-                dict.__setitem__(self, p.name, _recv_part(comm, self._provider._dealer, p))
+                dict.__setitem__(self, p.name, _recv_part(comm, prov._dealer, p))
+        prov.wait_s += time.perf_counter() - t0
         self._done = True
 
 
@@ -79,24 +89,43 @@ class _Pending(dict):
 KNOWN_MAX = 4 * MAX_PERIOD + AHEAD_COUNT
 
 
-def _reply_bytes(rec) -> int:
-    """Bytes of the dealer's reply to party 0 for a recipe (its derived parts)."""
-    return sum(numel(p.shape) * wire_dtype(p).itemsize for p in rec.derived)
+def _material_bytes(rec) -> int:
+    """Bytes party 0 holds for a request sent ahead: its random parts (drawn when the
+    request is sent) and the dealer's reply (its derived parts, in their wire dtypes)."""
+    return (sum(numel(p.shape) * (8 if p.domain == RING else 1) for p in rec.randoms)
+            + sum(numel(p.shape) * wire_dtype(p).itemsize for p in rec.derived))
+
+
+def _request_bytes(key: str) -> int:
+    """A request's size on the wire, bounded from its key (the same JSON, plus the
+    ``{"kind": , "args": }`` wrapper and an emulated link's stamp)."""
+    return len(key) + 32
 
 
 class TrustedDealerUnsafe(Provider):
     """Party side of the trusted dealer (see module docstring for the trust it needs)."""
 
-    def __init__(self, comm: Communicator, dealer_rank: int, prg: PRG) -> None:
+    def __init__(self, comm: Communicator, dealer_rank: int, prg: PRG,
+                 max_ahead_bytes: int = AHEAD_BYTES) -> None:
         self._comm, self._dealer, self._prg = comm, dealer_rank, prg
+        # party 0's inbox holds the replies sent ahead: keep them below what it buffers
+        self._max_ahead = min(AHEAD_BYTES, max_ahead_bytes)
         self._queue: list[_Pending] = []
         self._pred = Predictor()
         # request key -> (kind, args, recipe, key), most recently used last
         self._known: OrderedDict[str, tuple] = OrderedDict()
-        # Predicted requests sent ahead (party 0) or to draw on use (others):
-        # [key, recipe, party 0's pending material or None, reply bytes], oldest first.
+        # request shape (mask keys left out) -> (kind, args without keys, key names)
+        self._shapes: OrderedDict[str, tuple] = OrderedDict()
+        # Predicted requests sent ahead (party 0) or to draw on use (others): [key,
+        # recipe, party 0's pending material or None, material bytes, request bytes],
+        # oldest first.
         self._ahead: deque[list] = deque()
-        self._ahead_bytes = 0
+        self._ahead_bytes = 0              # material held for them (party 0)
+        self._ahead_requests = 0           # their requests' bytes (the dealer's inbox)
+        self._plans = PlanBook()
+        self._next_key = 0                 # first mask key not yet seen (plans' base)
+        self.counts = dict.fromkeys(COUNTERS, 0)
+        self.wait_s = 0.0                  # party 0's time blocked on dealer replies
 
     def __repr__(self) -> str:
         return f"TrustedDealerUnsafe(rank={self._comm.rank})"
@@ -105,7 +134,48 @@ class TrustedDealerUnsafe(Provider):
         if kind == "mask":
             # keyed masks only: every party draws its own from its dealer seed forked by
             # the key; the dealer has nothing to do, and nothing to predict
+            self._next_key = max(self._next_key, int(args["key"]) + 1)
             return {p.name: _draw(self._prg, p) for p in recipe(kind, args).randoms}
+        kind, args, rec, key = self._lookup(kind, args)
+        shape, keys = self._shape_of(kind, args)
+        self.counts["dealer_requests"] += 1
+        self._plans.record(kind, args)
+        if self._ahead and self._ahead[0][0] != key:
+            self._mispredicted()
+        if self._ahead:
+            _, _, pending, nbytes, nreq = self._ahead.popleft()
+            self._ahead_bytes -= nbytes
+            self._ahead_requests -= nreq
+            self.counts["dealer_ahead"] += 1
+            out = pending if self._comm.rank == 0 else self._local(rec)
+        else:
+            # not predicted: party 0 waits a round trip (and the dealer's work) for it
+            self.counts["dealer_waits"] += 1
+            out = self._issue(kind, args, rec)
+        self._pred.observe(shape, keys)
+        self._work_ahead()
+        return out
+
+    def _shape_of(self, kind: str, args: dict) -> tuple[str, tuple]:
+        """A request's shape (without mask keys: what the period predictor compares)
+        and its keys; shapes are remembered to turn predictions back into requests."""
+        names = tuple(sorted(k for k, v in args.items() if is_key(k) and isinstance(v, int)))
+        if not names:
+            shape = json.dumps([kind, args], sort_keys=True)
+            plain = args
+        else:
+            plain = {k: v for k, v in args.items() if k not in names}
+            shape = json.dumps([kind, plain, names], sort_keys=True)
+        if shape not in self._shapes:
+            self._shapes[shape] = (kind, plain, names)
+            if len(self._shapes) > KNOWN_MAX:
+                self._shapes.popitem(last=False)
+        else:
+            self._shapes.move_to_end(shape)
+        return shape, tuple(args[k] for k in names)
+
+    def _lookup(self, kind: str, args: dict):
+        """(kind, args, recipe, key string) of a request, the recipe made once per key."""
         key = json.dumps([kind, args], sort_keys=True)
         known = self._known.get(key)
         if known is None:
@@ -114,18 +184,28 @@ class TrustedDealerUnsafe(Provider):
                 self._known.popitem(last=False)   # repeat: keep the recent ones only
         else:
             self._known.move_to_end(key)
-        _, _, rec, key = known                     # one string per distinct request
-        if self._ahead and self._ahead[0][0] != key:
-            self._mispredicted()
-        if self._ahead:
-            _, _, pending, nbytes = self._ahead.popleft()
-            self._ahead_bytes -= nbytes
-            out = pending if self._comm.rank == 0 else self._local(rec)
-        else:
-            out = self._issue(kind, args, rec)
-        self._pred.observe(key)
+        return known                               # one string per distinct request
+
+    # -- request plans (veil.offline.plan) ----------------------------------------------
+    def begin_plan(self, tag: str) -> None:
+        if not self._plans.begin(tag, self._next_key) or not self._plans.active:
+            return                      # a nested run, or no plan for this graph yet
+        # Entries the period predictor already sent stay if the plan agrees with them.
+        for i, (key, *_rest) in enumerate(self._ahead):
+            want = self._plans.predict(i)
+            if want is None or self._lookup(*want)[3] != key:
+                self._drop_ahead()          # the plan knows better: follow it
+                break
         self._work_ahead()
-        return out
+
+    def end_plan(self) -> None:
+        followed = self._plans.active
+        if self._plans.end() and followed and self._ahead:
+            # predicted past the run's real end (the graph changed): nothing will use them
+            self._mispredicted()
+
+    def counters(self) -> dict:
+        return dict(self.counts)
 
     def _local(self, rec) -> dict:
         """Parties 1..n-1: every part from the PRG shared with the dealer."""
@@ -143,28 +223,57 @@ class TrustedDealerUnsafe(Provider):
         self._queue.append(pending)
         return pending
 
+    def _upcoming(self, j: int):
+        """The ``j``-th request expected after those made so far, or None: from the
+        running graph's plan if there is one, else from the repeating period."""
+        if self._plans.active:
+            want = self._plans.predict(self._plans.pos + j)
+            return None if want is None else self._lookup(*want)
+        pred = self._pred
+        if not pred.keys_ready or j >= min(AHEAD_COUNT, pred.period):
+            # one period ahead is enough to overlap a loop step's dealer work with the
+            # step before; more would only be wasted at the end of the loop
+            return None
+        # (None if the shape left the cache: predicting stops, at every party)
+        known = self._shapes.get(pred.predict(pred.count + j))
+        keys = pred.predict_keys(pred.count + j)
+        if known is None or keys is None:
+            return None
+        kind, plain, names = known
+        return self._lookup(kind, {**plain, **dict(zip(names, keys))} if names else plain)
+
     def _work_ahead(self) -> None:
         """Send (party 0) or note (others) the predicted next requests, within bounds."""
-        pred = self._pred
-        # One period ahead is enough to overlap a step's dealer work with the step
-        # before; more would only be wasted at the end of the loop.
-        while pred.period is not None and len(self._ahead) < min(AHEAD_COUNT, pred.period) \
-                and self._ahead_bytes < AHEAD_BYTES:
-            key = pred.predict(pred.count + len(self._ahead))
-            kind, args, rec, _ = self._known[key]
-            nbytes = _reply_bytes(rec)
+        while len(self._ahead) < AHEAD_COUNT:
+            nxt = self._upcoming(len(self._ahead))
+            if nxt is None:
+                return
+            kind, args, rec, key = nxt
+            nbytes, nreq = _material_bytes(rec), _request_bytes(key)
+            limit = self._max_ahead if self._plans.active else min(GUESS_BYTES, self._max_ahead)
+            if self._ahead_bytes + nbytes > limit \
+                    or self._ahead_requests + nreq > AHEAD_REQUEST_BYTES:
+                return                  # (one too big to hold is asked for when needed)
             pending = self._issue(kind, args, rec) if self._comm.rank == 0 else None
-            self._ahead.append([key, rec, pending, nbytes])
+            self._ahead.append([key, rec, pending, nbytes, nreq])
             self._ahead_bytes += nbytes
+            self._ahead_requests += nreq
 
     def _mispredicted(self) -> None:
-        """The program asked for something else: every party drops the same entries in
-        the same order (others draw theirs; party 0's replies are read and dropped)."""
+        """The program asked for something else: drop every prediction, and predict
+        nothing more until a period or the next planned run is found."""
+        self._drop_ahead()
+        self._plans.broken()
+
+    def _drop_ahead(self) -> None:
+        """Every party drops the same entries in the same order (others draw theirs;
+        party 0's replies are read and dropped), so PRGs stay in step."""
+        self.counts["dealer_dropped"] += len(self._ahead)
         while self._ahead:
-            _, rec, _, _ = self._ahead.popleft()
+            rec = self._ahead.popleft()[1]
             if self._comm.rank != 0:
                 self._local(rec)
-        self._ahead_bytes = 0
+        self._ahead_bytes = self._ahead_requests = 0
         self._pred.forget_period()
 
     def _drain(self, upto: _Pending) -> None:
@@ -182,9 +291,13 @@ class TrustedDealerUnsafe(Provider):
                 self._comm.send_obj(self._dealer, {"kind": STOP})
 
 
-def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_ELEMENTS) -> None:
-    """The dealer's loop: answer party 0's requests until it says stop."""
+def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_ELEMENTS,
+                 cache_bytes: int | None = None) -> None:
+    """The dealer's loop: answer party 0's requests until it says stop. Keyed masks it
+    reconstructs repeatedly (weights) are kept within ``cache_bytes`` (veil.offline.
+    keycache; default ``VEIL_DEALER_CACHE_MB``)."""
     sender = comm.peer_name(0)
+    cache = KeyedCache(default_budget() if cache_bytes is None else cache_bytes)
     with comm.phase(OFFLINE):
         while True:
             req = comm.recv_obj(0)
@@ -195,8 +308,10 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
             shares = [{p.name: _draw(prg, p) for p in rec.randoms} for prg in prgs]
             plain = {p.name: combine(p.domain, [s[p.name] for s in shares])
                      for p in rec.randoms}
-            plain.update({p.name: combine(p.domain, [_draw(prg, p) for prg in prgs])
-                          for p in rec.keyed})
+            cache.tick()
+            for p in rec.keyed:
+                plain[p.name] = cache.plain(      # read-only: derive() makes new tensors
+                    f"{p.domain}|{p.key}", lambda p=p: combine(p.domain, [_draw(prg, p) for prg in prgs]))
             try:
                 derived = rec.derive(plain)
             except Exception:                     # noqa: BLE001 - e.g. shapes that do not fit

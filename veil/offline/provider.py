@@ -8,8 +8,13 @@ providers do not import each other. A new provider (OT- or HE-based, 3-party) im
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 
 import torch
+
+# veil.stats() keys of the dealer's look-ahead, equal at every party: requests made,
+# served from the look-ahead, waited for (sent only when needed), predictions dropped
+COUNTERS = ("dealer_requests", "dealer_ahead", "dealer_waits", "dealer_dropped")
 
 
 class Provider(ABC):
@@ -19,6 +24,29 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Tell any helper process the run is over."""
+
+    # Request plans (veil.offline.plan): optional, a provider without a look-ahead
+    # ignores them. Every party must bracket the same runs with the same public tag.
+    def begin_plan(self, tag: str) -> None:
+        """A run of the graph named ``tag`` (public) starts: follow its plan if known."""
+
+    def end_plan(self) -> None:
+        """The run started by the matching `begin_plan` is over: keep its plan."""
+
+    @contextmanager
+    def plan(self, tag: str):
+        """``with provider.plan(tag):`` around one run of a graph (nests: the outermost
+        run is planned)."""
+        self.begin_plan(tag)
+        try:
+            yield
+        finally:
+            self.end_plan()
+
+    def counters(self) -> dict[str, int]:
+        """Counts of this provider's work for `veil.stats` (the same keys for every
+        provider: zero where there is no dealer)."""
+        return dict.fromkeys(COUNTERS, 0)
 
 
 class NoDealer(Provider):
