@@ -54,13 +54,18 @@ class Stats:
 
 def tensor_to_bytes(t: torch.Tensor) -> memoryview:
     """Raw little-endian bytes of a tensor, without a copy when it is contiguous."""
-    # Flattened first: memoryview.cast refuses a multi-dim view with a 0 in its shape.
-    return memoryview(t.detach().contiguous().cpu().reshape(-1).numpy()).cast("B")
+    try:
+        arr = t.numpy()         # one torch call (each releases the GIL: in-process parties
+    except (RuntimeError, TypeError):     # then hand it back and forth), not five
+        arr = t.detach().cpu().numpy()    # a tensor that requires grad, or not on the CPU
+    # Flattened first (numpy copies a non-contiguous array here, as .contiguous() would):
+    # memoryview.cast refuses a multi-dim view with a 0 in its shape.
+    return memoryview(arr.reshape(-1)).cast("B")
 
 
 def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch.Tensor:
     # math.prod of Python ints: exact and ~10x cheaper than np.prod per received message
-    expected = math.prod(int(d) for d in shape) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if len(buf) != expected:
         raise PartyError(sender, f"sent {len(buf)} bytes where {expected} were expected "
                                  f"(parties out of step: do all parties run the same program?)")
