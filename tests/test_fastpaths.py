@@ -70,6 +70,7 @@ def _old_tensor_to_bytes(t):
     torch.arange(12, dtype=torch.int64).reshape(3, 4),
     torch.arange(12, dtype=torch.int64).reshape(3, 4).t(),          # not contiguous
     torch.arange(24, dtype=torch.int32).reshape(2, 3, 4)[:, ::2],     # strided
+    torch.arange(10, dtype=torch.int64)[::3],                         # 1-d strided
     torch.zeros(0, 5, dtype=torch.int64),                             # a 0 in the shape
     torch.tensor(7, dtype=torch.int64),                               # 0-d
     torch.tensor([True, False, True]),
@@ -161,3 +162,49 @@ def test_fused_rounds_give_the_same_results_and_traffic(parties, monkeypatch):
         assert all(torch.equal(a, b) for a, b in zip(o1, o2))
         assert (s1["rounds"], s1["bytes_sent"]) == (s2["rounds"], s2["bytes_sent"])
         assert s1["messages"] < s2["messages"]
+
+
+# -- memoised type promotion -------------------------------------------------------------------
+def test_result_dtype_memo_matches_torch():
+    from veil.tensor.core import _PROMOTION, is_secret, result_dtype
+
+    def party():
+        out = []
+        mine = veil.rank() == 0
+        secrets = [veil.tensor(torch.tensor([1.5]) if mine else None, owner=0),
+                   veil.tensor(torch.tensor([2], dtype=torch.int32) if mine else None, owner=0),
+                   veil.tensor(torch.tensor([True]) if mine else None, owner=0)]
+        publics = [torch.tensor(2.0, dtype=torch.float64), torch.tensor([3], dtype=torch.int64),
+                   torch.tensor(1, dtype=torch.uint8), torch.tensor([1.0], dtype=torch.float16),
+                   2, 2.5, True, np.float64(1.0)]
+        for _ in range(2):                         # the second pass answers from the memo
+            for s in secrets:
+                probe = torch.empty(1, dtype=s.dtype)
+                for p in publics + secrets:
+                    want = torch.result_type(probe, torch.empty(1, dtype=p.dtype)
+                                             if is_secret(p) else p)
+                    out.append((result_dtype(s, p) == want, result_dtype(p, s) ==
+                                torch.result_type(p if not is_secret(p)
+                                                  else torch.empty(1, dtype=p.dtype), probe)))
+        with pytest.raises(veil.errors.RangeError):
+            result_dtype(secrets[0], 2 ** 70)     # the int64 range check survives the memo
+        return out
+
+    _PROMOTION.clear()
+    res = veil.run(party, parties=2, seed=0)[0]
+    assert all(a and b for a, b in res)
+    assert _PROMOTION
+
+
+def test_matmul_shape_check_still_refuses_after_a_good_pair():
+    def party():
+        a = veil.tensor(torch.ones(2, 3) if veil.rank() == 0 else None, owner=0)
+        b = veil.tensor(torch.ones(3, 4) if veil.rank() == 0 else None, owner=0)
+        c = veil.tensor(torch.ones(4, 4) if veil.rank() == 0 else None, owner=0)
+        (a @ b).reveal(), (a @ b).reveal()            # remembered as fine
+        with pytest.raises(RuntimeError):
+            a @ c                                     # torch's own shape error, every time
+        with pytest.raises(RuntimeError):
+            a @ c
+        return True
+    assert all(veil.run(party, parties=2, seed=0))

@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .channel import Channel, party_name
@@ -64,9 +65,9 @@ def tensor_to_bytes(t: torch.Tensor) -> memoryview:
         arr = t.numpy()         # one torch call (each releases the GIL: in-process parties
     except (RuntimeError, TypeError):     # then hand it back and forth), not five
         arr = t.detach().cpu().numpy()    # a tensor that requires grad, or not on the CPU
-    # Flattened first (numpy copies a non-contiguous array here, as .contiguous() would):
+    # Contiguous (a copy only if it is not, as .contiguous() would) and flattened:
     # memoryview.cast refuses a multi-dim view with a 0 in its shape.
-    return memoryview(arr.reshape(-1)).cast("B")
+    return memoryview(np.ascontiguousarray(arr).reshape(-1)).cast("B")
 
 
 def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch.Tensor:
