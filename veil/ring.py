@@ -153,7 +153,7 @@ def unpack_row(p: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def unpack_bits(p: torch.Tensor, shape) -> torch.Tensor:
-    n = int(np.prod(shape, dtype=np.int64))
+    n = numel(shape)
     return torch.from_numpy(np.unpackbits(p.numpy(), count=n)).reshape(shape)
 
 

@@ -132,6 +132,11 @@ def differentiable(name: str) -> Callable[[Callable], Callable]:
         sig = inspect.signature(fn)
         wants_saved = "saved" in sig.parameters and \
             sig.parameters["saved"].kind is inspect.Parameter.KEYWORD_ONLY
+        # A call that passes every parameter positionally binds to exactly its arguments
+        # (no defaults to fill): skip Signature.bind, which costs more than most local ops.
+        params = [p for p in sig.parameters.values() if not (wants_saved and p.name == "saved")]
+        n_positional = len(params) if all(
+            p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params) else -1
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -139,11 +144,14 @@ def differentiable(name: str) -> Callable[[Callable], Callable]:
                     any(_requires_grad(a) for a in args)
                     or any(_requires_grad(v) for v in kwargs.values())):
                 return fn(*args, **kwargs)
-            bound = sig.bind(*args, **kwargs)
-            bound.apply_defaults()
-            if wants_saved:
-                bound.arguments["saved"] = {}
-            inputs, kw = bound.args, bound.kwargs
+            if not kwargs and len(args) == n_positional:
+                inputs, kw = args, ({"saved": {}} if wants_saved else {})
+            else:
+                bound = sig.bind(*args, **kwargs)
+                bound.apply_defaults()
+                if wants_saved:
+                    bound.arguments["saved"] = {}
+                inputs, kw = bound.args, bound.kwargs
             token = _GRAD_ENABLED.set(False)
             try:
                 out = fn(*inputs, **kw)

@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .channel import Channel, party_name
@@ -23,6 +24,12 @@ from .netem import Network
 from ..errors import PartyError
 
 ONLINE, OFFLINE = "online", "offline"
+# The tensors one party sends one peer in a round go as one message while together they
+# are at most this big: one frame, one queue hand-off, one receive instead of one per
+# tensor (a Beaver product opens two, a comparison's round an int32 and bit rows). Larger
+# ones go separately, each without a staging copy. Bytes and rounds are the same either
+# way; only the message count differs.
+FUSE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -54,13 +61,18 @@ class Stats:
 
 def tensor_to_bytes(t: torch.Tensor) -> memoryview:
     """Raw little-endian bytes of a tensor, without a copy when it is contiguous."""
-    # Flattened first: memoryview.cast refuses a multi-dim view with a 0 in its shape.
-    return memoryview(t.detach().contiguous().cpu().reshape(-1).numpy()).cast("B")
+    try:
+        arr = t.numpy()         # one torch call (each releases the GIL: in-process parties
+    except (RuntimeError, TypeError):     # then hand it back and forth), not five
+        arr = t.detach().cpu().numpy()    # a tensor that requires grad, or not on the CPU
+    # Contiguous (a copy only if it is not, as .contiguous() would) and flattened:
+    # memoryview.cast refuses a multi-dim view with a 0 in its shape.
+    return memoryview(np.ascontiguousarray(arr).reshape(-1)).cast("B")
 
 
 def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch.Tensor:
     # math.prod of Python ints: exact and ~10x cheaper than np.prod per received message
-    expected = math.prod(int(d) for d in shape) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if len(buf) != expected:
         raise PartyError(sender, f"sent {len(buf)} bytes where {expected} were expected "
                                  f"(parties out of step: do all parties run the same program?)")
@@ -69,6 +81,50 @@ def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch
     # Transports hand over a bytearray the receiver owns: wrap it without a copy.
     owned = buf if isinstance(buf, bytearray) else bytearray(buf)
     return torch.frombuffer(owned, dtype=dtype).reshape(shape)
+
+
+def _layout(tensors) -> tuple[list[int], list[int], int]:
+    """Where each tensor sits in a fused message: widest dtypes first, so every piece is
+    aligned for its dtype when the message is wrapped without a copy. Both ends compute
+    it from the same (local) shapes and dtypes."""
+    order = sorted(range(len(tensors)), key=lambda i: -tensors[i].dtype.itemsize)
+    offsets, at = [0] * len(tensors), 0
+    for i in order:
+        offsets[i] = at
+        at += tensors[i].numel() * tensors[i].dtype.itemsize
+    return order, offsets, at
+
+
+def fuse(tensors) -> bytearray:
+    """The bytes of several tensors as one message (see `_layout`)."""
+    order, offsets, total = _layout(tensors)
+    out = bytearray(total)
+    for i in order:
+        raw = tensor_to_bytes(tensors[i])
+        out[offsets[i]:offsets[i] + raw.nbytes] = raw
+    return out
+
+
+def unfuse(buf, like, sender: str) -> list[torch.Tensor]:
+    """Split a fused message back into tensors shaped like ``like`` (views, no copy).
+
+    The length is checked against what ``like`` implies before anything is built: a
+    peer's message of any other size is refused, naming it.
+    """
+    _, offsets, total = _layout(like)
+    if len(buf) != total:
+        raise PartyError(sender, f"sent {len(buf)} bytes where {total} were expected "
+                                 f"(parties out of step: do all parties run the same program?)")
+    owned = buf if isinstance(buf, bytearray) else bytearray(buf)
+    out = []
+    for t, off in zip(like, offsets):
+        n = t.numel()
+        if not n:
+            out.append(torch.empty(t.shape, dtype=t.dtype))
+            continue
+        out.append(torch.frombuffer(owned, dtype=t.dtype, count=n, offset=off)
+                   .reshape(t.shape))
+    return out
 
 
 class Communicator:
@@ -174,6 +230,30 @@ class Communicator:
     def parties(self) -> range:
         return range(self.world_size)
 
+    def send_to_all(self, tensors) -> bool:
+        """Start a round: count it and send ``tensors`` to every other party, as one
+        message per peer while together at most `FUSE_BYTES` (`fuse`; returned: whether
+        they were fused), else one message per tensor. Pair with `recv_from`."""
+        self.count_round()
+        fused = len(tensors) > 1 and \
+            sum(t.numel() * t.dtype.itemsize for t in tensors) <= FUSE_BYTES
+        payload = fuse(tensors) if fused else None
+        for p in self.parties():
+            if p != self.rank:
+                if fused:
+                    self.send_bytes(p, payload)
+                else:
+                    for t in tensors:
+                        self.send_tensor(p, t)
+        return fused
+
+    def recv_from(self, peer: int, like, fused: bool) -> list[torch.Tensor]:
+        """What ``peer`` sent in this round's `send_to_all`, shaped and typed like ``like``
+        (every party sends the same shapes: SPMD); its length is checked first."""
+        if fused:
+            return unfuse(self.recv_bytes(peer), like, self.peer_name(peer))
+        return [self.recv_tensor(peer, t.shape, t.dtype) for t in like]
+
     def all_reduce(self, tensors, xor: tuple[bool, ...] | None = None) -> list[torch.Tensor]:
         """One round: send every tensor to every other party and combine what comes back.
 
@@ -182,17 +262,12 @@ class Communicator:
         """
         tensors = list(tensors)
         xor = xor or (False,) * len(tensors)
-        self.count_round()
-        for p in self.parties():
-            if p != self.rank:
-                for t in tensors:
-                    self.send_tensor(p, t)
+        fused = self.send_to_all(tensors)
         outs = [None] * len(tensors)
         for p in self.parties():
             if p == self.rank:
                 continue
-            for i, t in enumerate(tensors):
-                got = self.recv_tensor(p, t.shape, t.dtype)
+            for i, (t, got) in enumerate(zip(tensors, self.recv_from(p, tensors, fused))):
                 if outs[i] is None:
                     outs[i] = t ^ got if xor[i] else t + got
                 elif xor[i]:

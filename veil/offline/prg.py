@@ -14,7 +14,17 @@ import numpy as np
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ..ring import numel
+
 SEED_BYTES = 16
+# Draws of at most SMALL bytes are cut from a keystream block of BLOCK bytes produced
+# ahead, instead of one AES call and one tensor allocation each: the dealer draws
+# thousands of masks of a few hundred bytes per training epoch. The stream is the same
+# byte for byte however it is cut (AES-CTR is one keystream), so two holders of a seed
+# stay in step whichever sizes each draws. The block starts at SMALL and doubles up to
+# BLOCK, so a forked PRG that draws one small mask does not produce 64 KiB it never uses.
+SMALL = 4096
+BLOCK = 64 * 1024
 
 
 def fresh_seed() -> bytes:
@@ -35,6 +45,8 @@ class PRG:
             raise ValueError(f"PRG seed must be {SEED_BYTES} bytes")
         self._seed = bytes(seed)
         self._enc = Cipher(algorithms.AES(seed), modes.CTR(b"\0" * 16)).encryptor()
+        self._block = np.empty(0, dtype=np.uint8)
+        self._pos = self._end = 0             # keystream ahead: self._block[_pos:_end]
 
     def __repr__(self) -> str:
         return "PRG(<seed hidden>)"
@@ -50,23 +62,43 @@ class PRG:
         return PRG(sub)
 
     def bytes(self, n: int) -> torch.Tensor:
-        """``n`` keystream bytes as a uint8 tensor, written in place (no extra copies)."""
-        # Encrypting zeros yields the keystream itself; update_into needs 15 spare bytes.
-        out = torch.empty(n + 15, dtype=torch.uint8)
-        if n:
-            self._enc.update_into(_zeros(n), out.numpy())
-        return out[:n]
+        """``n`` keystream bytes as a fresh uint8 tensor the caller owns (writable).
+
+        Small draws are copied out of the block produced ahead; a large one takes what is
+        left of the block, then has the rest encrypted straight into it (no extra copy).
+        """
+        ahead = self._end - self._pos
+        if n <= ahead:                                  # the common small draw
+            out = self._block[self._pos:self._pos + n].copy()
+            self._pos += n
+            return torch.from_numpy(out)
+        if n - ahead <= SMALL:
+            out = np.empty(n, dtype=np.uint8)
+            out[:ahead] = self._block[self._pos:self._end]
+            size = min(BLOCK, max(SMALL, 2 * self._end))
+            if len(self._block) < size + 15:       # update_into needs 15 spare bytes
+                self._block = np.empty(size + 15, dtype=np.uint8)
+            # Encrypting zeros yields the keystream itself.
+            self._enc.update_into(_zeros(size), self._block)
+            self._pos, self._end = n - ahead, size
+            out[ahead:] = self._block[:self._pos]
+            return torch.from_numpy(out)
+        buf = np.empty(n + 15, dtype=np.uint8)
+        buf[:ahead] = self._block[self._pos:self._end]
+        self._pos = self._end = 0
+        self._enc.update_into(_zeros(n - ahead), buf[ahead:])
+        return torch.from_numpy(buf)[:n]
 
     def ring(self, shape) -> torch.Tensor:
         """Uniform int64 tensor (uniform over Z_2^64)."""
-        n = int(np.prod(shape, dtype=np.int64))
+        n = numel(shape)
         if n == 0:
             return torch.zeros(shape, dtype=torch.int64)
         return self.bytes(8 * n).view(torch.int64).reshape(shape)
 
     def bits(self, shape) -> torch.Tensor:
         """Uniform 0/1 uint8 tensor."""
-        n = int(np.prod(shape, dtype=np.int64))
+        n = numel(shape)
         raw = self.bytes((n + 7) // 8).numpy()
         return torch.from_numpy(np.unpackbits(raw, count=n).reshape(shape))
 

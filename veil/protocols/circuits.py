@@ -57,7 +57,36 @@ def carry_out(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
     Kogge-Stone-style reduction in ceil(log2(rows)) layers (Kogge & Stone 1973), keeping
     only the groups needed for the single output carry, as in SPU's and CrypTen's MSB.
+    Rows are taken as strided slices of the stacked (rows, n) tensors, not one tensor
+    per row: a layer costs a handful of torch calls whatever the width (`carry_out_rows`
+    is the row-by-row statement of the same circuit; the test checks they agree).
     """
+    broadcast = getattr(proto, "and_broadcasts", False)
+    while g.shape[0] > 1:
+        rows = g.shape[0]
+        pairs = rows // 2
+        top = 2 * pairs
+        if broadcast and pairs >= BROADCAST_PAIRS:
+            # P_hi & [G_lo; P_lo] as one broadcast AND: each P_hi row is opened once.
+            # Group 0's P_lo slot carries its own P row, whose product goes unused.
+            both = torch.stack([g[0:top:2], p[0:top:2]])
+            prod = proto.and_bits(p[1:top:2].unsqueeze(0), both)
+            g_and, p_and = prod[0], prod[1, 1:]
+        else:                                   # [P_hi & G_lo; P_hi & P_lo], group 0 no P
+            prod = proto.and_bits(torch.cat([p[1:top:2], p[3:top:2]]),
+                                  torch.cat([g[0:top:2], p[2:top:2]]))
+            g_and, p_and = prod[:pairs], prod[pairs:]
+        new_g = g[1:top:2] ^ g_and
+        new_p = torch.cat([p[1:2], p_and])      # group 0's P: P_1 (its P is never used)
+        if rows % 2:
+            new_g = torch.cat([new_g, g[-1:]])
+            new_p = torch.cat([new_p, p[-1:]])
+        g, p = new_g, new_p
+    return g[0]
+
+
+def carry_out_rows(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """`carry_out` written one row at a time (the reference its test compares against)."""
     g_rows, p_rows = list(g), list(p)
     broadcast = getattr(proto, "and_broadcasts", False)
     while len(g_rows) > 1:
@@ -67,8 +96,6 @@ def carry_out(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         right_a = [p_rows[2 * i + 1] for i in range(1, pairs)]     # P_hi & P_lo
         right_b = [p_rows[2 * i] for i in range(1, pairs)]
         if broadcast and pairs >= BROADCAST_PAIRS:
-            # P_hi & [G_lo; P_lo] as one broadcast AND: each P_hi row is opened once.
-            # Group 0's P_lo slot carries its own P row, whose product goes unused.
             both = torch.stack([torch.stack(left_b), torch.stack([p_rows[0]] + right_b)])
             prod = proto.and_bits(torch.stack(left_a).unsqueeze(0), both)
             prod = torch.cat([prod[0], prod[1, 1:]])

@@ -298,17 +298,12 @@ class Semi2k(Protocol):
         n, hi_rows = c.numel(), w - 32
         lo = c.to(torch.int32)                                   # wraps: the low 32 bits
         hi = pack_rows(bit_rows(c >> 32, hi_rows).reshape(hi_rows, -1))
-        self.comm.count_round()
-        for p in self.comm.parties():
-            if p != self.rank:
-                self.comm.send_tensor(p, lo)
-                self.comm.send_tensor(p, hi)
+        fused = self.comm.send_to_all([lo, hi])
         total = c.clone()
         for p in self.comm.parties():
             if p == self.rank:
                 continue
-            lo_p = self.comm.recv_tensor(p, lo.shape, torch.int32)
-            hi_p = self.comm.recv_tensor(p, hi.shape, torch.uint8)
+            lo_p, hi_p = self.comm.recv_from(p, [lo, hi], fused)
             total += lo_p.to(torch.int64) & 0xFFFFFFFF
             for j in range(hi_rows):
                 total += unpack_row(hi_p[j], n).to(torch.int64).reshape(c.shape) << (32 + j)

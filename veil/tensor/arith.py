@@ -361,14 +361,26 @@ class ArithMixin:
     clip = clamp
 
 
-def _meta(fn, a, b):
+_SHAPES_OK: set = set()          # (fn, shape a, shape b) already checked; fn a torch op
+_SHAPES_MAX = 4096
+
+
+def _meta(fn, a, b) -> None:
     """Run ``fn`` on shape-only tensors: raises torch's own error for shapes it refuses.
 
     Must happen before a protocol kernel asks the dealer for material of impossible
-    shapes (which would fail at the dealer, far from the caller's mistake).
+    shapes (which would fail at the dealer, far from the caller's mistake). For a torch
+    op (not a closure over parameters) a pair of shapes that passed is remembered: a
+    training step multiplies the same shapes every batch, and the check is pure.
     """
-    return fn(torch.empty(tuple(a.shape), device="meta"),
-              torch.empty(tuple(b.shape), device="meta"))
+    key = (fn, tuple(a.shape), tuple(b.shape)) if fn is torch.matmul else None
+    if key is not None and key in _SHAPES_OK:
+        return
+    fn(torch.empty(tuple(a.shape), device="meta"), torch.empty(tuple(b.shape), device="meta"))
+    if key is not None:
+        if len(_SHAPES_OK) >= _SHAPES_MAX:
+            _SHAPES_OK.clear()
+        _SHAPES_OK.add(key)
 
 
 _SYMBOL = {"and": "&", "or": "|", "xor": "^"}

@@ -225,15 +225,45 @@ def as_public(x) -> torch.Tensor:
         raise ProtocolUsageError(f"cannot use {type(x).__name__} as a public operand: {exc}")
 
 
+def _promotion_key(x):
+    """What torch's type promotion looks at in an operand: its dtype and whether it is a
+    dimensioned tensor, a 0-d tensor or a Python number (values never matter; with the
+    default dtype, that decides the result). None for anything else (probed, not cached)."""
+    if isinstance(x, SecretBase):
+        return ("d", x.dtype)                 # probed as a 1-element (dimensioned) tensor
+    if isinstance(x, torch.Tensor):
+        return ("d" if x.dim() else "0", x.dtype)
+    if type(x) in (bool, int, float, complex):
+        return ("n", type(x))
+    return None
+
+
+_PROMOTION: dict = {}
+
+
 def result_dtype(a, b) -> torch.dtype:
-    """torch's promotion for a binary op of ``a`` (secret or public) and ``b``."""
+    """torch's promotion for a binary op of ``a`` (secret or public) and ``b``.
+
+    Memoised per pair of `_promotion_key`s: it runs on every binary op, and probing costs
+    a tensor allocation and two torch calls.
+    """
     def probe(x):
         if is_secret(x):
             return torch.empty(1, dtype=x.dtype)
         if isinstance(x, int) and not isinstance(x, bool) and not -2 ** 63 <= x < 2 ** 63:
             as_public(x)                      # raises the RangeError
         return x
-    return torch.result_type(probe(a), probe(b))
+    # Python floats promote to the default dtype, which a program may change.
+    key = (_promotion_key(a), _promotion_key(b), torch.get_default_dtype())
+    hit = _PROMOTION.get(key) if None not in key else None
+    if hit is not None:
+        if isinstance(a, int) or isinstance(b, int):
+            probe(a), probe(b)                # the int64 range check still runs
+        return hit
+    out = torch.result_type(probe(a), probe(b))
+    if None not in key:
+        _PROMOTION[key] = out
+    return out
 
 
 def public_is_integral(t: torch.Tensor) -> bool:

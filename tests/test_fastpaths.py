@@ -1,0 +1,210 @@
+"""Fast paths of shared mechanisms give bit-identical results to the slow ones.
+
+The per-op and per-round overhead work (issue 15) replaced a few hot paths by cheaper
+ones; each is checked here against the straightforward statement of the same thing.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+import veil
+from veil.comm.communicator import bytes_to_tensor, tensor_to_bytes
+from veil.offline.prg import BLOCK, PRG, SMALL
+from veil.protocols.circuits import carry_out, carry_out_rows
+
+
+# -- PRG: small draws cut from a block produced ahead ----------------------------------------
+def _keystream(seed: bytes, n: int) -> bytes:
+    return Cipher(algorithms.AES(seed), modes.CTR(b"\0" * 16)).encryptor().update(bytes(n))
+
+
+def test_prg_stream_is_aes_ctr_however_it_is_cut():
+    seed = bytes(range(16))
+    sizes = [0, 1, 7, 8, SMALL - 1, SMALL, SMALL + 1, BLOCK - 3, BLOCK + 5, 3 * BLOCK]
+    rng = random.Random(0)
+    sizes += [rng.randrange(0, 2 * SMALL) for _ in range(300)]
+    rng.shuffle(sizes)
+    prg, got = PRG(seed), []
+    for n in sizes:
+        t = prg.bytes(n)
+        assert t.dtype == torch.uint8 and t.shape == (n,)
+        got.append(t.numpy().tobytes())
+    joined = b"".join(got)
+    assert joined == _keystream(seed, len(joined))
+
+
+def test_prg_draws_are_owned_and_writable():
+    # A caller may modify its draw in place (the Beaver kernel adds into b): that must not
+    # touch the keystream still ahead, nor an earlier draw.
+    seed = b"\x07" * 16
+    a, b = PRG(seed), PRG(seed)
+    x = a.ring((4, 3))
+    x += 1                              # in place, as the kernels do
+    y = a.ring((5,))
+    b.ring((4, 3))
+    assert torch.equal(y, b.ring((5,)))
+    assert x.dtype == torch.int64 and x.shape == (4, 3)
+    bits = a.bits((3, 9))
+    assert bits.shape == (3, 9) and set(bits.unique().tolist()) <= {0, 1}
+
+
+def test_prg_ring_matches_keystream_words():
+    seed = b"\x01" * 16
+    words = PRG(seed).ring((2, 3)).reshape(-1).numpy()
+    ref = np.frombuffer(_keystream(seed, 48), dtype="<i8")
+    assert (words == ref).all()
+
+
+# -- tensor bytes on the wire --------------------------------------------------------------
+def _old_tensor_to_bytes(t):
+    return bytes(memoryview(t.detach().contiguous().cpu().reshape(-1).numpy()).cast("B"))
+
+
+@pytest.mark.parametrize("t", [
+    torch.arange(12, dtype=torch.int64).reshape(3, 4),
+    torch.arange(12, dtype=torch.int64).reshape(3, 4).t(),          # not contiguous
+    torch.arange(24, dtype=torch.int32).reshape(2, 3, 4)[:, ::2],     # strided
+    torch.arange(10, dtype=torch.int64)[::3],                         # 1-d strided
+    torch.zeros(0, 5, dtype=torch.int64),                             # a 0 in the shape
+    torch.tensor(7, dtype=torch.int64),                               # 0-d
+    torch.tensor([True, False, True]),
+    torch.randn(3, 2, requires_grad=True),                            # needs detach
+])
+def test_tensor_to_bytes_same_bytes_as_before(t):
+    raw = tensor_to_bytes(t)
+    assert bytes(raw) == _old_tensor_to_bytes(t)
+    back = bytes_to_tensor(bytearray(raw), tuple(t.shape), t.dtype, "party 1")
+    assert torch.equal(back, t.detach())
+
+
+# -- the carry tree: strided slices vs one tensor per row --------------------------------------
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 6, 7, 31, 32, 33, 63])
+def test_carry_out_matches_row_by_row(rows):
+    def party():
+        gen = torch.Generator().manual_seed(rows)
+        g = torch.randint(0, 256, (rows, 5), dtype=torch.uint8, generator=gen)
+        p = torch.randint(0, 256, (rows, 5), dtype=torch.uint8, generator=gen)
+        # XOR shares: party 0 holds the value, party 1 zeros (the circuit is share-wise
+        # the same either way; the opened AND results are what is compared)
+        if veil.rank() == 1:
+            g, p = torch.zeros_like(g), torch.zeros_like(p)
+        proto = veil.context.current().protocol
+        s0 = veil.stats()
+        fast = carry_out(proto, g, p)
+        s1 = veil.stats()
+        slow = carry_out_rows(proto, g, p)
+        s2 = veil.stats()
+        same_cost = (s1["rounds"] - s0["rounds"], s1["bytes_sent"] - s0["bytes_sent"]) == \
+            (s2["rounds"] - s1["rounds"], s2["bytes_sent"] - s1["bytes_sent"])
+        opened = proto.comm.all_reduce([fast, slow], xor=(True, True))
+        return opened, same_cost, g, p
+
+    outs = veil.run(party, parties=2, seed=1)
+    (fast, slow), same_cost, g, p = outs[0]
+    assert same_cost and outs[1][1]
+    assert torch.equal(fast, slow)
+    # and both are the carry out of the top row: c_i = G_i ^ (P_i & c_i-1), row 0 first
+    carry = g[0].clone()
+    for i in range(1, rows):
+        carry = g[i] ^ (p[i] & carry)
+    assert torch.equal(fast, carry)
+
+
+# -- one message per peer and round (fused small tensors) -------------------------------------
+def test_fuse_unfuse_round_trip_mixed_dtypes():
+    from veil.comm.communicator import fuse, unfuse
+    ts = [torch.tensor([1, 2, 3], dtype=torch.uint8),          # odd length first: the layout
+          torch.arange(5, dtype=torch.int64) - 2 ** 62,        # still aligns the int64s
+          torch.arange(6, dtype=torch.int32).reshape(2, 3).t(),
+          torch.zeros(0, dtype=torch.int64)]
+    buf = fuse(ts)
+    assert len(buf) == 3 + 40 + 24
+    back = unfuse(bytes(buf), ts, "party 1")
+    for a, b in zip(ts, back):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+        if b.numel():
+            assert b.data_ptr() % b.dtype.itemsize == 0
+
+
+def test_unfuse_refuses_a_message_of_the_wrong_length():
+    from veil.comm.communicator import fuse, unfuse
+    ts = [torch.zeros(4, dtype=torch.int64), torch.zeros(3, dtype=torch.uint8)]
+    buf = fuse(ts)
+    for bad in (buf[:-1], buf + b"\0", b""):
+        with pytest.raises(veil.errors.PartyError, match="party 2.*bytes where 35"):
+            unfuse(bad, ts, "party 2")
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_fused_rounds_give_the_same_results_and_traffic(parties, monkeypatch):
+    import veil.comm.communicator as cm
+
+    def party():
+        gen = torch.Generator().manual_seed(0)
+        x0, y0 = torch.randn(7, 3, generator=gen), torch.randn(3, 2, generator=gen)
+        x = veil.tensor(x0 if veil.rank() == 0 else None, owner=0)
+        y = veil.tensor(y0 if veil.rank() == parties - 1 else None, owner=parties - 1)
+        s0 = veil.stats()
+        out = [(x @ y).reveal(), (x > 0.1).reveal(), (x * x).reveal()]
+        s1 = veil.stats()
+        return out, {k: s1[k] - s0[k] for k in ("rounds", "bytes_sent", "messages")}
+
+    fused = veil.run(party, parties=parties, seed=3)
+    monkeypatch.setattr(cm, "FUSE_BYTES", -1)                  # every tensor its own message
+    apart = veil.run(party, parties=parties, seed=3)
+    for (o1, s1), (o2, s2) in zip(fused, apart):
+        assert all(torch.equal(a, b) for a, b in zip(o1, o2))
+        assert (s1["rounds"], s1["bytes_sent"]) == (s2["rounds"], s2["bytes_sent"])
+        assert s1["messages"] < s2["messages"]
+
+
+# -- memoised type promotion -------------------------------------------------------------------
+def test_result_dtype_memo_matches_torch():
+    from veil.tensor.core import _PROMOTION, is_secret, result_dtype
+
+    def party():
+        out = []
+        mine = veil.rank() == 0
+        secrets = [veil.tensor(torch.tensor([1.5]) if mine else None, owner=0),
+                   veil.tensor(torch.tensor([2], dtype=torch.int32) if mine else None, owner=0),
+                   veil.tensor(torch.tensor([True]) if mine else None, owner=0)]
+        publics = [torch.tensor(2.0, dtype=torch.float64), torch.tensor([3], dtype=torch.int64),
+                   torch.tensor(1, dtype=torch.uint8), torch.tensor([1.0], dtype=torch.float16),
+                   2, 2.5, True, np.float64(1.0)]
+        for _ in range(2):                         # the second pass answers from the memo
+            for s in secrets:
+                probe = torch.empty(1, dtype=s.dtype)
+                for p in publics + secrets:
+                    want = torch.result_type(probe, torch.empty(1, dtype=p.dtype)
+                                             if is_secret(p) else p)
+                    out.append((result_dtype(s, p) == want, result_dtype(p, s) ==
+                                torch.result_type(p if not is_secret(p)
+                                                  else torch.empty(1, dtype=p.dtype), probe)))
+        with pytest.raises(veil.errors.RangeError):
+            result_dtype(secrets[0], 2 ** 70)     # the int64 range check survives the memo
+        return out
+
+    _PROMOTION.clear()
+    res = veil.run(party, parties=2, seed=0)[0]
+    assert all(a and b for a, b in res)
+    assert _PROMOTION
+
+
+def test_matmul_shape_check_still_refuses_after_a_good_pair():
+    def party():
+        a = veil.tensor(torch.ones(2, 3) if veil.rank() == 0 else None, owner=0)
+        b = veil.tensor(torch.ones(3, 4) if veil.rank() == 0 else None, owner=0)
+        c = veil.tensor(torch.ones(4, 4) if veil.rank() == 0 else None, owner=0)
+        (a @ b).reveal(), (a @ b).reveal()            # remembered as fine
+        with pytest.raises(RuntimeError):
+            a @ c                                     # torch's own shape error, every time
+        with pytest.raises(RuntimeError):
+            a @ c
+        return True
+    assert all(veil.run(party, parties=2, seed=0))
