@@ -134,6 +134,12 @@ def test_model_benchmark_workload_runs_on_tiny_configs(spec):
     if spec.kind == "gpt2":
         assert row["tokens_match"] and row["token_rounds"] > 0
         assert row["token_dealer_bytes"] > 0      # per-party maxima: party 0 gets them
+        # the first step records the step's request plan, later ones wait for nothing
+        assert row["step_dealer_waits"][0] > 0 and max(row["step_dealer_waits"][1:]) == 0
+    else:                                         # the 2nd forward follows the plan
+        assert row["dealer_waits"] > 0 and row["warm_dealer_waits"] == 0
+        assert row["warm_max_abs_err"] <= 1e-2 and row["warm_rounds"] == row["rounds"]
+    assert mw.predicted_warm(row, "wan") > mw.predicted_warm(row, "lan") > 0
     assert mw.predicted(row, "wan") > mw.predicted(row, "lan") > row.get("token_s",
                                                                          row["time_s"])
     table = mw.format_tables([row])

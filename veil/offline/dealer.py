@@ -29,8 +29,8 @@ from ..comm.limits import MAX_ELEMENTS
 from ..errors import PartyError
 from ..ring import numel
 from .keycache import KeyedCache, default_budget
-from .lookahead import (AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, GUESS_BYTES, MAX_PERIOD,
-                        Predictor)
+from .lookahead import (AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, GUESS_BYTES,
+                        MAX_PERIOD, Predictor)
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe, wire_dtype
 from .plan import PlanBook, is_key
 from .prg import PRG

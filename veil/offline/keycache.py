@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
