@@ -77,6 +77,12 @@ def stats() -> dict:
     return {**ctx.comm.stats.as_dict(), **ctx.provider.counters()}
 
 
+def stats_since(before: dict) -> dict:
+    """This party's traffic since ``before`` (an earlier `stats()`): every key's growth."""
+    after = stats()
+    return {k: after[k] - before[k] for k in after}
+
+
 def profile() -> dict:
     """This party's time per protocol kernel, split into compute, waiting on peers,
     waiting on the dealer and sending (needs ``veil.Config(profile=True)``).

@@ -60,6 +60,7 @@ import veil
 from ..comm.netem import Network, predict
 from ..compile import zoo
 from ..compile.decoder import greedy_reference, secure_decoder
+from ..context import stats_since
 from ..docs_markers import markdown_table
 from .docs_section import write_section
 from .runner import host_line
@@ -134,11 +135,6 @@ def _cpu() -> float:
     return time.process_time()
 
 
-def _delta(before: dict) -> dict:
-    after = veil.stats()
-    return {k: after[k] - before[k] for k in after}
-
-
 def party_job(spec: ModelSpec) -> dict:
     """Runs in every party: the model at party 0, the token ids at party 1."""
     r = veil.rank()
@@ -163,14 +159,14 @@ def _bert(spec, r, t0):
     s0, t1, c1, w1 = veil.stats(), time.perf_counter(), _cpu(), _dealer_wait_s()
     out = m(x, attention_mask=mask)
     seconds, cpu, wait = time.perf_counter() - t1, _cpu() - c1, _dealer_wait_s() - w1
-    stats = _delta(s0)
+    stats = stats_since(s0)
     logits = out["logits"].reveal(to=1)      # discloses the prediction to party 1 only
     # The same forward again: the dealer now knows its request plan (veil.offline.plan)
     # and works ahead from the first request (a server's second and later inferences).
     s0, t1, w1 = veil.stats(), time.perf_counter(), _dealer_wait_s()
     again = m(x, attention_mask=mask)
     warm_s, warm_wait = time.perf_counter() - t1, _dealer_wait_s() - w1
-    warm = _delta(s0)
+    warm = stats_since(s0)
     same = again["logits"].reveal(to=1)      # the same prediction, to party 1 only
     return {"setup_s": setup, "seconds": seconds, "cpu_s": cpu, "stats": stats,
             "dealer_wait_s": wait, "warm_s": warm_s, "warm_stats": warm,
@@ -205,7 +201,7 @@ def _gpt2(spec, r, t0):
     g = dec.generate(prompt if r == 1 else None, owner=1, return_logits=True,
                      on_token=on_token)
     rec = {"setup_s": setup, "seconds": time.perf_counter() - t1, "cpu_s": _cpu() - c1,
-           "stats": _delta(s0),
+           "stats": stats_since(s0),
            "prefill_s": steps[0][0], "prefill_stats": steps[0][1],
            "step_s": [s for s, _ in steps[1:]], "step_stats": [st for _, st in steps[1:]],
            "step_dealer_wait_s": waits[1:]}

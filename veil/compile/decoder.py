@@ -245,7 +245,7 @@ class SecureDecoder:
                         c[:, :, p + i - 1:p + i] = t            # local: a share write
                     tok = self._next_token(logits, owner)
             tokens.append(tok)
-            seconds, counts = time.perf_counter() - t0, _delta(s0)
+            seconds, counts = time.perf_counter() - t0, _stats_since(s0)
             if i == 0:
                 out.prefill_s, out.prefill_stats = seconds, counts
             else:
@@ -274,9 +274,9 @@ def _stats() -> dict:
     return stats()
 
 
-def _delta(before: dict) -> dict:
-    after = _stats()
-    return {k: after[k] - before[k] for k in after}
+def _stats_since(before: dict) -> dict:
+    from ..context import stats_since
+    return stats_since(before)
 
 
 def greedy_reference(model, prompt, new_tokens: int) -> torch.Tensor:
