@@ -16,12 +16,38 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 import veil
 from veil.comm.communicator import bytes_to_tensor, tensor_to_bytes
 from veil.offline.prg import BLOCK, PRG, SMALL
-from veil.protocols.circuits import carry_out, carry_out_rows
+from veil.protocols.circuits import BROADCAST_PAIRS, carry_out
 
 
 # -- PRG: small draws cut from a block produced ahead ----------------------------------------
 def _keystream(seed: bytes, n: int) -> bytes:
     return Cipher(algorithms.AES(seed), modes.CTR(b"\0" * 16)).encryptor().update(bytes(n))
+
+
+def carry_out_rows(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """`carry_out` written one row at a time: the reference the fast, strided one must match."""
+    g_rows, p_rows = list(g), list(p)
+    broadcast = getattr(proto, "and_broadcasts", False)
+    while len(g_rows) > 1:
+        pairs = len(g_rows) // 2
+        left_a = [p_rows[2 * i + 1] for i in range(pairs)]          # P_hi & G_lo
+        left_b = [g_rows[2 * i] for i in range(pairs)]
+        right_a = [p_rows[2 * i + 1] for i in range(1, pairs)]     # P_hi & P_lo
+        right_b = [p_rows[2 * i] for i in range(1, pairs)]
+        if broadcast and pairs >= BROADCAST_PAIRS:
+            both = torch.stack([torch.stack(left_b), torch.stack([p_rows[0]] + right_b)])
+            prod = proto.and_bits(torch.stack(left_a).unsqueeze(0), both)
+            prod = torch.cat([prod[0], prod[1, 1:]])
+        else:
+            prod = proto.and_bits(torch.stack(left_a + right_a),
+                                  torch.stack(left_b + right_b))
+        new_g = [g_rows[2 * i + 1] ^ prod[i] for i in range(pairs)]
+        new_p = [p_rows[1]] + [prod[pairs + i - 1] for i in range(1, pairs)]  # row-0 P unused
+        if len(g_rows) % 2:
+            new_g.append(g_rows[-1])
+            new_p.append(p_rows[-1])
+        g_rows, p_rows = new_g, new_p
+    return g_rows[0]
 
 
 def test_prg_stream_is_aes_ctr_however_it_is_cut():

@@ -58,8 +58,8 @@ def carry_out(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     Kogge-Stone-style reduction in ceil(log2(rows)) layers (Kogge & Stone 1973), keeping
     only the groups needed for the single output carry, as in SPU's and CrypTen's MSB.
     Rows are taken as strided slices of the stacked (rows, n) tensors, not one tensor
-    per row: a layer costs a handful of torch calls whatever the width (`carry_out_rows`
-    is the row-by-row statement of the same circuit; the test checks they agree).
+    per row: a layer costs a handful of torch calls whatever the width (the row-by-row
+    statement of the same circuit lives in tests/test_fastpaths.py, which checks they agree).
     """
     broadcast = getattr(proto, "and_broadcasts", False)
     while g.shape[0] > 1:
@@ -83,32 +83,6 @@ def carry_out(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
             new_p = torch.cat([new_p, p[-1:]])
         g, p = new_g, new_p
     return g[0]
-
-
-def carry_out_rows(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """`carry_out` written one row at a time (the reference its test compares against)."""
-    g_rows, p_rows = list(g), list(p)
-    broadcast = getattr(proto, "and_broadcasts", False)
-    while len(g_rows) > 1:
-        pairs = len(g_rows) // 2
-        left_a = [p_rows[2 * i + 1] for i in range(pairs)]          # P_hi & G_lo
-        left_b = [g_rows[2 * i] for i in range(pairs)]
-        right_a = [p_rows[2 * i + 1] for i in range(1, pairs)]     # P_hi & P_lo
-        right_b = [p_rows[2 * i] for i in range(1, pairs)]
-        if broadcast and pairs >= BROADCAST_PAIRS:
-            both = torch.stack([torch.stack(left_b), torch.stack([p_rows[0]] + right_b)])
-            prod = proto.and_bits(torch.stack(left_a).unsqueeze(0), both)
-            prod = torch.cat([prod[0], prod[1, 1:]])
-        else:
-            prod = proto.and_bits(torch.stack(left_a + right_a),
-                                  torch.stack(left_b + right_b))
-        new_g = [g_rows[2 * i + 1] ^ prod[i] for i in range(pairs)]
-        new_p = [p_rows[1]] + [prod[pairs + i - 1] for i in range(1, pairs)]  # row-0 P unused
-        if len(g_rows) % 2:
-            new_g.append(g_rows[-1])
-            new_p.append(p_rows[-1])
-        g_rows, p_rows = new_g, new_p
-    return g_rows[0]
 
 
 def and_all(proto, rows: torch.Tensor) -> torch.Tensor:
