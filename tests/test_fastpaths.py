@@ -24,32 +24,6 @@ def _keystream(seed: bytes, n: int) -> bytes:
     return Cipher(algorithms.AES(seed), modes.CTR(b"\0" * 16)).encryptor().update(bytes(n))
 
 
-def carry_out_rows(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """`carry_out` written one row at a time: the reference the fast, strided one must match."""
-    g_rows, p_rows = list(g), list(p)
-    broadcast = getattr(proto, "and_broadcasts", False)
-    while len(g_rows) > 1:
-        pairs = len(g_rows) // 2
-        left_a = [p_rows[2 * i + 1] for i in range(pairs)]          # P_hi & G_lo
-        left_b = [g_rows[2 * i] for i in range(pairs)]
-        right_a = [p_rows[2 * i + 1] for i in range(1, pairs)]     # P_hi & P_lo
-        right_b = [p_rows[2 * i] for i in range(1, pairs)]
-        if broadcast and pairs >= BROADCAST_PAIRS:
-            both = torch.stack([torch.stack(left_b), torch.stack([p_rows[0]] + right_b)])
-            prod = proto.and_bits(torch.stack(left_a).unsqueeze(0), both)
-            prod = torch.cat([prod[0], prod[1, 1:]])
-        else:
-            prod = proto.and_bits(torch.stack(left_a + right_a),
-                                  torch.stack(left_b + right_b))
-        new_g = [g_rows[2 * i + 1] ^ prod[i] for i in range(pairs)]
-        new_p = [p_rows[1]] + [prod[pairs + i - 1] for i in range(1, pairs)]  # row-0 P unused
-        if len(g_rows) % 2:
-            new_g.append(g_rows[-1])
-            new_p.append(p_rows[-1])
-        g_rows, p_rows = new_g, new_p
-    return g_rows[0]
-
-
 def test_prg_stream_is_aes_ctr_however_it_is_cut():
     seed = bytes(range(16))
     sizes = [0, 1, 7, 8, SMALL - 1, SMALL, SMALL + 1, BLOCK - 3, BLOCK + 5, 3 * BLOCK]
@@ -110,6 +84,32 @@ def test_tensor_to_bytes_same_bytes_as_before(t):
 
 
 # -- the carry tree: strided slices vs one tensor per row --------------------------------------
+def carry_out_rows(proto, g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """`carry_out` written one row at a time: the reference the fast, strided one must match."""
+    g_rows, p_rows = list(g), list(p)
+    broadcast = getattr(proto, "and_broadcasts", False)
+    while len(g_rows) > 1:
+        pairs = len(g_rows) // 2
+        left_a = [p_rows[2 * i + 1] for i in range(pairs)]          # P_hi & G_lo
+        left_b = [g_rows[2 * i] for i in range(pairs)]
+        right_a = [p_rows[2 * i + 1] for i in range(1, pairs)]     # P_hi & P_lo
+        right_b = [p_rows[2 * i] for i in range(1, pairs)]
+        if broadcast and pairs >= BROADCAST_PAIRS:
+            both = torch.stack([torch.stack(left_b), torch.stack([p_rows[0]] + right_b)])
+            prod = proto.and_bits(torch.stack(left_a).unsqueeze(0), both)
+            prod = torch.cat([prod[0], prod[1, 1:]])
+        else:
+            prod = proto.and_bits(torch.stack(left_a + right_a),
+                                  torch.stack(left_b + right_b))
+        new_g = [g_rows[2 * i + 1] ^ prod[i] for i in range(pairs)]
+        new_p = [p_rows[1]] + [prod[pairs + i - 1] for i in range(1, pairs)]  # row-0 P unused
+        if len(g_rows) % 2:
+            new_g.append(g_rows[-1])
+            new_p.append(p_rows[-1])
+        g_rows, p_rows = new_g, new_p
+    return g_rows[0]
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 6, 7, 31, 32, 33, 63])
 def test_carry_out_matches_row_by_row(rows):
     def party():
