@@ -60,12 +60,17 @@ def _kernel_calls(p):
         "reveal_bits": (lambda: p.reveal_bits(bits), {"numel": NUMEL}),
         "reveal_bits_to_0": (lambda: p.reveal_bits(bits, to=0), {"numel": NUMEL, "to": 0}),
     }
+    if p.fuses_truncation:        # a product of truncated (fused) operands opens nothing
+        (tx,) = p.trunc_masked([x], 16)
+        calls["trunc_masked"] = (lambda: p.trunc_masked([x, y], 16), {"numel": 2 * NUMEL})
+        calls["mul_masked_fused"] = (lambda: p.mul_masked(tx, my),
+                                     {"numel_x": NUMEL, "numel_y": NUMEL})
     if getattr(p, "and_broadcasts", False):        # semi2k's carry tree uses it
         calls["and_bits_bcast"] = (lambda: p.and_bits(row, rows), {"numel": 4, "numel_b": 12})
     return calls
 
 
-ALIASES = {"and_bits_bcast": "and_bits"}     # a second call pattern of one kernel
+ALIASES = {"and_bits_bcast": "and_bits", "mul_masked_fused": "mul_masked"}     # a second call pattern of one kernel
 
 
 def _measure():

@@ -142,11 +142,42 @@ def mul_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None
              bits: int | None = None) -> list[torch.Tensor]:
     """`mul` (fixed-point, truncated by ``bits``, default F) through `products_once` where
     the protocol reuses openings; otherwise the ordinary fused ``mul_trunc``. ``opened``
-    as there."""
+    as there; the results are registered in it (`trunc_once`)."""
     bits = F() if bits is None else bits
     if opened is None or not reuses_openings():
         return mul(pairs, bits)
-    return trunc(products_once(pairs, opened), bits)
+    return trunc_once(products_once(pairs, opened), bits, opened)
+
+
+def trunc_once(xs: list[torch.Tensor], bits: int, opened: dict | None) -> list[torch.Tensor]:
+    """`trunc`, and where the protocol fuses truncations (semi2k, exact) each result is
+    registered in ``opened`` as already opened: a later `products_once` with it opens
+    nothing new, the truncation's opening serves (one round and 8 bytes an element
+    fewer per product chain step)."""
+    p = proto()
+    if opened is None or not xs or bits == 0 or not p.fuses_truncation:
+        return trunc(xs, bits)
+    out = []
+    for m in p.trunc_masked([x.contiguous() for x in xs], bits):
+        if m.e is not None:                 # not opened where the shift is too wide
+            opened[id(m.share)] = (m.share, m)
+        out.append(m.share)
+    return out
+
+
+def affine_once(x: torch.Tensor, mult: int, const: float, frac: int | None,
+                opened: dict | None) -> torch.Tensor:
+    """mult * x + const (public int mult, real const at scale ``frac``, default F), with
+    the result registered in ``opened`` when x is there: its opening carries over."""
+    f = F() if frac is None else frac
+    c = None if not const else \
+        torch.round(torch.as_tensor(float(const), dtype=torch.float64) * 2.0 ** f).to(torch.int64)
+    if opened is None or id(x) not in opened or opened[id(x)][1].e is None:
+        y = x * mult if mult != 1 else x
+        return y if c is None else proto().add_public(y, c)
+    m = proto().masked_affine(opened[id(x)][1], mult, c)
+    opened[id(m.share)] = (m.share, m)
+    return m.share
 
 
 def fits(bits: float) -> bool:
@@ -184,22 +215,24 @@ def mul(pairs: list[tuple[torch.Tensor, torch.Tensor]], bits: int | None = None
     return _batched(lambda a, b: proto().mul_trunc(a, b, bits), pairs)
 
 
-def newton_reciprocal(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def newton_reciprocal(x: torch.Tensor, y: torch.Tensor, opened: dict | None = None
+                      ) -> torch.Tensor:
     """One Newton step y (2 - x y) towards 1/x, for a seed y with |1 - x y| < 1 and
     |y| < 9.1 (1/x for x >= 1/8 and the seeds' 13 % error).
 
     Where truncation is exact, x y stays untruncated (scale 2F) and the step truncates
     once, 2F bits: |y (2 - x y)| < 2 |y| keeps the product far inside the ring. The
     opt-in local truncation would fail 2^F times more often on that 3F-scale value, so
-    it keeps two truncations.
+    it keeps two truncations. ``opened`` (`products_once`): x and y, if opened before,
+    are not opened again, and the new y is registered (`trunc_once`).
     """
     f = F()
     if local_truncation() or not fits(5 + 3 * f):      # |y (2 - x y)| < 9.1 * 2 < 2^5
-        (q,) = mul([(x, y)])
-        (out,) = mul([(y, add_const(-q, 2.0))])
+        (q,) = mul_once([(x, y)], opened)
+        (out,) = mul_once([(y, add_const(-q, 2.0))], opened)
         return out
-    (q,) = products([(x, y)])
-    (out,) = mul([(y, add_const(-q, 2.0, 2 * f))], 2 * f)
+    (q,) = products_reusing([(x, y)], opened)
+    (out,) = mul_once([(y, add_const(-q, 2.0, 2 * f))], opened, 2 * f)
     return out
 
 
@@ -313,6 +346,6 @@ def wrap(x, share: torch.Tensor):
 
 
 __all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "products_once",
-           "products_reusing", "mul_once", "local_truncation", "newton_reciprocal", "fits",
+           "products_reusing", "mul_once", "trunc_once", "affine_once", "local_truncation", "newton_reciprocal", "fits",
            "range_bits", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
            "onehot", "select_many", "b2a", "float_input", "wrap"]

@@ -133,7 +133,8 @@ def basis(u: torch.Tensor, degree: int, opened: dict | None = None,
             low = T[2 * h - k]
             # 2 T_h T_{k-h} - T_{2h-k}, still at scale 2F: one truncation for the layer.
             fresh.append(K.add_const(2 * z, -1.0, 2 * f) if low is None else 2 * z - (low << f))
-        T.extend(fresh if raw_top and 2 * h >= degree else K.trunc(fresh, f))
+        T.extend(fresh if raw_top and 2 * h >= degree else
+                 K.trunc_once(fresh, f, opened if reuse else None))
         h *= 2
     return T[:degree + 1]
 
@@ -179,17 +180,28 @@ def _top_fits(polys: list[Poly]) -> bool:
     return not K.local_truncation() and all(K.fits(3 * f + coeff_bits(p) + 1) for p in polys)
 
 
-def _combined(T: list, polys: list[Poly], raw: list[bool], top: bool) -> list:
+def _combined(T: list, polys: list[Poly], raw: list[bool], top: bool,
+              opened: dict | None = None) -> list:
     """Each polynomial's sum at scale F, or untruncated at 2F where ``raw``. With ``top``
     (a `basis(..., raw_top=True)`) the sums go through `combine_top` and one truncation
-    call per target scale replaces the last layer's truncation and the sum's."""
+    call per target scale replaces the last layer's truncation and the sum's. Sums
+    truncated to scale F are registered in ``opened`` (`K.trunc_once`)."""
     if not top:
-        return [combine(T, p.coeffs, raw=r) for p, r in zip(polys, raw)]
+        if opened is None:
+            return [combine(T, p.coeffs, raw=r) for p, r in zip(polys, raw)]
+        # integer coefficients need no truncation (lincomb): those stay as combine makes them
+        whole = [all(float(c).is_integer() for c in p.coeffs[1:]) for p in polys]
+        out = [combine(T, p.coeffs, raw=r or not w) for p, r, w in zip(polys, raw, whole)]
+        idx = [i for i, (r, w) in enumerate(zip(raw, whole)) if not r and not w]
+        for i, d in zip(idx, K.trunc_once([out[i] for i in idx], K.F(), opened)):
+            out[i] = d
+        return out
     f, out = K.F(), [None] * len(polys)
     for shift, want_raw in ((2 * f, False), (f, True)):
         idx = [i for i, r in enumerate(raw) if r == want_raw]
         if idx:
-            done = K.trunc([combine_top(T, polys[i].coeffs) for i in idx], shift)
+            done = K.trunc_once([combine_top(T, polys[i].coeffs) for i in idx], shift,
+                                None if want_raw else opened)
             for i, d in zip(idx, done):
                 out[i] = d
     return out
@@ -210,10 +222,14 @@ def argument(p: Poly, z: torch.Tensor, e: int) -> torch.Tensor:
 
 
 def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
-             u: torch.Tensor | None = None) -> list:
+             u: torch.Tensor | None = None, opened: dict | None = None) -> list:
     """Evaluate polynomials that share one argument map at the shares x (scale F).
 
     ``u`` (no parity): the argument a x + b already computed (see `argument`).
+
+    ``opened`` (see `K.products_once`): openings to reuse and to add the results to, for
+    a caller that multiplies the results further (a truncated result is then opened by
+    its own truncation, `K.trunc_once`). Only where the protocol reuses openings.
 
     ``raw``: skip the last truncation and return (share, frac) pairs at the scale each
     result has (2F, or 2F + k for an odd parity): a caller that adds more untruncated
@@ -228,12 +244,20 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
     p0 = polys[0]
     if any((p.a, p.b, p.parity is None) != (p0.a, p0.b, p0.parity is None) for p in polys):
         raise ValueError("internal: evaluate() needs polynomials with one argument map")
+    reuse = K.reuses_openings()
+    if not reuse:
+        opened = None
+    elif opened is None:
+        opened = {}
     if p0.parity is None:
         if u is None:
-            u = K.lincomb([(p0.a, x)], const=p0.b)
+            if float(p0.a).is_integer():
+                u = K.lincomb([(p0.a, x)], const=p0.b)
+            else:       # truncated once, and opened by that truncation for T_1's products
+                (u,) = K.trunc_once([K.lincomb([(p0.a, x)], const=p0.b, raw=0)], K.F(), opened)
         top = _top_fits(polys)
-        T = basis(u, max(p.degree for p in polys), raw_top=top)
-        outs = _combined(T, polys, [raw] * len(polys), top)
+        T = basis(u, max(p.degree for p in polys), opened, raw_top=top)
+        outs = _combined(T, polys, [raw] * len(polys), top, opened)
         return [(o, 2 * K.F()) for o in outs] if raw else outs
     f = K.F()
     # x*x at scale 2F must fit for every encodable x: 2^(2 range + 2F) <= 2^62 holds at the
@@ -241,12 +265,13 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
     fold = not K.local_truncation() and K.fits(2 * K.range_bits() + 2 * f)
     k = _pow2_shift(p0.a, f) if fold else None
     base, k = (K.lincomb([(p0.a, x)]), 0) if k is None else (x, k)
-    opened: dict = {}                  # base is opened once for base*base and base*g(v)
+    # base is opened once for base*base and base*g(v)
     (sq,) = K.mul_once([(base, base)], opened, f + 2 * k)
-    v = K.add_const(2 * sq, -1.0)
+    v = K.affine_once(sq, 2, -1.0, None, opened)        # opened with sq: no new opening
     top = _top_fits(polys)
     T = basis(v, max(p.degree for p in polys), opened, raw_top=top)
-    outs: list = _combined(T, polys, [raw and p.parity == "even" for p in polys], top)
+    outs: list = _combined(T, polys, [raw and p.parity == "even" for p in polys], top,
+                           opened)
     odd = [i for i, p in enumerate(polys) if p.parity == "odd"]
     pairs = [(base, outs[i]) for i in odd]
     prods = K.products_reusing(pairs, opened) if raw else K.mul_once(pairs, opened, f + k)

@@ -71,7 +71,7 @@ def exp_range(upper: bool = True) -> tuple[int, int, float | None]:
 
 
 def exp_parts(x: torch.Tensor, upper: bool = True):
-    """exp by range reduction, as (exact part, part still to truncate, its bits).
+    """exp by range reduction, as (exact part or None, part still to truncate, its bits).
 
     The result is ``exact + trunc(pending, bits)``; softmax sums ``pending`` over a row
     before truncating, so the per-entry rounding does not add up. ``upper=False`` is for
@@ -91,27 +91,31 @@ def exp_parts(x: torch.Tensor, upper: bool = True):
     if upper:   # saturate: the bound minus one ulp, selected by the top row (local)
         sat = ints[-1] * K.enc(2.0 ** (top / LN2) - 2.0 ** -f)
         exact = sat if exact is None else exact + sat
-    if exact is None:
-        exact = torch.zeros_like(x)
-    return exact, pending, bits
+    return exact, pending, bits          # exact is None where every bucket is below 0
 
 
 def exp_buckets(x: torch.Tensor, upper: bool = True) -> torch.Tensor:
     exact, pending, bits = exp_parts(x, upper)
-    return exact if pending is None else exact + K.trunc([pending], bits)[0]
+    if pending is None:
+        return torch.zeros_like(x) if exact is None else exact
+    done = K.trunc([pending], bits)[0]
+    return done if exact is None else exact + done
 
 
 def exp_square(x: torch.Tensor) -> torch.Tensor:
     """exp(x/8)^8 with a polynomial seed: 6 rounds, valid for x in [-37, 10.4]."""
     f = K.F()
-    (y,) = cheb.evaluate(x, [cheb.fit(_seed_np, SEED_LO, SEED_HI, EXP_DEGREE, f)])
+    # each square's truncation opens the next square's factor (K.trunc_once)
+    opened: dict | None = {} if K.reuses_openings() else None
+    (y,) = cheb.evaluate(x, [cheb.fit(_seed_np, SEED_LO, SEED_HI, EXP_DEGREE, f)],
+                         opened=opened)
     top = math.exp(SEED_HI)
     for i in range(SQUARINGS):
         # At high frac_bits the last square (up to e^10.4 at scale 2F) needs headroom.
         drop = max(0, math.ceil(2 * f + math.log2(top) + 1 - 61)) if i == SQUARINGS - 1 \
             else 0
         y_lo = K.trunc([y], drop)[0] if drop else y
-        (y,) = K.mul([(y, y_lo)], f - drop)
+        (y,) = K.mul_once([(y, y_lo)], opened, f - drop)
     return y
 
 

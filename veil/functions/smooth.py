@@ -154,9 +154,9 @@ def _saturating_even(x: torch.Tensor, spec: Saturating, poly) -> torch.Tensor | 
                                         (spec.a0, spec.c0)], 2 * k)
     opened: dict = {}
     (sq_raw,) = K.products_once([(x, x)], opened)           # x^2 = 2^2k u^2, scale 2F
-    sq, *done = K.trunc([sq_raw, *pieces], f + 2 * k)
+    sq, *done = K.trunc_once([sq_raw, *pieces], f + 2 * k, opened)   # sq stays opened
     lo, hi, common = finish(done)
-    T = cheb.basis(K.add_const(2 * sq, -1.0), poly.degree, opened, raw_top=True)
+    T = cheb.basis(K.affine_once(sq, 2, -1.0, None, opened), poly.degree, opened, raw_top=True)
     (p,) = K.trunc([cheb.combine_top(T, poly.coeffs)], 2 * f)
     ge_lo, ge_hi = K.ge_many(x, [-spec.T, spec.T])
     # out = lo + [x >= -T] (p - lo) + [x >= T] (hi - p); beyond T p cancels exactly.

@@ -142,16 +142,18 @@ def _sum_reciprocal_plan(n: int, frac: int):
     return p, steps
 
 
-def sum_reciprocal(s: torch.Tensor, n: int, u: torch.Tensor | None = None) -> torch.Tensor:
+def sum_reciprocal(s: torch.Tensor, n: int, u: torch.Tensor | None = None,
+                   opened: dict | None = None) -> torch.Tensor:
     """1/s for row sums known to lie in [1, n] (no range reduction for moderate n); ``u``:
-    the seed polynomial's argument, if `_exp_parts` computed it."""
+    the seed polynomial's argument, if `_exp_parts` computed it; ``opened``: openings to
+    reuse and extend (`K.products_once`)."""
     plan = _sum_reciprocal_plan(n, K.F())
     if plan is None:
         return reciprocal_shares(s, positive=True)
     p, steps = plan
-    (y,) = cheb.evaluate(s, [p], u=u)
+    (y,) = cheb.evaluate(s, [p], u=u, opened=opened)
     for _ in range(steps):
-        y = K.newton_reciprocal(s, y)
+        y = K.newton_reciprocal(s, y, opened)
     return y
 
 
@@ -164,23 +166,28 @@ def _check_dim(x, dim):
     return dim % max(x.dim(), 1)
 
 
-def _exp_parts(z: torch.Tensor):
+def _plus(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    return x if y is None else x + y
+
+
+def _exp_parts(z: torch.Tensor, opened: dict | None = None):
     """Shares of exp(z) (z <= 0), of its row sum and, where it saves a round, of the
-    argument u of 1/sum's seed polynomial (else None): all in ONE truncation call."""
+    argument u of 1/sum's seed polynomial (else None): all in ONE truncation call, whose
+    results are registered in ``opened`` (`K.trunc_once`)."""
     exact, pending, bits = exp_parts(z, upper=False)  # all buckets below 0: all pending
     f, n = K.F(), z.shape[-1]
     plan = _sum_reciprocal_plan(n, f)
-    row_sum = exact.sum(-1, keepdim=True)
+    row_sum = None if exact is None else exact.sum(-1, keepdim=True)
     ps = pending.sum(-1, keepdim=True)
     # u = a s + b needs s untruncated at a common shift: e and s go 2^F higher, which
     # exact truncation takes while n 2^(2F + bits) < 2^61 (s <= n); the opt-in local one
     # would fail 2^F times more often, so it keeps two truncations.
     if plan is None or K.local_truncation() or n >= 2 ** (61 - 2 * f - bits):
-        e, s = K.trunc([pending, ps], bits)
-        return e + exact, s + row_sum, None
-    u = cheb.argument(plan[0], ps + (row_sum << bits), bits)
-    e, s, u = K.trunc([pending << f, ps << f, u], f + bits)
-    return e + exact, s + row_sum, u
+        e, s = K.trunc_once([pending, ps], bits, opened)
+        return _plus(e, exact), _plus(s, row_sum), None
+    u = cheb.argument(plan[0], _plus(ps, None if row_sum is None else row_sum << bits), bits)
+    e, s, u = K.trunc_once([pending << f, ps << f, u], f + bits, opened)
+    return _plus(e, exact), _plus(s, row_sum), u
 
 
 def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None):
@@ -214,9 +221,11 @@ def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None
         out = div_shares(q, q.sum(-1, keepdim=True), positive=True)
     else:
         z = share - row_max(share).unsqueeze(-1)
-        e, s, u = _exp_parts(z)
-        # e * (1/s): where openings are reused, 1/s is opened once per row, not per entry
-        (out,) = K.mul_once([(e, sum_reciprocal(s, n, u))], {})
+        # e * (1/s): where openings are reused, 1/s is opened once per row, not per
+        # entry, and where truncations are fused e and 1/s come opened by theirs
+        opened: dict | None = {} if K.reuses_openings() else None
+        e, s, u = _exp_parts(z, opened)
+        (out,) = K.mul_once([(e, sum_reciprocal(s, n, u, opened))], opened)
     return K.wrap(x, out.movedim(-1, d))
 
 

@@ -213,6 +213,93 @@ def _trunc_derive(r: torch.Tensor, frac: int) -> dict:
     return {"m": msb, "low": msb * (1 << (63 - frac)) - (low_bits(r, 63) >> frac)}
 
 
+# Fused truncation (semi2k ``trunc_masked``): a truncation whose mask r is keyed, so the
+# dealer can later regenerate r and make product material for the truncated value.
+MAX_FUSED_FRAC = 62       # exact truncation's range: |x| < 2^62
+
+
+def trunc_label(key: int, shape: tuple, frac: int) -> str:
+    """Fork label of a keyed truncation mask (distinct from `mask_label`'s)."""
+    return f"tmask|{int(key)}|{int(frac)}|{'x'.join(str(int(d)) for d in shape)}"
+
+
+def _check_fused_frac(frac: int, zero_ok: bool = False) -> int:
+    if not (zero_ok and frac == 0) and not 1 <= frac <= MAX_FUSED_FRAC:
+        raise ValueError(f"a fused truncation shifts 1..{MAX_FUSED_FRAC} bits, got {frac}")
+    return frac
+
+
+@register_kind("trunc_keyed")
+def trunc_keyed(shape, frac: int, key: int) -> Recipe:
+    """`trunc_pair` with r drawn from the fork ``key`` (`trunc_label`): the truncated
+    value y = public + (low - msb(c) m 2^(64-frac)) then has a mask the dealer can
+    regenerate, and a product with y needs no opening of y (``beaver_trunc``)."""
+    shape, frac = _shape(shape), _check_fused_frac(frac)
+    return Recipe(
+        randoms=(Part("r", shape, RING, trunc_label(key, shape, frac)),),
+        derived=(Part("m", shape, RING, width=frac), Part("low", shape, RING)),
+        derive=lambda v: _trunc_derive(v["r"], frac))
+
+
+def fused_components(frac: int) -> tuple[str, ...]:
+    """The dealer-known pieces of a keyed mask: a uniform mask is one piece ``A``; a
+    truncation's (frac > 0) is ``L`` (its low part) and ``M`` (msb(r), which only ever
+    counts times a multiple of 2^(64-frac))."""
+    return ("A",) if frac == 0 else ("L", "M")
+
+
+def fused_pairs(frac_a: int, frac_b: int) -> list[tuple[str, int]]:
+    """(part name, width) of every product of pieces ``beaver_trunc`` makes. An M piece
+    counts times a multiple of 2^(64-frac), so a product with one M is only needed mod
+    2^frac of that side (it travels narrow), and M times M mod 2^(frac_a+frac_b-64):
+    not at all where the two shifts add up to 64 bits or less."""
+    out = []
+    for i in fused_components(frac_a):
+        for j in fused_components(frac_b):
+            if i == "M" and j == "M":
+                width = frac_a + frac_b - 64
+            else:
+                width = frac_a if i == "M" else frac_b if j == "M" else 64
+            if width > 0:
+                out.append((i + j, width))
+    return out
+
+
+def _pieces(r: torch.Tensor, frac: int) -> dict:
+    if frac == 0:
+        return {"A": r}
+    d = _trunc_derive(r, frac)
+    return {"L": d["low"], "M": d["m"]}
+
+
+@register_kind("beaver_trunc")
+def beaver_trunc(op: str, shape_a, shape_b, key_a: int, key_b: int, frac_a: int,
+                 frac_b: int) -> Recipe:
+    """Products of the pieces of two keyed masks (`fused_components`), for an
+    elementwise product of tensors whose masked forms are known without a new opening:
+    a ``mask`` (frac 0) or a ``trunc_keyed`` truncation (frac > 0). The parties weight
+    each piece product by public values (semi2k ``mul_masked``)."""
+    if op != "mul":
+        raise ValueError("beaver_trunc serves elementwise products only")
+    shape_a, shape_b = _shape(shape_a), _shape(shape_b)
+    frac_a, frac_b = _check_fused_frac(frac_a, True), _check_fused_frac(frac_b, True)
+    shape_c = broadcast_shape(shape_a, shape_b)
+
+    def label(key, shape, frac):
+        return mask_label(key, shape) if frac == 0 else trunc_label(key, shape, frac)
+
+    def derive(v):
+        pa, pb = _pieces(v["ra"], frac_a), _pieces(v["rb"], frac_b)
+        return {name: pa[name[0]] * pb[name[1]] for name, _ in fused_pairs(frac_a, frac_b)}
+
+    return Recipe(
+        randoms=(),
+        derived=tuple(Part(name, shape_c, RING, width=w) for name, w in fused_pairs(frac_a, frac_b)),
+        derive=derive,
+        keyed=(Part("ra", shape_a, RING, label(key_a, shape_a, frac_a)),
+               Part("rb", shape_b, RING, label(key_b, shape_b, frac_b))))
+
+
 @register_kind("cmp")
 def compare_mask(shape, width: int) -> Recipe:
     """Mask r (ring) with XOR shares of the low ``width`` bits of r, as packed rows.
@@ -263,5 +350,5 @@ def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> 
     return out
 
 
-__all__ = ["mask_label", "Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
+__all__ = ["mask_label", "trunc_label", "fused_components", "fused_pairs", "MAX_FUSED_FRAC", "Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
            "correction", "wire_dtype"]

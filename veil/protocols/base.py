@@ -73,11 +73,19 @@ class Masked:
     opens nothing, e.g. rep3's fallback); ``a``: this party's share of the mask A (may be
     dropped once unneeded: a fixed weight keeps only ``e``); ``key``: the mask's number,
     which names A to the dealer. Never repr'd with values.
+
+    A mask may also be what a truncation left (semi2k ``trunc_masked``, ``frac`` > 0):
+    A = mult L - msb_w M with dealer-known pieces L, M of the truncation's keyed mask and
+    the public weight ``msb_w`` (msb(c) 2^(64-frac), times ``mult``). ``mult`` is the
+    public integer a masked value was multiplied by since (`Protocol.masked_affine`).
     """
     share: object
     e: torch.Tensor | None = None
     a: torch.Tensor | None = None
     key: int | None = None
+    frac: int = 0
+    mult: int = 1
+    msb_w: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         return f"Masked(key={self.key}, <secret>)"
@@ -193,6 +201,38 @@ class Protocol(ABC):
         for a keyed mask A, one round for all of ``xs``). The fallback opens nothing and
         the ``*_masked`` products below are the ordinary kernels."""
         return [Masked(x) for x in xs]
+
+    @property
+    def fuses_truncation(self) -> bool:
+        """Whether ``trunc_masked`` leaves its results masked for free products (the
+        protocol overrides it): callers then register the results as opened."""
+        return False
+
+    def trunc_masked(self, xs: list, bits: int) -> list[Masked]:
+        """Truncate each tensor of ``xs`` (one round for all) and return them masked, so
+        an elementwise product with a result opens nothing new (semi2k: the truncation's
+        own opening is the product's). The fallback truncates all in one call and
+        opens nothing."""
+        if len(xs) == 1:
+            return [Masked(self.trunc(xs[0], bits))]
+        flat = self.trunc(torch.cat([x.reshape(-1) for x in xs]), bits)
+        out, at = [], 0
+        for x in xs:
+            out.append(Masked(flat[at:at + x.numel()].reshape(x.shape)))
+            at += x.numel()
+        return out
+
+    def masked_affine(self, mx: Masked, mult: int, const: torch.Tensor | None) -> Masked:
+        """mult * x + const (public int and ring constant) with its masked form: the mask
+        scales by ``mult``, the public part takes the constant; no traffic."""
+        share = mx.share * mult
+        if const is not None:
+            share = self.add_public(share, const)
+        if mx.e is None:
+            return Masked(share)
+        e = mx.e * mult if const is None else mx.e * mult + const
+        return Masked(share, e, None if mx.a is None else mx.a * mult, mx.key, mx.frac,
+                      mx.mult * mult, None if mx.msb_w is None else mx.msb_w * mult)
 
     def mul_masked(self, mx: Masked, my: Masked):
         return self.mul(mx.share, my.share)

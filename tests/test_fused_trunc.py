@@ -1,0 +1,149 @@
+"""Fused truncation (semi2k ``trunc_masked``): a truncation's opening serves the next
+elementwise product's, so a truncated value is multiplied without opening it again.
+
+Ring products are exact, so every product here is compared with the product of the
+revealed operands bit for bit (mod 2^64), at 2, 3 and 5 parties; the truncations
+themselves are checked against floor division (exact truncation: floor or floor + 1).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import veil
+from veil.context import current
+from helpers import PARTY_COUNTS, dealer_answers
+from test_security import _chi2_uniform_bytes
+
+SHAPE = (3, 50)
+
+
+def _ring(seed, shape=SHAPE, bound=1 << 40):
+    return torch.randint(-bound, bound, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _fused_products(bits_a, bits_b):
+    p = current().protocol
+    xa, xb, z = (_ring(s) for s in (1, 2, 3))
+    sa, sb, sz = (p.add_public(p.zeros(t.shape), t) if p.rank == 0 else p.zeros(t.shape)
+                  for t in (xa, xb, z))
+    (ya,) = p.trunc_masked([sa], bits_a)
+    yb, yrow = p.trunc_masked([sb, sb[:1].contiguous()], bits_b)
+    (mz,) = p.mask(sz)
+    twice = p.masked_affine(ya, 3, torch.tensor(12345))          # 3 ya + 12345
+    pairs = {"y*y": (ya, ya), "ya*yb": (ya, yb), "y*mask": (ya, mz), "mask*y": (mz, yb),
+             "affine*y": (twice, yb), "row*y": (yrow, ya)}
+    before = veil.stats()
+    prods = {k: p.mul_masked(a, b) for k, (a, b) in pairs.items()}
+    after = veil.stats()
+    traffic = (after["rounds"] - before["rounds"], after["bytes_sent"] - before["bytes_sent"])
+    masks_hold = all(torch.equal(p.reveal(m.share) - m.e, p.reveal(m.a))
+                     for m in (ya, yb, yrow, twice))
+    plain = {k: (p.reveal(a.share), p.reveal(b.share)) for k, (a, b) in pairs.items()}
+    return {"traffic": traffic, "masks_hold": masks_hold,
+            "ya": p.reveal(ya.share), "yb": p.reveal(yb.share),
+            "products": {k: (p.reveal(v), plain[k][0] * plain[k][1]) for k, v in prods.items()}}
+
+
+@pytest.mark.parametrize("parties", PARTY_COUNTS)
+@pytest.mark.parametrize("bits_a, bits_b", [(16, 16), (16, 40), (40, 36)])
+def test_products_of_fused_truncations_are_exact_and_free(parties, bits_a, bits_b):
+    # (40, 36): the shifts add up to more than 64 bits: the dealer's M*M piece is used
+    out = veil.run(_fused_products, bits_a, bits_b, parties=parties, seed=5)[0]
+    assert out["traffic"] == (0, 0), "a product of fused truncations opened something"
+    assert out["masks_hold"], "a masked form's public part plus its mask is not its value"
+    for name, (got, want) in out["products"].items():
+        assert torch.equal(got, want), f"{name}: fused product differs from the ring product"
+    for got, x, bits in ((out["ya"], _ring(1), bits_a), (out["yb"], _ring(2), bits_b)):
+        floor = torch.div(x, 2 ** bits, rounding_mode="floor")
+        assert bool(((got == floor) | (got == floor + 1)).all()), "truncation off by > 1"
+
+
+def test_functions_save_rounds_and_bytes_with_fused_truncation(monkeypatch):
+    """GELU and softmax at the exact default against the same with fusion switched off
+    (the protocol's fuses_truncation forced False): fewer rounds, fewer bytes, and the
+    values agree with torch either way."""
+    from veil.protocols.semi2k import Semi2k
+    x = torch.linspace(-6, 6, 400).reshape(4, 100)
+
+    def job():
+        s = veil.tensor(x if veil.rank() == 0 else None, owner=0)
+        out = {}
+        for name, fn in (("gelu", lambda t: t.gelu()), ("softmax", lambda t: t.softmax(-1))):
+            b = veil.stats()
+            y = fn(s)
+            a = veil.stats()
+            out[name] = (a["rounds"] - b["rounds"], a["bytes_sent"] - b["bytes_sent"],
+                         y.reveal())
+        return out
+
+    fused = veil.run(job, parties=2, seed=1)[0]
+    monkeypatch.setattr(Semi2k, "fuses_truncation", property(lambda self: False))
+    plain = veil.run(job, parties=2, seed=1)[0]
+    refs = {"gelu": torch.nn.functional.gelu(x), "softmax": x.softmax(-1)}
+    for name in refs:
+        (r1, b1, y1), (r0, b0, y0) = fused[name], plain[name]
+        assert r1 < r0 and b1 < b0, f"{name}: fused {r1} rounds {b1} B vs {r0} / {b0}"
+        for y in (y1, y0):
+            assert (y - refs[name]).abs().max() < 5e-4, f"{name}: error vs torch"
+
+
+def test_truncation_openings_look_uniform_for_a_zero_input():
+    """What a party sees opened inside fused chains (GELU of zeros) is uniform."""
+    seen = []
+    real = veil.protocols.Semi2k._open
+
+    def spy(self, *xs):
+        outs = real(self, *xs)
+        if self.rank == 1:
+            seen.extend(o.clone() for o in outs if o.numel() >= 20_000)
+        return outs
+
+    def job():
+        x = veil.tensor(torch.zeros(20_000) if veil.rank() == 0 else None, owner=0)
+        return x.gelu().share
+
+    veil.protocols.Semi2k._open = spy
+    try:
+        veil.run(job, parties=2)
+    finally:
+        veil.protocols.Semi2k._open = real
+    assert len(seen) >= 3, "spy saw too few openings; the test would be vacuous"
+    assert all(_chi2_uniform_bytes(t.reshape(-1)) < 400 for t in seen)
+
+
+def _req(kind, **args):
+    return {"kind": kind, "args": args}
+
+
+@pytest.mark.parametrize("req, match", [
+    (_req("trunc_keyed", shape=[4], frac=63, key=1), "cannot make"),
+    (_req("trunc_keyed", shape=[4], frac=0, key=1), "cannot make"),
+    (_req("beaver_trunc", op="matmul", shape_a=[2, 2], shape_b=[2, 2], key_a=1, key_b=2,
+          frac_a=16, frac_b=0), "cannot make"),
+    (_req("beaver_trunc", op="mul", shape_a=[2, 3], shape_b=[4, 3], key_a=1, key_b=2,
+          frac_a=16, frac_b=16), "cannot make"),
+    (_req("beaver_trunc", op="mul", shape_a=[2], shape_b=[2], key_a=1, key_b=-2,
+          frac_a=16, frac_b=16), "expected an integer in"),
+])
+def test_the_dealer_refuses_bad_fused_requests_naming_party_0(req, match):
+    err = dealer_answers(req)
+    assert err is not None and err.party == "party 0", err
+    assert match in err.cause
+
+
+def test_the_dealer_serves_fused_requests():
+    for req in (_req("trunc_keyed", shape=[4], frac=16, key=1),
+                _req("beaver_trunc", op="mul", shape_a=[1, 3], shape_b=[4, 3], key_a=1,
+                     key_b=2, frac_a=16, frac_b=40)):
+        err = dealer_answers(req)
+        assert err is not None and "closed its connection" in err.cause   # answered, EOF
+
+
+def test_local_truncation_and_rep3_do_not_fuse():
+    def job():
+        return current().protocol.fuses_truncation
+    assert veil.run(job, parties=2, config=veil.Config(truncation="local")) == [False] * 2
+    assert veil.run(job, parties=3, protocol="rep3") == [False] * 3
+    assert veil.run(job, parties=3) == [True] * 3
