@@ -65,6 +65,9 @@ def _kernel_calls(p):
         calls["trunc_masked"] = (lambda: p.trunc_masked([x, y], 16), {"numel": 2 * NUMEL})
         calls["mul_masked_fused"] = (lambda: p.mul_masked(tx, my),
                                      {"numel_x": NUMEL, "numel_y": NUMEL})
+        diff = p.masked_combine([(1, tx), (-2, my)])
+        calls["select_masked"] = (lambda: p.select_masked([(bits, diff), (bits, tx)]),
+                                  {"numel": 2 * NUMEL})
     if getattr(p, "and_broadcasts", False):        # semi2k's carry tree uses it
         calls["and_bits_bcast"] = (lambda: p.and_bits(row, rows), {"numel": 4, "numel_b": 12})
     return calls

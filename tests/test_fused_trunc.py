@@ -60,6 +60,33 @@ def test_products_of_fused_truncations_are_exact_and_free(parties, bits_a, bits_
         assert bool(((got == floor) | (got == floor + 1)).all()), "truncation off by > 1"
 
 
+def _selects():
+    p = current().protocol
+    xa, z = _ring(1), _ring(3)
+    bits = torch.randint(0, 2, SHAPE, dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    sa, sz = (p.add_public(p.zeros(t.shape), t) if p.rank == 0 else p.zeros(t.shape)
+              for t in (xa, z))
+    sb = p.xor_public(torch.zeros(SHAPE, dtype=torch.uint8), bits)
+    (ya,) = p.trunc_masked([sa], 16)
+    (mz,) = p.mask(sz)
+    diff = p.masked_combine([(1, ya), (-3, mz)], torch.tensor(777))     # ya - 3 z + 777
+    values = {"trunc": ya, "mask": mz, "combination": diff}
+    before = veil.stats()
+    got = p.select_masked([(sb, m) for m in values.values()])
+    after = veil.stats()
+    return {"rounds": after["rounds"] - before["rounds"],
+            "selected": {k: (p.reveal(g), p.reveal(m.share) * bits.to(torch.int64))
+                         for (k, m), g in zip(values.items(), got)}}
+
+
+@pytest.mark.parametrize("parties", PARTY_COUNTS)
+def test_select_of_masked_values_opens_only_the_bits_and_is_exact(parties):
+    out = veil.run(_selects, parties=parties, seed=6)[0]
+    assert out["rounds"] == 1
+    for name, (got, want) in out["selected"].items():
+        assert torch.equal(got, want), f"{name}: select differs from bit * value"
+
+
 def test_functions_save_rounds_and_bytes_with_fused_truncation(monkeypatch):
     """GELU and softmax at the exact default against the same with fusion switched off
     (the protocol's fuses_truncation forced False): fewer rounds, fewer bytes, and the
@@ -126,6 +153,10 @@ def _req(kind, **args):
           frac_a=16, frac_b=16), "cannot make"),
     (_req("beaver_trunc", op="mul", shape_a=[2], shape_b=[2], key_a=1, key_b=-2,
           frac_a=16, frac_b=16), "expected an integer in"),
+    (_req("select_keyed", shape=[4], terms=3, key_a=1, frac_a=16, key_b=2, frac_b=0),
+     "cannot make"),
+    (_req("select_keyed", shape=[4], terms=2, key_a=1, frac_a=70, key_b=2, frac_b=0),
+     "cannot make"),
 ])
 def test_the_dealer_refuses_bad_fused_requests_naming_party_0(req, match):
     err = dealer_answers(req)
@@ -136,7 +167,9 @@ def test_the_dealer_refuses_bad_fused_requests_naming_party_0(req, match):
 def test_the_dealer_serves_fused_requests():
     for req in (_req("trunc_keyed", shape=[4], frac=16, key=1),
                 _req("beaver_trunc", op="mul", shape_a=[1, 3], shape_b=[4, 3], key_a=1,
-                     key_b=2, frac_a=16, frac_b=40)):
+                     key_b=2, frac_a=16, frac_b=40),
+                _req("select_keyed", shape=[4], terms=2, key_a=1, frac_a=16, key_b=2,
+                     frac_b=0)):
         err = dealer_answers(req)
         assert err is not None and "closed its connection" in err.cause   # answered, EOF
 

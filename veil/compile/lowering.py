@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from ..errors import ProtocolUsageError
+from ..protocols.base import carry_reshaped
 from ..tensor import SecretTensor
 from ..tensor.core import is_secret
 
@@ -112,13 +113,18 @@ def mask_safe(v):
     return v
 
 
-def local(x, fn):
+def local(x, fn, keeps_order: bool = False):
     """Apply a data-movement op ``fn`` to every share form of ``x`` (no communication).
 
     Exact for any op that only moves, copies or drops elements (view, permute, slice,
     index with public indices, ...): share-wise application commutes with reconstruction.
+    ``keeps_order``: ``fn`` is a row-major reshape, so the result keeps the masked form a
+    fused truncation left on x (veil.protocols.base.carry_reshaped).
     """
-    return x._map(fn)
+    out = x._map(fn)
+    if keeps_order and x._share is not None and out._share is not None:
+        carry_reshaped(x._share, out._share)
+    return out
 
 
 __all__ = ["LOWERINGS", "Rule", "register_lowering", "secret", "any_secret", "mask_safe",

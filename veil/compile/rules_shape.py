@@ -27,9 +27,15 @@ def _movement(op_name, fn):
                                      f"supported; use a one-hot product instead")
         if getattr(x, "is_veil_token_ids", False):
             return x.movement(op_name, fn, args)
-        return local(x, lambda t: fn(t, *args, **kwargs))
+        return local(x, lambda t: fn(t, *args, **kwargs), op_name in _ORDER_KEEPING)
     rule.__name__ = "_" + op_name.split(".")[1]
     return rule
+
+
+# row-major reshapes: a fused truncation's masked form survives them (lowering.local)
+_ORDER_KEEPING = {"aten." + n for n in (
+    "view.default", "_unsafe_view.default", "reshape.default", "unsqueeze.default",
+    "squeeze.dim", "squeeze.dims", "squeeze.default", "alias.default", "detach.default")}
 
 
 _MOVEMENT = [
@@ -147,6 +153,8 @@ def _mm(a, b):
 
 @register_lowering("aten.addmm.default", note="matmul + local add")
 def _addmm(bias, a, b, *, beta=1, alpha=1):
+    if alpha == 1 and beta == 1 and secret(a) and secret(b) and secret(bias):
+        return a._matmul_add(b, bias)          # one truncation, after the bias
     out = _matmul(a, b) if secret(a) or secret(b) else torch.matmul(a, b)
     if alpha != 1:
         out = out * alpha

@@ -155,7 +155,10 @@ def scale_mul(bk: Buckets, a: torch.Tensor, ys: list[torch.Tensor], power: float
     """
     big, small, fs = factors(bk, a, power, with_sign)
     fs_list = [f for f in (big, small) if f is not None]
-    if len(ys) == 1:                    # y is the shared factor: opened once
+    if K.reuses_openings():             # each y and factor opened once (a y from a fused
+        prods = iter(K.products_once(    # truncation is not opened again)
+            [(y, f) for y in ys for f in fs_list], {}))
+    elif len(ys) == 1:                  # y is the shared factor: opened once
         prods = iter(K.products_common(ys[0], fs_list))
     else:
         prods = iter(K.products([(y, f) for y in ys for f in fs_list]))

@@ -26,6 +26,7 @@ import torch
 
 from ..context import current
 from ..errors import ProtocolUsageError
+from ..protocols.base import carried, carry, carry_reshaped
 from ..ring import broadcast_shape, is_float
 from ..tensor.core import proto
 from ..tensor.fixed import reuses_openings
@@ -109,6 +110,27 @@ def products_common(a: torch.Tensor, bs: list[torch.Tensor]) -> list[torch.Tenso
     return [row.reshape(shape) for row in z]
 
 
+def reshaped(t: torch.Tensor, shape) -> torch.Tensor:
+    """t.reshape(shape), keeping the masked form a fused truncation left on t."""
+    out = t.reshape(shape)
+    carry_reshaped(t, out)
+    return out
+
+
+def _known(t: torch.Tensor, opened: dict | None):
+    """t's masked form: from ``opened``, or carried by t from a fused truncation in an
+    earlier op (then registered in ``opened`` too); None if t is not opened."""
+    if opened is None:
+        return None
+    got = opened.get(id(t))
+    if got is not None:
+        return got[1]
+    m = carried(t)
+    if m is not None:
+        opened[id(t)] = (t, m)
+    return m
+
+
 def products_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict
                   ) -> list[torch.Tensor]:
     """Untruncated products a*b (broadcasting), opening each distinct tensor only once.
@@ -121,7 +143,7 @@ def products_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict
     new: list[torch.Tensor] = []
     for a, b in pairs:
         for t in (a, b):
-            if id(t) not in opened and not any(t is n for n in new):
+            if _known(t, opened) is None and not any(t is n for n in new):
                 new.append(t)
     p = proto()
     for t, m in zip(new, p.mask(*[t.contiguous() for t in new])):
@@ -161,7 +183,7 @@ def trunc_once(xs: list[torch.Tensor], bits: int, opened: dict | None) -> list[t
     for m in p.trunc_masked([x.contiguous() for x in xs], bits):
         if m.e is not None:                 # not opened where the shift is too wide
             opened[id(m.share)] = (m.share, m)
-        out.append(m.share)
+        out.append(carry(m))                # and for products in later ops
     return out
 
 
@@ -172,12 +194,39 @@ def affine_once(x: torch.Tensor, mult: int, const: float, frac: int | None,
     f = F() if frac is None else frac
     c = None if not const else \
         torch.round(torch.as_tensor(float(const), dtype=torch.float64) * 2.0 ** f).to(torch.int64)
-    if opened is None or id(x) not in opened or opened[id(x)][1].e is None:
+    mx = _known(x, opened)
+    if mx is None or mx.e is None:
         y = x * mult if mult != 1 else x
         return y if c is None else proto().add_public(y, c)
-    m = proto().masked_affine(opened[id(x)][1], mult, c)
+    m = proto().masked_affine(mx, mult, c)
     opened[id(m.share)] = (m.share, m)
     return m.share
+
+
+def combine_once(terms: list[tuple[int, torch.Tensor]], opened: dict | None,
+                 const: float = 0.0) -> torch.Tensor:
+    """sum c * x + const for public ints c (and a real const at scale F); registered in
+    ``opened`` when every x is there (its mask is then the same combination of theirs:
+    `Protocol.masked_combine`)."""
+    c0 = None if not const else \
+        torch.round(torch.as_tensor(float(const), dtype=torch.float64) * 2.0 ** F()).to(torch.int64)
+    known = [_known(x, opened) for _, x in terms]
+    if any(m is None for m in known):
+        out = sum(c * x for c, x in terms)
+        return out if c0 is None else proto().add_public(out, c0)
+    m = proto().masked_combine([(c, k) for (c, _), k in zip(terms, known)], c0)
+    opened[id(m.share)] = (m.share, m)
+    return m.share
+
+
+def select_once(pairs: list[tuple[torch.Tensor, torch.Tensor]], opened: dict | None
+                ) -> list[torch.Tensor]:
+    """`select_many`, in one round; a value registered in ``opened`` is not opened at
+    all (only its bit is: semi2k ``select_masked``)."""
+    known = [_known(x, opened) for _, x in pairs]
+    if not pairs or any(m is None for m in known):
+        return select_many(pairs)
+    return proto().select_masked([(b.contiguous(), m) for (b, _), m in zip(pairs, known)])
 
 
 def fits(bits: float) -> bool:
@@ -346,6 +395,6 @@ def wrap(x, share: torch.Tensor):
 
 
 __all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "products_once",
-           "products_reusing", "mul_once", "trunc_once", "affine_once", "local_truncation", "newton_reciprocal", "fits",
+           "products_reusing", "mul_once", "trunc_once", "affine_once", "combine_once", "select_once", "reshaped", "local_truncation", "newton_reciprocal", "fits",
            "range_bits", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
            "onehot", "select_many", "b2a", "float_input", "wrap"]

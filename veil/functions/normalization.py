@@ -82,8 +82,9 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, *
     shape = _norm_shape(x, normalized_shape)
     flat = x.share.reshape(*x.shape[:x.dim() - len(shape)], -1)
     xhat, inv = normalise_last(flat, eps)
-    _stash(saved, x, xhat.reshape(x.shape), inv)
-    return _affine(K.wrap(x, xhat.reshape(x.shape)), weight, bias, shape)
+    xhat = K.reshaped(xhat, x.shape)       # keeps its opening for the weight's product
+    _stash(saved, x, xhat, inv)
+    return _affine(K.wrap(x, xhat), weight, bias, shape)
 
 
 def _norm_shape(x, normalized_shape) -> tuple:

@@ -125,13 +125,16 @@ def _affine_pieces(x: torch.Tensor, terms: list[tuple[float, float]], e: int) ->
     mags = sorted({abs(a) for a, _ in terms if a and not float(a).is_integer()})
     raw = [x * K.enc(m, f + e) for m in mags]
 
-    def finish(done):
+    def finish(done, opened=None):
+        # with ``opened`` (x and ``done`` registered there) the pieces stay registered
         by = dict(zip(mags, done))
         out = []
         for a, b in terms:
-            t = torch.zeros_like(x) if not a else x * int(a) if float(a).is_integer() else \
-                (by[abs(a)] if a > 0 else -by[abs(a)])
-            out.append(K.add_const(t, b) if b else t)
+            if not a:
+                out.append(K.add_const(torch.zeros_like(x), b) if b else torch.zeros_like(x))
+                continue
+            c, t = (int(a), x) if float(a).is_integer() else (1 if a > 0 else -1, by[abs(a)])
+            out.append(K.combine_once([(c, t)], opened, b))
         return out
     return raw, finish
 
@@ -155,12 +158,14 @@ def _saturating_even(x: torch.Tensor, spec: Saturating, poly) -> torch.Tensor | 
     opened: dict = {}
     (sq_raw,) = K.products_once([(x, x)], opened)           # x^2 = 2^2k u^2, scale 2F
     sq, *done = K.trunc_once([sq_raw, *pieces], f + 2 * k, opened)   # sq stays opened
-    lo, hi, common = finish(done)
+    lo, hi, common = finish(done, opened)
     T = cheb.basis(K.affine_once(sq, 2, -1.0, None, opened), poly.degree, opened, raw_top=True)
-    (p,) = K.trunc([cheb.combine_top(T, poly.coeffs)], 2 * f)
+    (p,) = K.trunc_once([cheb.combine_top(T, poly.coeffs)], 2 * f, opened)
     ge_lo, ge_hi = K.ge_many(x, [-spec.T, spec.T])
     # out = lo + [x >= -T] (p - lo) + [x >= T] (hi - p); beyond T p cancels exactly.
-    s_lo, s_hi = K.select_many([(ge_lo, p - lo), (ge_hi, hi - p)])
+    # p, lo and hi come masked from their truncations: the selects open only the bits.
+    s_lo, s_hi = K.select_once([(ge_lo, K.combine_once([(1, p), (-1, lo)], opened)),
+                                (ge_hi, K.combine_once([(1, hi), (-1, p)], opened))], opened)
     return lo + s_lo + s_hi + common
 
 

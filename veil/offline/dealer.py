@@ -138,6 +138,8 @@ class TrustedDealerUnsafe(Provider):
             return {p.name: _draw(self._prg, p) for p in recipe(kind, args).randoms}
         kind, args, rec, key = self._lookup(kind, args)
         shape, keys = self._shape_of(kind, args)
+        if keys:        # a keyed request may name a fresh key (a fused truncation's)
+            self._next_key = max(self._next_key, max(keys) + 1)
         self.counts["dealer_requests"] += 1
         self._plans.record(kind, args)
         if self._ahead and self._ahead[0][0] != key:

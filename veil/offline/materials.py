@@ -219,8 +219,11 @@ MAX_FUSED_FRAC = 62       # exact truncation's range: |x| < 2^62
 
 
 def trunc_label(key: int, shape: tuple, frac: int) -> str:
-    """Fork label of a keyed truncation mask (distinct from `mask_label`'s)."""
-    return f"tmask|{int(key)}|{int(frac)}|{'x'.join(str(int(d)) for d in shape)}"
+    """Fork label of a keyed truncation mask (distinct from `mask_label`'s). It names the
+    element count, not the shape: the mask drawn at any shape of that count is the same
+    values in row-major order, so a reshaped truncation result keeps its mask (the
+    tensor layer carries it through order-keeping reshapes only)."""
+    return f"tmask|{int(key)}|{int(frac)}|{numel(shape)}"
 
 
 def _check_fused_frac(frac: int, zero_ok: bool = False) -> int:
@@ -298,6 +301,39 @@ def beaver_trunc(op: str, shape_a, shape_b, key_a: int, key_b: int, frac_a: int,
         derive=derive,
         keyed=(Part("ra", shape_a, RING, label(key_a, shape_a, frac_a)),
                Part("rb", shape_b, RING, label(key_b, shape_b, frac_b))))
+
+
+@register_kind("select_keyed")
+def select_keyed(shape, terms: int, key_a: int, frac_a: int, key_b: int, frac_b: int
+                 ) -> Recipe:
+    """daBit m with [m * piece] for every piece (`fused_components`) of one or two keyed
+    masks (``terms``; the second's key and frac are ignored for one): multiplies by a
+    secret bit a value whose mask the dealer knows, opening only the bit (semi2k
+    ``select_masked``). Parts ``L0``, ``M0``, ``A1``, ...: piece, then term index."""
+    shape = _shape(shape)
+    if terms not in (1, 2):
+        raise ValueError(f"select_keyed takes 1 or 2 masks, got {terms}")
+    masks = [(key_a, _check_fused_frac(frac_a, True)), (key_b, _check_fused_frac(frac_b, True))]
+    masks = masks[:terms]
+    names = [(f"{piece}{i}", frac if piece == "M" else 64)
+             for i, (_, frac) in enumerate(masks) for piece in fused_components(frac)]
+
+    def derive(v):
+        m = v["m"].to(torch.int64)
+        out = {"m_ring": m}
+        for i, (_, frac) in enumerate(masks):
+            for piece, value in _pieces(v[f"r{i}"], frac).items():
+                out[f"{piece}{i}"] = m * value
+        return out
+
+    return Recipe(
+        randoms=(Part("m", shape, BITS),),
+        derived=(Part("m_ring", shape, RING),
+                 *(Part(name, shape, RING, width=w) for name, w in names)),
+        derive=derive,
+        keyed=tuple(Part(f"r{i}", shape, RING,
+                         mask_label(k, shape) if f == 0 else trunc_label(k, shape, f))
+                    for i, (k, f) in enumerate(masks)))
 
 
 @register_kind("cmp")

@@ -78,6 +78,9 @@ class Masked:
     A = mult L - msb_w M with dealer-known pieces L, M of the truncation's keyed mask and
     the public weight ``msb_w`` (msb(c) 2^(64-frac), times ``mult``). ``mult`` is the
     public integer a masked value was multiplied by since (`Protocol.masked_affine`).
+
+    ``parts``: a linear combination of masked tensors (`Protocol.masked_combine`) has no
+    key of its own; its mask is sum c_i A_i over the ``(c_i, Masked)`` pairs listed.
     """
     share: object
     e: torch.Tensor | None = None
@@ -86,9 +89,49 @@ class Masked:
     frac: int = 0
     mult: int = 1
     msb_w: torch.Tensor | None = None
+    parts: tuple = ()
+
+    def terms(self) -> tuple:
+        """(coefficient, single-key Masked) pairs whose weighted sum is this mask."""
+        return self.parts or ((1, self),)
 
     def __repr__(self) -> str:
         return f"Masked(key={self.key}, <secret>)"
+
+
+# A share tensor that a fused truncation made carries its masked form, so a product in
+# another op (the GELU after a Linear, a LayerNorm's scale after its normalisation)
+# opens nothing new. Stored without the share itself (no reference cycle) and with the
+# share's version: an in-place change of the share drops it.
+_CARRIED = "_veil_masked"
+
+
+def carry(m: Masked) -> torch.Tensor:
+    """Attach ``m`` (opened, single key) to its share tensor; returns the share."""
+    if m.e is not None and m.key is not None and not m.parts:
+        kept = Masked(None, m.e, m.a, m.key, m.frac, m.mult, m.msb_w)
+        setattr(m.share, _CARRIED, (kept, m.share._version))
+    return m.share
+
+
+def carry_reshaped(src, dst) -> None:
+    """``dst``, a row-major reshape of ``src``, carries src's truncation mask reshaped
+    (a truncation mask is keyed by its element count: materials.trunc_label)."""
+    m = carried(src)
+    if m is None or m.frac == 0 or not src.is_contiguous() or dst.numel() != src.numel():
+        return
+    shape = dst.shape
+    carry(Masked(dst, m.e.reshape(shape), m.a.reshape(shape), m.key, m.frac, m.mult,
+                 m.msb_w.reshape(shape)))
+
+
+def carried(t) -> Masked | None:
+    """The masked form a share tensor carries (`carry`), or None (none, or changed since)."""
+    got = getattr(t, _CARRIED, None)
+    if got is None or got[1] != t._version:
+        return None
+    k = got[0]
+    return Masked(t, k.e, k.a, k.key, k.frac, k.mult, k.msb_w)
 
 
 @dataclass(frozen=True)
@@ -225,6 +268,8 @@ class Protocol(ABC):
     def masked_affine(self, mx: Masked, mult: int, const: torch.Tensor | None) -> Masked:
         """mult * x + const (public int and ring constant) with its masked form: the mask
         scales by ``mult``, the public part takes the constant; no traffic."""
+        if mx.parts:
+            return self.masked_combine([(mult, mx)], const)
         share = mx.share * mult
         if const is not None:
             share = self.add_public(share, const)
@@ -233,6 +278,33 @@ class Protocol(ABC):
         e = mx.e * mult if const is None else mx.e * mult + const
         return Masked(share, e, None if mx.a is None else mx.a * mult, mx.key, mx.frac,
                       mx.mult * mult, None if mx.msb_w is None else mx.msb_w * mult)
+
+    def masked_combine(self, terms: list, const: torch.Tensor | None = None) -> Masked:
+        """sum c_i x_i + const for (public int c_i, Masked x_i) pairs, with its masked
+        form (the mask is sum c_i A_i: `Masked.parts`); no traffic."""
+        share = sum(c * m.share for c, m in terms)
+        if const is not None:
+            share = self.add_public(share, const)
+        if any(m.e is None or m.a is None for _, m in terms):
+            return Masked(share)
+        e = sum(c * m.e for c, m in terms)
+        parts = tuple((c * c2, m2) for c, m in terms for c2, m2 in m.terms())
+        return Masked(share, e if const is None else e + const,
+                      sum(c * m.a for c, m in terms), parts=parts)
+
+    def select_masked(self, pairs: list) -> list:
+        """bit * x for (XOR-shared bits, Masked x) pairs, one round for all (semi2k opens
+        only the bits when each x's mask is the dealer's to know). The fallback is one
+        ordinary ``select`` of all pairs."""
+        if not pairs:
+            return []
+        bits = torch.cat([b.reshape(-1) for b, _ in pairs])
+        flat = self.select(bits, torch.cat([m.share.reshape(-1) for _, m in pairs]))
+        out, at = [], 0
+        for b, _ in pairs:
+            out.append(flat[at:at + b.numel()].reshape(b.shape))
+            at += b.numel()
+        return out
 
     def mul_masked(self, mx: Masked, my: Masked):
         return self.mul(mx.share, my.share)

@@ -150,6 +150,10 @@ KERNELS = {k.name: k for k in [
     Kernel("b2a", lambda n, rank, cfg, numel: Cost(1, _open_bytes(n, packed_len(numel)))),
     Kernel("select", lambda n, rank, cfg, numel:
            Cost(1, _open_bytes(n, packed_len(numel) + 8 * numel))),
+    Kernel("select_masked", lambda n, rank, cfg, numel:
+           Cost(1, _open_bytes(n, packed_len(numel))),
+           "bit * x for x masked by keyed or truncation masks: only the bits are opened; "
+           "numel counts every pair's elements"),
     Kernel("reveal_bits", lambda n, rank, cfg, numel, to=None:
            Cost(1, _open_bytes(n, packed_len(numel))) if to is None
            else Cost(1, 0 if rank == to else packed_len(numel))),
@@ -249,6 +253,8 @@ class Semi2k(Protocol):
     def _bilinear_masked(self, op, mx, my, fn, params=None):
         if mx.e is None or my.e is None or (mx.a is None and my.a is None):
             return self._bilinear(op, mx.share, my.share, fn, params)   # nothing to reuse
+        if mx.parts or my.parts:          # combinations: no dealer material for them
+            return self._bilinear(op, mx.share, my.share, fn, params)
         if _is_fused(mx) or _is_fused(my):
             if op == "mul":
                 return self._mul_fused(mx, my)
@@ -424,6 +430,34 @@ class Semi2k(Protocol):
         (c,), (e,) = self._open_bits(bits ^ m["m"], ring=(x - m["a"],))
         c = c.to(torch.int64)
         return c * x + (1 - 2 * c) * (e * m["m_ring"] + m["ma"])
+
+    def select_masked(self, pairs):
+        if not pairs:
+            return []
+        if any(m.e is None or m.a is None or len(m.terms()) > 2
+               or any(t.key is None or t.parts or t.e is None or t.e.shape != b.shape
+                      for _, t in m.terms()) for b, m in pairs):
+            return super().select_masked(pairs)
+        ts = []
+        for b, m in pairs:
+            (c1, t1), (c2, t2) = (m.terms() * 2)[:2]
+            n_terms = len(m.terms())
+            ts.append(self.provider.get(
+                "select_keyed", shape=list(b.shape), terms=n_terms, key_a=t1.key,
+                frac_a=t1.frac, key_b=t2.key, frac_b=t2.frac))
+        # Opens each bits ^ m with a uniform bit m: discloses nothing. x is not opened:
+        # its mask is known to the dealer (keys), which sends [m * mask piece].
+        cs, _ = self._open_bits(*(b ^ t["m"] for (b, _), t in zip(pairs, ts)))
+        out = []
+        for c, (_, m), t in zip(cs, pairs, ts):
+            c = c.to(torch.int64)
+            # b x = c x + (1 - 2c) m x, and m x = m e + sum_i c_i (weighted [m * piece])
+            mx = m.e * t["m_ring"]
+            for i, (coef, term) in enumerate(m.terms()):
+                for piece, w in _piece_weights(term).items():
+                    mx += (coef * w) * t[f"{piece}{i}"]
+            out.append(c * m.share + (1 - 2 * c) * mx)
+        return out
 
     def reveal_bits(self, bits, to=None):
         # Discloses the bits to the receiver(s): the intended output.

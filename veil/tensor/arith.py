@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from ..autograd.graph import differentiable
+from ..autograd.graph import _requires_grad, differentiable
 from ..errors import ProtocolUsageError
 from ..ring import is_float
 from ..ring import check_public
+from ..protocols.base import carry
 from .fixed import masked_pair
 from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
                    public_frac, public_is_integral, result_dtype)
@@ -70,7 +71,8 @@ class ArithMixin:
                 return self._select(other, dtype)
             if self._bits is not None and other._bits is not None:
                 return self._wrap_bits(proto().and_bit_elements(self._bits, other._bits))
-            masked = masked_pair(self, other)    # a fixed operand: its opening is reused
+            # a fixed operand, or one a fused truncation left masked: its opening is reused
+            masked = masked_pair(self, other, elementwise=True)
             if masked is not None:
                 return self._rescale(proto().mul_masked(*masked), self.frac + other.frac,
                                      dtype)
@@ -93,8 +95,12 @@ class ArithMixin:
     def _rescale(self, z: torch.Tensor, have: int, dtype: torch.dtype):
         """Bring a product with ``have`` fractional bits to the scale of ``dtype``."""
         want = frac_of(dtype)
-        if have > want:
-            z = proto().trunc(z, have - want)
+        p = proto()
+        if have > want and p.fuses_truncation:
+            # left masked for the next elementwise product, in this op or a later one
+            z = carry(p.trunc_masked([z], have - want)[0])
+        elif have > want:
+            z = p.trunc(z, have - want)
         elif have < want:
             z = z << (want - have)
         return self._wrap(z, dtype)
@@ -103,7 +109,7 @@ class ArithMixin:
         """A secret product, truncated in the same kernel when it needs truncating (the
         protocol may save a round: rep3 truncates inside the product's reshare)."""
         have, want = self.frac + other.frac, frac_of(dtype)
-        if have > want:
+        if have > want and not proto().fuses_truncation:
             return self._wrap(fused(x, y, have - want), dtype)
         return self._rescale(kernel(x, y), have, dtype)
 
@@ -189,6 +195,27 @@ class ArithMixin:
         return self._wrap(self._lift(torch.full(self.shape, value), self.frac), self.dtype)
 
     # -- matmul ------------------------------------------------------------------------------
+    def _matmul_add(self, other, bias):
+        """self @ other + bias for secret operands, truncated once with the bias added at
+        the product's scale: the result is what the truncation left (masked for a next
+        elementwise product, `_rescale`), which an add after it would lose. Falls back to
+        matmul then add where that does not apply (autograd, mixed dtypes)."""
+        if not (is_secret(other) and is_secret(bias)) or any(
+                _requires_grad(t) for t in (self, other, bias)) or bias._bits is not None:
+            return self.matmul(other).add(bias)
+        dtype, _ = self._binary_setup(other)
+        have = self.frac + other.frac
+        if bias.dtype != dtype or bias.frac != frac_of(dtype) or have < bias.frac:
+            return self.matmul(other).add(bias)
+        _meta(torch.matmul, self, other)       # torch's shape error here, not at the dealer
+        out = (self.shape[0], other.shape[1]) if self.dim() == 2 and other.dim() == 2 else None
+        if out is None or tuple(torch.broadcast_shapes(out, bias.shape)) != out:
+            return self.matmul(other).add(bias)      # not addmm's 2-D case, or a wider bias
+        masked = masked_pair(self, other)
+        z = proto().matmul_masked(*masked) if masked is not None else \
+            proto().matmul(self.share, other.share)
+        return self._rescale(z + (bias.share << (have - bias.frac)), have, dtype)
+
     @differentiable("matmul")
     def matmul(self, other):
         dtype, frac = self._binary_setup(other)

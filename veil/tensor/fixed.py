@@ -15,7 +15,7 @@ mask the tensor again under a *fresh* key, so a mask never hides two different v
 
 from __future__ import annotations
 
-from ..protocols.base import Masked
+from ..protocols.base import Masked, carried
 from .core import proto
 
 
@@ -47,18 +47,24 @@ def reuses_openings() -> bool:
     return proto().reuses_openings
 
 
-def masked_pair(x, y) -> tuple[Masked, Masked] | None:
-    """Masked forms of the operands of a product, or None when neither is fixed.
+def masked_pair(x, y, elementwise: bool = False) -> tuple[Masked, Masked] | None:
+    """Masked forms of the operands of a product, or None when neither is fixed (nor,
+    for an ``elementwise`` product, carries the masked form a fused truncation left:
+    `veil.protocols.base.carried`).
 
     The fixed operand's stored form is reused; everything else (the other operand, or a
     fixed one that changed) is masked now, all in one ``mask`` call (one round).
     """
-    fx, fy = getattr(x, "_fixed", None), getattr(y, "_fixed", None)
-    if (fx is None and fy is None) or not reuses_openings():
+    if not reuses_openings():
         return None
+    fx, fy = getattr(x, "_fixed", None), getattr(y, "_fixed", None)
     sx, sy = x.share, y.share
-    have = [fx.current(sx) if fx is not None else None,
-            fy.current(sy) if fy is not None else None]
+    cx = carried(sx) if elementwise and fx is None else None
+    cy = carried(sy) if elementwise and fy is None else None
+    if fx is None and fy is None and cx is None and cy is None:
+        return None
+    have = [fx.current(sx) if fx is not None else cx,
+            fy.current(sy) if fy is not None else cy]
     todo = [i for i, m in enumerate(have) if m is None]
     opened = proto().mask(*[(sx, sy)[i] for i in todo])
     for i, m in zip(todo, opened):

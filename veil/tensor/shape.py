@@ -6,6 +6,7 @@ import torch
 
 from ..autograd.graph import differentiable
 from ..errors import ProtocolUsageError
+from ..protocols.base import carry_reshaped
 from .core import is_secret
 
 
@@ -32,21 +33,25 @@ class ShapeMixin:
         bits = fn(self._bits) if self._bits is not None else None
         return type(self)(share, dtype=self.dtype, frac=self.frac, bits=bits)
 
-    def _view(self, fn):
-        """A shape op torch defines as a view: same as `_map`, recorded as an alias."""
-        return self._map(fn)._as_view_of(self)
+    def _view(self, fn, keeps_order: bool = False):
+        """A shape op torch defines as a view: same as `_map`, recorded as an alias.
+        ``keeps_order``: a row-major reshape, which keeps a fused truncation's mask."""
+        out = self._map(fn)._as_view_of(self)
+        if keeps_order and self._share is not None and out._share is not None:
+            carry_reshaped(self._share, out._share)
+        return out
 
     def reshape(self, *shape):
-        return self._view(lambda t: t.reshape(*shape))
+        return self._view(lambda t: t.reshape(*shape), True)
 
     def view(self, *shape):
-        return self._view(lambda t: t.reshape(*shape))
+        return self._view(lambda t: t.reshape(*shape), True)
 
     def view_as(self, other):
         return self.view(other.shape)
 
     def flatten(self, start_dim=0, end_dim=-1):
-        return self._view(lambda t: t.flatten(start_dim, end_dim))
+        return self._view(lambda t: t.flatten(start_dim, end_dim), True)
 
     def transpose(self, dim0, dim1):
         return self._view(lambda t: t.transpose(dim0, dim1))
@@ -66,10 +71,10 @@ class ShapeMixin:
         return self.transpose(0, 1) if self.dim() == 2 else self
 
     def unsqueeze(self, dim):
-        return self._view(lambda t: t.unsqueeze(dim))
+        return self._view(lambda t: t.unsqueeze(dim), True)
 
     def squeeze(self, dim=None):
-        return self._view(lambda t: t.squeeze() if dim is None else t.squeeze(dim))
+        return self._view(lambda t: t.squeeze() if dim is None else t.squeeze(dim), True)
 
     def expand(self, *sizes):
         return self._view(lambda t: t.expand(*sizes))
