@@ -48,34 +48,47 @@ def _layer_rounds(g: int) -> int:
     return 7 if g == 2 else 7 + math.ceil(math.log2(g - 1))
 
 
-# One comparison per element costs about as much time as two rounds (0.3 us per element
-# against ~15 us per in-process round for 100k elements): the planner's exchange rate.
+# The planner's exchange rate between rounds and comparisons: one comparison per element
+# (~16 bytes each way at 2 parties) weighs COMPARISON_WEIGHT rounds for small tensors
+# (0.3 us per element against ~15 us per in-process round), and for large ones as much as
+# its bytes take on the emulated WAN (40 ms, 100 Mbit/s: ~500 KB per round, so one round
+# per ELEMENTS_PER_ROUND elements). Bytes weigh more still on the LAN and in-process, so
+# the WAN's rate is the conservative choice: an attention's 12 x 128 x 128 scores take
+# (3, 5, 9) (27 rounds, 2 comparisons per element) instead of (8, 16) (21, 4.4).
 COMPARISON_WEIGHT = 2.0
+ELEMENTS_PER_ROUND = 31_250
+
+
+def comparison_weight(numel: int) -> float:
+    """Rounds one comparison per element is worth, for a max over ``numel`` elements."""
+    return max(COMPARISON_WEIGHT, numel / ELEMENTS_PER_ROUND)
 
 
 @lru_cache(maxsize=None)
-def tournament(n: int, n0: int | None = None) -> tuple[int, ...]:
-    """Group sizes of each layer for a max over n values (min rounds + 2 comparisons per
-    element): (4, 8) for 32, (5, 20) for 100, (4, 9, 28) for 1000."""
+def tournament(n: int, n0: int | None = None, weight: float = COMPARISON_WEIGHT
+               ) -> tuple[int, ...]:
+    """Group sizes of each layer for a max over n values (min rounds + ``weight`` rounds
+    per comparison per element): (4, 8) for 32, (5, 20) for 100, (4, 9, 28) for 1000
+    at the default weight."""
     n0 = n0 or n
     if n <= 1:
         return ()
     best = None
     for g in range(2, min(n, 64) + 1):
         groups = -(-n // g)
-        cost = _layer_rounds(g) + COMPARISON_WEIGHT * groups * g * (g - 1) / 2 / n0
-        rest = tournament(groups, n0)
-        total = cost + _plan_cost(rest, groups, n0)
+        cost = _layer_rounds(g) + weight * groups * g * (g - 1) / 2 / n0
+        rest = tournament(groups, n0, weight)
+        total = cost + _plan_cost(rest, groups, n0, weight)
         if best is None or total < best[0]:
             best = (total, (g,) + rest)
     return best[1]
 
 
-def _plan_cost(plan, n, n0) -> float:
+def _plan_cost(plan, n, n0, weight) -> float:
     cost = 0.0
     for g in plan:
         groups = -(-n // g)
-        cost += _layer_rounds(g) + COMPARISON_WEIGHT * groups * g * (g - 1) / 2 / n0
+        cost += _layer_rounds(g) + weight * groups * g * (g - 1) / 2 / n0
         n = groups
     return cost
 
@@ -93,7 +106,9 @@ def _and_rows(rows: torch.Tensor) -> torch.Tensor:
 def row_max(v: torch.Tensor) -> torch.Tensor:
     """Max over the last dim of shares v (any scale); ties are harmless."""
     p = proto()
-    for g in tournament(v.shape[-1]):
+    # the weight is rounded to a power of two so that plans are cached per size class
+    w = comparison_weight(v.numel())
+    for g in tournament(v.shape[-1], None, 2.0 ** round(math.log2(w))):
         n = v.shape[-1]
         groups = -(-n // g)
         if groups * g > n:      # pad with copies of the row's first entry: max unchanged
