@@ -180,3 +180,83 @@ def test_local_truncation_and_rep3_do_not_fuse():
     assert veil.run(job, parties=2, config=veil.Config(truncation="local")) == [False] * 2
     assert veil.run(job, parties=3, protocol="rep3") == [False] * 3
     assert veil.run(job, parties=3) == [True] * 3
+
+
+def _carried_across_ops():
+    """A truncated product keeps its masked form through a reshape into the next op's
+    elementwise product (no opening there), loses it through a transpose or an in-place
+    change (then the product opens again), and every result equals torch's."""
+    from veil.protocols.base import carried
+    a = veil.tensor(torch.linspace(-2, 2, 24).reshape(4, 6) if veil.rank() == 0 else None,
+                    owner=0)
+    b = veil.tensor(torch.linspace(1, 3, 24).reshape(4, 6) if veil.rank() == 1 else None,
+                    owner=1)
+    y = a * b                                   # truncated: carries its masked form
+    out = {"carries": carried(y.share) is not None}
+    flat = y.reshape(24)
+    out["reshape carries"] = carried(flat.share) is not None
+    before = veil.stats()
+    sq = flat * flat                            # opens nothing: y's truncation did
+    out["square rounds"] = veil.stats()["rounds"] - before["rounds"] - 1   # its own trunc
+    out["transpose carries"] = carried(y.t().share) is not None
+    z = a * b
+    z.share.add_(0)                             # an in-place write drops the form
+    out["in-place carries"] = carried(z.share) is not None
+    out["square"] = sq.reveal()
+    out["z"] = z.reveal()
+    return out
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_masked_forms_carry_through_reshapes_only(parties):
+    out = veil.run(_carried_across_ops, parties=parties, seed=2)[0]
+    assert out["carries"] and out["reshape carries"]
+    assert out["square rounds"] == 0
+    assert not out["transpose carries"] and not out["in-place carries"]
+    y = torch.linspace(-2, 2, 24) * torch.linspace(1, 3, 24)
+    assert (out["square"] - y * y).abs().max() < 1e-3
+    assert (out["z"] - y.reshape(4, 6)).abs().max() < 1e-4
+
+
+def test_linear_adds_its_bias_before_its_one_truncation():
+    """nn.Linear (aten.addmm) under veil.secure: the bias joins the product before the
+    truncation, so the output carries its masked form into the GELU after it."""
+    from veil.protocols.base import carried
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU()).eval()
+    x = torch.randn(5, 16)
+    seen = []
+    import veil.functions.activations as act
+    real = act.gelu
+
+    def spy(t, *a, **k):
+        seen.append(carried(t.share) is not None)
+        return real(t, *a, **k)
+
+    def job():
+        m = veil.secure(net if veil.rank() == 0 else None, owner=0,
+                        example_input=x if veil.rank() == 0 else None)
+        return m(veil.tensor(x if veil.rank() == 1 else None, owner=1)).reveal()
+
+    act.gelu = spy
+    try:
+        got = veil.run(job, parties=2, seed=1)[0]
+    finally:
+        act.gelu = real
+    with torch.no_grad():
+        assert (got - net(x)).abs().max() < 1e-3
+    assert seen and all(seen)
+
+
+def test_row_max_plans_by_tensor_size():
+    from veil.functions.softmax import comparison_weight, tournament
+    assert comparison_weight(400) == 2.0 and comparison_weight(12 * 128 * 128) > 6
+    small, large = tournament(128, None, 2.0), tournament(128, None, 8.0)
+
+    def comparisons(plan, n=128):
+        total = 0
+        for g in plan:
+            groups = -(-n // g)
+            total, n = total + groups * g * (g - 1) // 2, groups
+        return total
+    assert comparisons(large) < comparisons(small) / 2      # fewer bytes for big tensors

@@ -2,8 +2,8 @@
 
 Each is a saturating polynomial (smooth.py): two comparisons in one msb call, one
 Chebyshev polynomial through v = 2 (x/T)^2 - 1, one select round. Rounds at 2 parties
-(default exact truncation / opt-in local): sigmoid and tanh 19 / 13, erf 18 / 12, gelu
-15 / 11, silu 19 / 12, softplus 17 / 12. The cheap variants (opt-in,
+(default exact truncation / opt-in local): sigmoid and tanh 14 / 13, erf 14 / 12, gelu
+12 / 11, silu 15 / 12, softplus 13 / 12. The cheap variants (opt-in,
 see approx.py): sigmoid ``"linear"`` and ``"spline"`` (8 rounds, 7 under local
 truncation) and MPCFormer's gelu ``"quad"`` (2 rounds, 1).
 Backward rules sit below each forward; derivatives that are themselves saturating
@@ -87,7 +87,7 @@ def _spline_sigmoid(x):
 
 
 def sigmoid(x, *, approx: str | None = None, saved: dict | None = None):
-    """Logistic sigmoid 1 / (1 + e^-x) (torch.sigmoid). 19 rounds (13 under the opt-in
+    """Logistic sigmoid 1 / (1 + e^-x) (torch.sigmoid). 14 rounds (13 under the opt-in
     ``Config(truncation="local")``), error < 3e-4.
 
     ``approx="linear"``: clamp(0.5 + x/4, 0, 1), 8 rounds; ``approx="spline"``: 65-knot
@@ -128,7 +128,7 @@ def _sigmoid_grad(grad_out, out, x, *, approx=None, saved=None):
 
 
 def tanh(x):
-    """Hyperbolic tangent (torch.tanh). 19 rounds (13 with local truncation), error < 4e-4.
+    """Hyperbolic tangent (torch.tanh). 14 rounds (13 with local truncation), error < 4e-4.
 
     >>> import torch, veil
     >>> def f():
@@ -146,7 +146,7 @@ def _tanh_grad(grad_out, out, x):
 
 
 def erf(x):
-    """Error function (torch.erf). 18 rounds (12 with local truncation), error < 1e-4.
+    """Error function (torch.erf). 14 rounds (12 with local truncation), error < 1e-4.
 
     >>> import torch, veil
     >>> def f():
@@ -165,7 +165,7 @@ def _erf_grad(grad_out, out, x):
 
 def gelu(x, approximate: str = "none", *, approx: str | None = None,
          saved: dict | None = None):
-    """GELU x Phi(x) (F.gelu), exact or ``approximate="tanh"``. 15 rounds (11 with local
+    """GELU x Phi(x) (F.gelu), exact or ``approximate="tanh"``. 12 rounds (11 with local
     truncation), error < 2e-4.
 
     ``approx="quad"``: MPCFormer's 0.125 x^2 + 0.25 x + 0.5 (2 rounds, 1 with local).
@@ -205,7 +205,7 @@ def _gelu_grad(grad_out, out, x, approximate="none", *, approx=None, saved=None)
 
 
 def silu(x):
-    """SiLU / swish x sigmoid(x) (F.silu). 19 rounds (12 with local truncation), error < 5e-4.
+    """SiLU / swish x sigmoid(x) (F.silu). 15 rounds (12 with local truncation), error < 5e-4.
 
     >>> import torch, veil
     >>> def f():
@@ -224,7 +224,7 @@ def _silu_grad(grad_out, out, x):
 
 
 def softplus(x, beta: float = 1.0, threshold: float = 20.0):
-    """log(1 + e^(beta x)) / beta (F.softplus). 17 rounds (12 with local truncation), error < 3e-4 /
+    """log(1 + e^(beta x)) / beta (F.softplus). 13 rounds (12 with local truncation), error < 3e-4 /
     beta.
 
     Beyond ``threshold`` torch switches to the identity; here the switch is at beta x = 8

@@ -18,7 +18,7 @@ def batch_norm_train(x, running_mean=None, running_var=None, weight=None, bias=N
     """F.batch_norm(training=True): batch statistics on shares, running stats updated.
 
     mean and biased variance over (N, *spatial) per channel are local sums (one product
-    round for the squares), then one rsqrt per channel (veil.functions, 19 rounds at 2
+    round for the squares), then one rsqrt per channel (veil.functions, 16 rounds at 2
     parties; 13 with local truncation). ``running_mean`` / ``running_var`` must be
     SecretTensors (they are updated in place with the secret batch statistics, as torch
     does, unbiased variance) or None.

@@ -5,7 +5,7 @@ at c_j = 6 j ln 2; all bucket edges are compared in ONE batched msb call (7 edge
 fractional bits), a b2a round turns the one-hot into r = x - c_j in [0, 6 ln 2), a
 degree-8 Chebyshev fit of e^r (relative error 8e-6) takes 3 rounds, and one product
 round multiplies by e^(c_j) = 2^(6j) (an integer factor for j >= 0, exact; see
-_buckets.scale_mul). 16 rounds (11 with 2-party local truncation), relative error
+_buckets.scale_mul). 13 rounds (11 with 2-party local truncation), relative error
 about 2e-4 (the fixed-point noise of the polynomial on [1, 64]). Saturation is part of
 the design: below the lowest bucket, c_lo = 6 floor(-(F+1)/6) ln 2 (-12.5 at 16 bits,
 where e^x < 2^-18, a quarter ulp), no one-hot row is set and the result is 0; from
@@ -21,7 +21,7 @@ result is meaningless (docs/functions.md shows where). Use it when inputs are kn
 be in range.
 
 log: x = x_n 2^(4j) with x_n in [1/4, 4) (one batched msb, see _buckets), then
-log x = P(x_n) + 4 j ln 2 with a degree-14 Chebyshev fit of log on [1/4, 4): 17 rounds
+log x = P(x_n) + 4 j ln 2 with a degree-14 Chebyshev fit of log on [1/4, 4): 14 rounds
 (12 with 2-party local truncation).
 
 pow_float: x ** e = exp(e log x) for x > 0 (sqrt, rsqrt and reciprocal for e = 1/2, -1/2,
@@ -123,8 +123,8 @@ def exp(x, *, approx: str | None = None):
     """Elementwise e^x (torch.exp), saturating like torch's float32 at the range ends.
 
     Relative error about 2e-4 from the lowest representable output up to e^10.4 (the
-    fixed-point bound at default settings); 0 below, the bound above. 16 rounds (11 with
-    2-party local truncation; ``approx="square"``: 13 / 6 rounds, only for x >= -37).
+    fixed-point bound at default settings); 0 below, the bound above. 13 rounds (11 with
+    2-party local truncation; ``approx="square"``: 7 / 6 rounds, only for x >= -37).
 
     >>> import torch, veil
     >>> def f():

@@ -3,7 +3,7 @@
 layer_norm: mean (local), centred c = x - mean, variance = sum(c^2)/n with the products
 summed *before* their one truncation (one per row, not per element: fewer truncation
 failures and no rounding build-up over 768 features), then rsqrt(var + eps) on one value
-per row (see roots.py) and one product c * rsqrt: 25 rounds (15 with 2-party local
+per row (see roots.py) and one product c * rsqrt: 22 rounds (15 with 2-party local
 truncation).
 The variance must stay below 32768 (the fixed-point range); a row of 768 values of
 N(0, 3^2) has 9.
@@ -67,7 +67,7 @@ def _stash(saved, x, xhat, inv):
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5, *,
                saved: dict | None = None):
-    """F.layer_norm: normalise over the trailing ``normalized_shape`` dims. 25 rounds (15
+    """F.layer_norm: normalise over the trailing ``normalized_shape`` dims. 22 rounds (15
     with 2-party local truncation).
 
     >>> import torch, veil

@@ -6,7 +6,7 @@ edges), work on x_n, and scale back by a power of two chosen by the bucket one-h
 * reciprocal: buckets of s = 6 octaves (x_n in [1/8, 8); 4 edges per sign at 16
   fractional bits), a degree-12 Chebyshev seed fitted for relative error (0.13), then
   three Newton-Raphson steps y <- y (2 - x y) (the error squares: 1.8e-2, 3e-4, 1e-7).
-  Moving in and out is one b2a round and one product round each way. 28 rounds at 2
+  Moving in and out is one b2a round and one product round each way. 25 rounds at 2
   parties (19 with local truncation; counts here are 2-party, exact / local). Wider
   buckets trade comparisons (the expensive part: 0.3 us per element and edge here) for
   one Newton step: measured 1.8x faster than s = 4 with 2 steps (16 rounds). CrypTen
@@ -15,9 +15,9 @@ edges), work on x_n, and scale back by a power of two chosen by the bucket one-h
   works for any sign); ``positive=True`` skips them (4 edges instead of 9) when the
   caller knows x > 0.
 * sqrt: s = 4 (x_n in [1/4, 4)), a degree-12 relative fit of sqrt (4.3e-5), no
-  iteration, moves by select: 19 / 12 rounds.
+  iteration, moves by select: 15 / 12 rounds.
 * rsqrt: s = 4, a degree-16 relative fit of 1/sqrt (8.9e-5), moves by b2a + products
-  (19 / 13 rounds, fewer bytes than selects: Adam runs it on every parameter).
+  (16 / 13 rounds, fewer bytes than selects: Adam runs it on every parameter).
 
 Inputs below 2^-14 share the lowest bucket and are extrapolated (see docs/functions.md);
 the fixed-point range caps outputs at 32768 anyway. Zero or negative inputs to sqrt and
@@ -89,7 +89,7 @@ def div_shares(num: torch.Tensor, den: torch.Tensor, positive: bool = False) -> 
 
 
 def div(x, y):
-    """x / y for secret y (Tensor.div / ``/``): one fused division, 30 rounds (20 with local
+    """x / y for secret y (Tensor.div / ``/``): one fused division, 27 rounds (20 with local
     truncation).
 
     >>> import torch, veil
@@ -119,7 +119,7 @@ def reciprocal(x, *, positive: bool = False):
     """Elementwise 1/x (torch.reciprocal); ``x / y`` for secret y calls this.
 
     Relative error about 1e-5 from 2^-14 to 32768 in magnitude, before the output's own
-    rounding (1 ulp = 1.5e-5 absolute at default settings). 28 rounds at 2 parties (19 with local
+    rounding (1 ulp = 1.5e-5 absolute at default settings). 25 rounds at 2 parties (19 with local
     truncation), with 9 comparisons per element (4 with ``positive=True`` when x > 0 is known).
 
     >>> import torch, veil
@@ -163,8 +163,8 @@ _ROOTS = {"sqrt": (np.sqrt, SQRT_DEGREE, 0.5), "rsqrt": (_rsqrt, RSQRT_DEGREE, -
 def root_shares(x: torch.Tensor, name: str) -> torch.Tensor:
     """sqrt or rsqrt of positive shares: buckets, a relative fit on [1/4, 4), rescale.
 
-    sqrt moves with selects (19 rounds; 12, its target, with local truncation); rsqrt
-    with b2a + products (19 / 13 rounds, far fewer bytes: it runs on every parameter in Adam).
+    sqrt moves with selects (15 rounds; 12, its target, with local truncation); rsqrt
+    with b2a + products (16 / 13 rounds, far fewer bytes: it runs on every parameter in Adam).
     """
     f, degree, power = _ROOTS[name]
     bk = B.find(x, 4)
@@ -190,7 +190,7 @@ def _root(x, name: str):
 
 
 def sqrt(x):
-    """Elementwise square root of a non-negative secret tensor (torch.sqrt). 19 rounds (12
+    """Elementwise square root of a non-negative secret tensor (torch.sqrt). 15 rounds (12
     with local truncation).
 
     >>> import torch, veil
@@ -205,7 +205,7 @@ def sqrt(x):
 
 
 def rsqrt(x):
-    """Elementwise 1/sqrt(x) of a positive secret tensor (torch.rsqrt). 19 rounds (13 with
+    """Elementwise 1/sqrt(x) of a positive secret tensor (torch.rsqrt). 16 rounds (13 with
     local truncation).
 
     >>> import torch, veil

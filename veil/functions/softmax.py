@@ -208,7 +208,7 @@ def _exp_parts(z: torch.Tensor, opened: dict | None = None):
 def softmax(x, dim: int, *, approx: str | None = None, saved: dict | None = None):
     """softmax along ``dim`` (torch.softmax / F.softmax). Absolute error < 1e-4.
 
-    56 rounds at 2 parties for rows of 100 (``approx="2quad"``: 32; with local truncation
+    45 rounds at 2 parties for rows of 100 (``approx="2quad"``: 29; with local truncation
     43 and 21).
 
     >>> import torch, veil

@@ -1,8 +1,8 @@
 """normalize and cosine_similarity: vectors scaled by 1/||x||.
 
-||x||^2 comes from products summed before their one truncation, then rsqrt (13 rounds,
-see roots.py) of one value per vector and one product: 15 rounds for normalize at 2
-parties. The sum of squares must stay below 32768 (the fixed-point range).
+||x||^2 comes from products summed before their one truncation, then rsqrt (16 rounds,
+see roots.py) of one value per vector and one product: 20 rounds for normalize at 2
+parties (15 under the opt-in local truncation). The sum of squares must stay below 32768 (the fixed-point range).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _sum_sq(share: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def normalize(x, p: float = 2.0, dim: int = 1, eps: float = 1e-12):
-    """F.normalize: x / ||x||_p along ``dim`` (p = 2 or 1). 15 rounds for p = 2.
+    """F.normalize: x / ||x||_p along ``dim`` (p = 2 or 1). 20 rounds for p = 2 (15 with local truncation).
 
     ``eps`` only matters once it reaches the fixed-point resolution; an all-zero slice
     gives meaningless values instead of zeros.
@@ -73,7 +73,7 @@ def _cosine_parts(x1, x2, dim, eps):
 
 
 def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8):
-    """F.cosine_similarity: <x1, x2> / (||x1|| ||x2||) along ``dim``. 16 rounds.
+    """F.cosine_similarity: <x1, x2> / (||x1|| ||x2||) along ``dim``. 22 rounds (16 with local truncation).
 
     >>> import torch, veil
     >>> def f():

@@ -31,6 +31,7 @@ _SIZES = {
     "mask": {"numel": N_ELEM}, "mul_masked": {"numel_x": N_ELEM, "numel_y": N_ELEM},
     "matmul_masked": {"numel_x": N_ELEM, "numel_y": N_ELEM},
     "conv2d_masked": {"numel_x": N_ELEM, "numel_y": N_ELEM},
+    "trunc_masked": {"numel": N_ELEM}, "select_masked": {"numel": N_ELEM},
 }
 
 
