@@ -75,8 +75,8 @@ class Masked:
     which names A to the dealer. Never repr'd with values.
 
     A mask may also be what a truncation left (semi2k ``trunc_masked``, ``frac`` > 0):
-    A = mult L - msb_w M with dealer-known pieces L, M of the truncation's keyed mask and
-    the public weight ``msb_w`` (msb(c) 2^(64-frac), times ``mult``). ``mult`` is the
+    A = mult (L - msb_w M) with dealer-known pieces L, M of the truncation's keyed mask
+    and the public weight ``msb_w`` = msb(c) 2^(64-frac). ``mult`` is the
     public integer a masked value was multiplied by since (`Protocol.masked_affine`).
 
     ``parts``: a linear combination of masked tensors (`Protocol.masked_combine`) has no
@@ -277,7 +277,7 @@ class Protocol(ABC):
             return Masked(share)
         e = mx.e * mult if const is None else mx.e * mult + const
         return Masked(share, e, None if mx.a is None else mx.a * mult, mx.key, mx.frac,
-                      mx.mult * mult, None if mx.msb_w is None else mx.msb_w * mult)
+                      mx.mult * mult, mx.msb_w)
 
     def masked_combine(self, terms: list, const: torch.Tensor | None = None) -> Masked:
         """sum c_i x_i + const for (public int c_i, Masked x_i) pairs, with its masked

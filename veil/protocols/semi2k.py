@@ -57,7 +57,7 @@ import torch
 
 from .. import ringmm
 from ..offline.materials import MAX_FUSED_FRAC, RING, fused_pairs
-from ..ring import (bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits,
+from ..ring import (bit_rows, pack_bits, pack_rows, packed_len, unpack_bits,
                     unpack_row, wrap)
 from .base import Cost, Kernel, Masked, Protocol, at_width
 from .circuits import and_all, and_tree_plan, carry_out, carry_rows_opened
@@ -167,11 +167,26 @@ def _is_fused(m: Masked) -> bool:
 
 
 def _piece_weights(m: Masked) -> dict:
-    """Public weights of a mask's pieces (materials.fused_components): A = mult A, or
-    A = mult L - msb_w M for a truncation's."""
+    """Public weights of a mask's pieces (materials.fused_components) as (int k, tensor
+    or None): the mask is sum k T piece. A keyed mask: mult A; a truncation's:
+    mult (L - msb_w M)."""
     if m.frac == 0:
-        return {"A": m.mult}
-    return {"L": m.mult, "M": -m.msb_w}
+        return {"A": (m.mult, None)}
+    return {"L": (m.mult, None), "M": (-m.mult, m.msb_w)}
+
+
+def _add_weighted(z: torch.Tensor, k: int, w, t: torch.Tensor) -> None:
+    """z += k w t in place (w: a public tensor or None for 1)."""
+    if w is None:
+        z.add_(t, alpha=k)
+    else:
+        z.addcmul_(w, t, value=k)
+
+
+def _pair_weight(wa: tuple, wb: tuple) -> tuple:
+    """The weight of a product of two pieces weighted wa and wb."""
+    (ka, ta), (kb, tb) = wa, wb
+    return ka * kb, ta if tb is None else tb if ta is None else ta * tb
 
 
 class Semi2k(Protocol):
@@ -309,15 +324,15 @@ class Semi2k(Protocol):
                           for x, t in zip(xs, ts)))
         out = []
         for c, t in zip(cs, ts):
-            c_msb = (c >> 63) & 1
-            c_low = low_bits(c, 63)
             # x' >> bits = (c_low >> bits) - (r_low >> bits) + 2^(63-bits) (c_msb XOR r_msb)
             # (up to the one lost borrow); the XOR is c_msb + r_msb - 2 c_msb r_msb, and the
             # dealer's "low" holds r_msb 2^(63-bits) - (r_low >> bits), "m" holds r_msb for
             # the last term, which only counts times 2^(64-bits) (materials.trunc_pair).
-            local = t["low"] - c_msb * (t["m"] << (64 - bits))
-            public = c_msb * (1 << (63 - bits)) + (c_low >> bits) - (offset >> bits)
-            out.append((local, public, c_msb))
+            # c_msb 2^(63-bits) + (c_low >> bits) is c >> bits read unsigned.
+            msb_w = (c >> 63) & wrap(1 << (64 - bits))         # c_msb 2^(64-bits)
+            local = torch.addcmul(t["low"], msb_w, t["m"], value=-1)
+            public = ((c >> bits) & ((1 << (64 - bits)) - 1)).sub_(offset >> bits)
+            out.append((local, public, msb_w))
         return out
 
     @property
@@ -331,12 +346,12 @@ class Semi2k(Protocol):
         ts = [self.provider.get("trunc_keyed", shape=list(x.shape), frac=bits, key=k)
               for x, k in zip(xs, keys)]
         out = []
-        for (local, public, c_msb), k in zip(self._trunc_open(xs, ts, bits), keys):
+        for (local, public, msb_w), k in zip(self._trunc_open(xs, ts, bits), keys):
             # y = public + local: ``local`` is this party's share of y's mask, whose pieces
             # the dealer regenerates from the key (materials.beaver_trunc); public is
             # y minus its mask, derived from the opening above: it discloses nothing more.
             out.append(Masked(self.add_public(local, public), public, local, k, bits, 1,
-                              c_msb << (64 - bits)))
+                              msb_w))
         return out
 
     def _mul_fused(self, mx, my):
@@ -353,7 +368,7 @@ class Semi2k(Protocol):
             z = mx.share * my.e
             z += mx.e * my.a
         for name, _ in fused_pairs(mx.frac, my.frac):
-            z += wa[name[0]] * wb[name[1]] * t[name]
+            _add_weighted(z, *_pair_weight(wa[name[0]], wb[name[1]]), t[name])
         return z
 
     def _masked_low_bits(self, x, w):
@@ -454,8 +469,8 @@ class Semi2k(Protocol):
             # b x = c x + (1 - 2c) m x, and m x = m e + sum_i c_i (weighted [m * piece])
             mx = m.e * t["m_ring"]
             for i, (coef, term) in enumerate(m.terms()):
-                for piece, w in _piece_weights(term).items():
-                    mx += (coef * w) * t[f"{piece}{i}"]
+                for piece, (k, w) in _piece_weights(term).items():
+                    _add_weighted(mx, coef * k, w, t[f"{piece}{i}"])
             out.append(c * m.share + (1 - 2 * c) * mx)
         return out
 
