@@ -199,10 +199,11 @@ class ArithMixin:
         """self @ other + bias for secret operands, truncated once with the bias added at
         the product's scale: the result is what the truncation left (masked for a next
         elementwise product, `_rescale`), which an add after it would lose. Falls back to
-        matmul then add where that does not apply (autograd, mixed dtypes)."""
-        if not (is_secret(other) and is_secret(bias)) or any(
+        matmul then add where that does not apply (no fused truncation, autograd, mixed
+        dtypes)."""
+        if not (is_secret(other) and is_secret(bias) and proto().fuses_truncation) or any(
                 _requires_grad(t) for t in (self, other, bias)) or bias._bits is not None:
-            return self.matmul(other).add(bias)
+            return self.matmul(other).add(bias)   # (rep3 truncates inside its product)
         dtype, _ = self._binary_setup(other)
         have = self.frac + other.frac
         if bias.dtype != dtype or bias.frac != frac_of(dtype) or have < bias.frac:
