@@ -47,6 +47,11 @@ def _draw(prg: PRG, part: Part):
         return prg.bits(part.shape)
     if part.domain == BYTES:
         return prg.bytes(numel(part.shape)).reshape(part.shape)
+    if part.width <= 32:        # meaningful mod 2^width only: draw just those bytes
+        import torch
+        dt = wire_dtype(part)
+        n = numel(part.shape)
+        return prg.bytes(n * dt.itemsize).view(dt).to(torch.int64).reshape(part.shape)
     return prg.ring(part.shape)
 
 

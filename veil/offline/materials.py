@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from .. import ringmm
-from ..ring import bit_rows, broadcast_shape, low_bits, numel, pack_rows, packed_len
+from ..ring import bit_rows, broadcast_shape, numel, pack_rows, packed_len
 
 RING, BITS, BYTES = "ring", "bits", "bytes"
 XOR_DOMAINS = (BITS, BYTES)
@@ -209,8 +209,9 @@ def trunc_pair(shape, frac: int) -> Recipe:
 
 
 def _trunc_derive(r: torch.Tensor, frac: int) -> dict:
-    msb = (r >> 63) & 1
-    return {"m": msb, "low": msb * (1 << (63 - frac)) - (low_bits(r, 63) >> frac)}
+    # msb(r) 2^(63-frac) - ((r mod 2^63) >> frac) is -(r >> frac) with r read signed
+    # (the arithmetic shift subtracts msb(r) 2^(64-frac)): two tensor ops, not six
+    return {"m": (r >> 63) & 1, "low": (r >> frac).neg_()}
 
 
 # Fused truncation (semi2k ``trunc_masked``): a truncation whose mask r is keyed, so the
@@ -371,18 +372,30 @@ def select_mask(shape) -> Recipe:
 
 
 def combine(domain: str, shares: list[torch.Tensor]) -> torch.Tensor:
-    """Reconstruct a value from all shares of it."""
-    out = shares[0].clone()
-    for s in shares[1:]:
-        out = out ^ s if domain in XOR_DOMAINS else out + s
+    """Reconstruct a value from all shares of it (a new tensor; the shares are kept)."""
+    if len(shares) == 1:
+        return shares[0].clone()
+    xor = domain in XOR_DOMAINS
+    out = shares[0] ^ shares[1] if xor else shares[0] + shares[1]
+    for s in shares[2:]:
+        if xor:
+            out ^= s
+        else:
+            out += s
     return out
 
 
 def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
-    """Party 0's share making the shares reconstruct to ``value``."""
-    out = value.clone()
-    for s in others:
-        out = out ^ s if domain in XOR_DOMAINS else out - s
+    """Party 0's share making the shares reconstruct to ``value`` (a new tensor)."""
+    if not others:
+        return value.clone()
+    xor = domain in XOR_DOMAINS
+    out = value ^ others[0] if xor else value - others[0]
+    for s in others[1:]:
+        if xor:
+            out ^= s
+        else:
+            out -= s
     return out
 
 
