@@ -51,6 +51,8 @@ def _draw(prg: PRG, part: Part):
         import torch
         dt = wire_dtype(part)
         n = numel(part.shape)
+        if n == 0:
+            return torch.zeros(part.shape, dtype=torch.int64)
         return prg.bytes(n * dt.itemsize).view(dt).to(torch.int64).reshape(part.shape)
     return prg.ring(part.shape)
 
