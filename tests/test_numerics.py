@@ -106,9 +106,10 @@ def test_truncation_returns_floor_or_floor_plus_one(parties, config):
 
 @pytest.mark.parametrize("frac,narrow", [(16, 2), (24, 4)])
 def test_exact_truncation_dealer_bytes(frac, narrow):
-    """Party 0 gets, per truncated element, one full ring share and msb(r) modulo 2^frac
-    (2 bytes at f <= 16, 4 at f <= 32) from the dealer, next to the product's 8-byte c;
-    the other party draws everything from its seed."""
+    """Per truncated element the dealer sends one full ring share and msb(r) modulo
+    2^frac (2 bytes at f <= 16, 4 at f <= 32), next to the product's 8-byte c; each
+    request's shares go to one party (rotating: the product's to one, the truncation's
+    to the other), the other draws everything from its seed."""
     n = 1000
 
     def job():
@@ -118,7 +119,7 @@ def test_exact_truncation_dealer_bytes(frac, narrow):
         return veil.stats()["offline_bytes_received"] - s0
     cfg = veil.Config(frac_bits=frac, compare_bits=2 * frac)
     got = veil.run(job, parties=2, seed=0, config=cfg)
-    assert got == [n * (8 + 8 + narrow), 0]
+    assert sorted(got) == [n * 8, n * (8 + narrow)]
 
 
 def _f30_products(truncation: str):

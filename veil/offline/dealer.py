@@ -6,8 +6,11 @@ a separate role — a thread in `veil.run`, its own process under `veil run` —
 in it is the price of dishonest-majority semi-honest security with cheap preprocessing.
 
 Cost: each party shares one AES seed with the dealer, so all random parts and the derived
-shares of parties 1..n-1 are generated locally; only party 0 receives its derived shares
-(one offline round per request). Party 0 sends the request (kind and shapes: public).
+shares of all parties but one are generated locally; one party receives its derived
+shares (one offline round per request). That party rotates with the request's number
+(request k: party k mod n), so the dealer's traffic is spread over every party's link
+instead of loading party 0's alone (on the emulated WAN the dealer link, not the peers',
+was the bottleneck of a BERT forward). Party 0 sends the request (kind and shapes: public).
 The dealer checks every request before drawing anything (veil.offline.requests): a
 malformed or oversized one stops the run, naming party 0. Once the request sequence
 repeats, or from the first request of a compiled graph's second run (its request plan,
@@ -20,6 +23,7 @@ within a memory budget (veil.offline.keycache), so a forward does not redraw the
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import OrderedDict, deque
@@ -67,11 +71,12 @@ def _recv_part(comm: Communicator, peer: int, part: Part):
 
 
 class _Pending(dict):
-    """Party 0's material: random parts now, the dealer's derived parts on first use.
+    """A receiving party's material: random parts now, the dealer's derived parts on
+    first use.
 
     Party 0 sends its request and goes on (drawing masks, opening e and f) while the
-    dealer works; it blocks only when it touches a derived part. Replies arrive in request
-    order, so touching one drains every earlier reply first.
+    dealer works; the receiving party blocks only when it touches a derived part. Replies
+    to one party arrive in request order, so touching one drains every earlier one first.
     """
 
     def __init__(self, provider: "TrustedDealerUnsafe", derived: tuple[Part, ...], **parts):
@@ -115,7 +120,7 @@ class TrustedDealerUnsafe(Provider):
     def __init__(self, comm: Communicator, dealer_rank: int, prg: PRG,
                  max_ahead_bytes: int = AHEAD_BYTES) -> None:
         self._comm, self._dealer, self._prg = comm, dealer_rank, prg
-        # party 0's inbox holds the replies sent ahead: keep them below what it buffers
+        # a party's inbox holds the replies sent ahead: keep them below what it buffers
         self._max_ahead = min(AHEAD_BYTES, max_ahead_bytes)
         self._queue: list[_Pending] = []
         self._pred = Predictor()
@@ -132,7 +137,8 @@ class TrustedDealerUnsafe(Provider):
         self._plans = PlanBook()
         self._next_key = 0                 # first mask key not yet seen (plans' base)
         self.counts = dict.fromkeys(COUNTERS, 0)
-        self.wait_s = 0.0                  # party 0's time blocked on dealer replies
+        self.wait_s = 0.0                  # this party's time blocked on dealer replies
+        self._issued = 0                   # requests whose material this party has made
 
     def __repr__(self) -> str:
         return f"TrustedDealerUnsafe(rank={self._comm.rank})"
@@ -156,7 +162,7 @@ class TrustedDealerUnsafe(Provider):
             self._ahead_bytes -= nbytes
             self._ahead_requests -= nreq
             self.counts["dealer_ahead"] += 1
-            out = pending if self._comm.rank == 0 else self._local(rec)
+            out = pending if self._comm.rank == 0 else self._material(rec)
         else:
             # not predicted: party 0 waits a round trip (and the dealer's work) for it
             self.counts["dealer_waits"] += 1
@@ -216,21 +222,27 @@ class TrustedDealerUnsafe(Provider):
     def counters(self) -> dict:
         return dict(self.counts)
 
-    def _local(self, rec) -> dict:
-        """Parties 1..n-1: every part from the PRG shared with the dealer."""
+    def _material(self, rec) -> dict:
+        """This party's material for the next request in issue order (the same order at
+        every party and at the dealer): random parts from the PRG shared with the dealer;
+        derived parts from it too, or from the dealer when this party is the request's
+        receiver (`receiver`)."""
+        k = self._issued
+        self._issued += 1
         out = {p.name: _draw(self._prg, p) for p in rec.randoms}
+        if rec.derived and receiver(k, self._comm.world_size) == self._comm.rank:
+            pending = _Pending(self, rec.derived, **out)
+            self._queue.append(pending)
+            return pending
         out.update({p.name: _draw(self._prg, p) for p in rec.derived})
         return out
 
     def _issue(self, kind: str, args: dict, rec):
-        if self._comm.rank != 0:
-            return self._local(rec)
-        with self._comm.phase(OFFLINE):
-            self._comm.count_round()
-            self._comm.send_obj(self._dealer, {"kind": kind, "args": args})
-        pending = _Pending(self, rec.derived, **{p.name: _draw(self._prg, p) for p in rec.randoms})
-        self._queue.append(pending)
-        return pending
+        if self._comm.rank == 0:
+            with self._comm.phase(OFFLINE):
+                self._comm.count_round()
+                self._comm.send_obj(self._dealer, {"kind": kind, "args": args})
+        return self._material(rec)
 
     def _upcoming(self, j: int):
         """The ``j``-th request expected after those made so far, or None: from the
@@ -275,13 +287,13 @@ class TrustedDealerUnsafe(Provider):
         self._plans.broken()
 
     def _drop_ahead(self) -> None:
-        """Every party drops the same entries in the same order (others draw theirs;
-        party 0's replies are read and dropped), so PRGs stay in step."""
+        """Every party drops the same entries in the same order (others make theirs;
+        replies are read and dropped), so PRGs stay in step."""
         self.counts["dealer_dropped"] += len(self._ahead)
         while self._ahead:
             rec = self._ahead.popleft()[1]
             if self._comm.rank != 0:
-                self._local(rec)
+                self._material(rec)
         self._ahead_bytes = self._ahead_requests = 0
         self._pred.forget_period()
 
@@ -293,11 +305,16 @@ class TrustedDealerUnsafe(Provider):
                 return
 
     def close(self) -> None:
+        while self._queue:                           # replies nobody used still arrive
+            self._queue.pop(0).receive()
         if self._comm.rank == 0:
-            while self._queue:                       # replies nobody used still arrive
-                self._queue.pop(0).receive()
             with self._comm.phase(OFFLINE):
                 self._comm.send_obj(self._dealer, {"kind": STOP})
+
+
+def receiver(k: int, parties: int) -> int:
+    """The party that receives its derived shares of request ``k`` from the dealer."""
+    return k % parties
 
 
 def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_ELEMENTS,
@@ -308,7 +325,7 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
     sender = comm.peer_name(0)
     cache = KeyedCache(default_budget() if cache_bytes is None else cache_bytes)
     with comm.phase(OFFLINE):
-        while True:
+        for k in itertools.count():
             req = comm.recv_obj(0)
             if req == {"kind": STOP}:
                 return
@@ -326,8 +343,10 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
             except Exception:                     # noqa: BLE001 - e.g. shapes that do not fit
                 raise PartyError(sender, f"sent a dealer request whose shapes do not fit "
                                          f"together (kind {kind!r})") from None
-            others = [{p.name: _draw(prg, p) for p in rec.derived} for prg in prgs[1:]]
+            to = receiver(k, len(prgs))
+            others = [{p.name: _draw(prg, p) for p in rec.derived}
+                      for i, prg in enumerate(prgs) if i != to]
             comm.count_round()
             for p in rec.derived:
                 corr = correction(p.domain, derived[p.name], [o[p.name] for o in others])
-                comm.send_tensor(0, corr.to(wire_dtype(p)))   # narrow parts: low bits
+                comm.send_tensor(to, corr.to(wire_dtype(p)))  # narrow parts: low bits

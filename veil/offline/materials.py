@@ -2,8 +2,9 @@
 
 A kind is a recipe: some *random* parts every party draws from its dealer-shared PRG,
 and some *derived* parts, functions of the reconstructed random values. For a derived
-part, parties 1..n-1 draw their share from the PRG too and party 0 receives the
-correction from the dealer, so only party 0's derived shares cost traffic.
+part, every party but one draws its share from the PRG too and that one receives the
+correction from the dealer (which party rotates: veil.offline.dealer.receiver), so only
+one party's derived shares cost traffic.
 
 A part with a ``key`` is *keyed*: it is drawn from a PRG forked off the dealer-shared seed
 by that key (`PRG.fork`), not from the stream, so the dealer and the party can both
@@ -14,7 +15,7 @@ already holds or does not need); keyed parts among ``randoms`` are drawn by both
 Parts live in one of three domains: ``ring`` (additive shares in Z_2^64), ``bits``
 (XOR shares, one 0/1 uint8 per bit) or ``bytes`` (XOR shares of packed bits: every bit of
 every uint8 is an independent shared bit). A ring part with ``width`` w < 64 is only
-meaningful mod 2^w (its user multiplies it by 2^(64-w) or more): party 0's correction
+meaningful mod 2^w (its user multiplies it by 2^(64-w) or more): the correction
 then travels in w bits (int16 / int32, `wire_dtype`) and is sign-extended on arrival,
 which leaves it right mod 2^w.
 """
@@ -43,7 +44,7 @@ class Part:
 
 
 def wire_dtype(part: Part) -> torch.dtype:
-    """The dtype party 0's share of ``part`` travels in from the dealer."""
+    """The dtype the receiving party's share of ``part`` travels in from the dealer."""
     if part.domain != RING:
         return torch.uint8
     return torch.int16 if part.width <= 16 else torch.int32 if part.width <= 32 else torch.int64
@@ -197,8 +198,8 @@ def trunc_pair(shape, frac: int) -> Recipe:
 
     ``low`` = [msb(r) 2^(63-frac) - ((r mod 2^63) >> frac)] and ``m`` = [msb(r)], which
     semi2k only uses as msb(c) m 2^(64-frac): its shares are meaningful mod 2^frac, so
-    party 0's travels in 2 bytes (frac <= 16) or 4 (<= 32): 10 or 12 dealer bytes per
-    element instead of 16 for two full ring shares. Party 0's m is the dealer's
+    the receiving party's travels in 2 bytes (frac <= 16) or 4 (<= 32): 10 or 12 dealer
+    bytes per element instead of 16 for two full ring shares. The receiver's m is the dealer's
     msb(r) minus the others' uniform PRG draws: uniform mod 2^frac, it discloses nothing.
     """
     shape = _shape(shape)
@@ -386,7 +387,7 @@ def combine(domain: str, shares: list[torch.Tensor]) -> torch.Tensor:
 
 
 def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
-    """Party 0's share making the shares reconstruct to ``value`` (a new tensor)."""
+    """The receiving party's share making the shares reconstruct to ``value`` (a new tensor)."""
     if not others:
         return value.clone()
     xor = domain in XOR_DOMAINS
