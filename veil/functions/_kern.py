@@ -183,7 +183,7 @@ def trunc_once(xs: list[torch.Tensor], bits: int, opened: dict | None) -> list[t
     for m in p.trunc_masked([x.contiguous() for x in xs], bits):
         if m.e is not None:                 # not opened where the shift is too wide
             opened[id(m.share)] = (m.share, m)
-        out.append(carry(m))                # and for products in later ops
+        out.append(carry(m, p.rank == 0))   # and for products in later ops
     return out
 
 

@@ -101,28 +101,31 @@ class Masked:
 
 # A share tensor that a fused truncation made carries its masked form, so a product in
 # another op (the GELU after a Linear, a LayerNorm's scale after its normalisation)
-# opens nothing new. Stored without the share itself (no reference cycle) and with the
-# share's version: an in-place change of the share drops it.
+# opens nothing new. Stored without the share itself (no reference cycle) and without the
+# mask share, which is the share minus the public part at party 0 and the share itself
+# elsewhere; with the share's version: an in-place change of the share drops it.
 _CARRIED = "_veil_masked"
 
 
-def carry(m: Masked) -> torch.Tensor:
-    """Attach ``m`` (opened, single key) to its share tensor; returns the share."""
+def carry(m: Masked, party0: bool) -> torch.Tensor:
+    """Attach ``m`` (opened, single key) to its share tensor; returns the share.
+    ``party0``: whether this party holds the public part in its share (add_public)."""
     if m.e is not None and m.key is not None and not m.parts:
-        kept = Masked(None, m.e, m.a, m.key, m.frac, m.mult, m.msb_w)
-        setattr(m.share, _CARRIED, (kept, m.share._version))
+        kept = Masked(None, m.e, None, m.key, m.frac, m.mult, m.msb_w)
+        setattr(m.share, _CARRIED, (kept, m.share._version, party0))
     return m.share
 
 
 def carry_reshaped(src, dst) -> None:
     """``dst``, a row-major reshape of ``src``, carries src's truncation mask reshaped
     (a truncation mask is keyed by its element count: materials.trunc_label)."""
-    m = carried(src)
-    if m is None or m.frac == 0 or not src.is_contiguous() or dst.numel() != src.numel():
+    got = getattr(src, _CARRIED, None)
+    if got is None or got[1] != src._version or got[0].frac == 0 \
+            or not src.is_contiguous() or dst.numel() != src.numel():
         return
-    shape = dst.shape
-    carry(Masked(dst, m.e.reshape(shape), m.a.reshape(shape), m.key, m.frac, m.mult,
-                 m.msb_w.reshape(shape)))
+    k, shape = got[0], dst.shape
+    carry(Masked(dst, k.e.reshape(shape), None, k.key, k.frac, k.mult, k.msb_w.reshape(shape)),
+          got[2])
 
 
 def carried(t) -> Masked | None:
@@ -130,8 +133,8 @@ def carried(t) -> Masked | None:
     got = getattr(t, _CARRIED, None)
     if got is None or got[1] != t._version:
         return None
-    k = got[0]
-    return Masked(t, k.e, k.a, k.key, k.frac, k.mult, k.msb_w)
+    k, party0 = got[0], got[2]
+    return Masked(t, k.e, t - k.e if party0 else t, k.key, k.frac, k.mult, k.msb_w)
 
 
 @dataclass(frozen=True)

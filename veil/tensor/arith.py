@@ -98,7 +98,7 @@ class ArithMixin:
         p = proto()
         if have > want and p.fuses_truncation:
             # left masked for the next elementwise product, in this op or a later one
-            z = carry(p.trunc_masked([z], have - want)[0])
+            z = carry(p.trunc_masked([z], have - want)[0], p.rank == 0)
         elif have > want:
             z = p.trunc(z, have - want)
         elif have < want:
