@@ -260,3 +260,33 @@ def test_row_max_plans_by_tensor_size():
             total, n = total + groups * g * (g - 1) // 2, groups
         return total
     assert comparisons(large) < comparisons(small) / 2      # fewer bytes for big tensors
+
+
+def _one_mask_at_two_shapes():
+    """One truncation's mask used at (3, 3) and, reshaped, at (9,) and (1, 9): the
+    dealer regenerates (and from the second use keeps) it by key and element count, and
+    must read it at each request's shape."""
+    from veil.protocols.base import Masked
+    p = current().protocol
+    x, z = _ring(7, (3, 3)), _ring(8, (9,))
+    sx, sz = (p.add_public(p.zeros(t.shape), t) if p.rank == 0 else p.zeros(t.shape)
+              for t in (x, z))
+    (y,) = p.trunc_masked([sx], 16)
+    (mz,) = p.mask(sz)
+
+    def view(m, shape):
+        return Masked(m.share.reshape(shape), m.e.reshape(shape), m.a.reshape(shape),
+                      m.key, m.frac, m.mult, m.msb_w.reshape(shape))
+    # (a keyed uniform mask is named by its shape and is never reshaped: only y is)
+    pairs = [(y, y), (view(y, (9,)), mz), (view(y, (1, 9)), mz), (view(y, (9,)), mz),
+             (view(y, (1, 9)), view(y, (9, 1))), (y, view(y, (3, 3)))]
+    out = []
+    for a, b in pairs:
+        got = p.reveal(p.mul_masked(a, b))
+        out.append(torch.equal(got, p.reveal(a.share) * p.reveal(b.share)))
+    return out
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_a_reshaped_truncation_mask_is_read_at_each_shape(parties):
+    assert all(veil.run(_one_mask_at_two_shapes, parties=parties, seed=4)[0])

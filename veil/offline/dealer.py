@@ -336,8 +336,13 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
                      for p in rec.randoms}
             cache.tick()
             for p in rec.keyed:
-                plain[p.name] = cache.plain(      # read-only: derive() makes new tensors
-                    f"{p.domain}|{p.key}", lambda p=p: combine(p.domain, [_draw(prg, p) for prg in prgs]))
+                # read-only: derive() makes new tensors. A label may name one mask at
+                # several shapes of one element count (a truncation mask, reshaped:
+                # materials.trunc_label): the kept tensor is read at this part's shape.
+                plain[p.name] = cache.plain(
+                    f"{p.domain}|{p.key}",
+                    lambda p=p: combine(p.domain, [_draw(prg, p) for prg in prgs])
+                ).reshape(p.shape)
             try:
                 derived = rec.derive(plain)
             except Exception:                     # noqa: BLE001 - e.g. shapes that do not fit
