@@ -83,6 +83,15 @@ def bytes_to_tensor(buf: bytes, shape, dtype: torch.dtype, sender: str) -> torch
     return torch.frombuffer(owned, dtype=dtype).reshape(shape)
 
 
+def parse_obj(raw, sender: str):
+    """`Communicator.recv_obj`'s parse of a received message (``sender`` named on error)."""
+    try:
+        return json.loads(bytes(raw).decode())
+    except (ValueError, RecursionError):
+        raise PartyError(sender, "sent a metadata message that is not valid JSON (parties "
+                                 "out of step, or a hostile peer)") from None
+
+
 def _layout(tensors) -> tuple[list[int], list[int], int]:
     """Where each tensor sits in a fused message: widest dtypes first, so every piece is
     aligned for its dtype when the message is wrapped without a copy. Both ends compute
@@ -218,13 +227,7 @@ class Communicator:
     def recv_obj(self, peer: int):
         """A peer's JSON metadata: plain data only (no object hooks); one that does not
         parse is the sender's fault. Validate its contents before use (veil.comm.limits)."""
-        raw = self.recv_bytes(peer)
-        try:
-            return json.loads(bytes(raw).decode())
-        except (ValueError, RecursionError):
-            raise PartyError(self.peer_name(peer), "sent a metadata message that is not "
-                                                   "valid JSON (parties out of step, or a "
-                                                   "hostile peer)") from None
+        return parse_obj(self.recv_bytes(peer), self.peer_name(peer))
 
     # -- collectives: one round each ---------------------------------------------------
     def parties(self) -> range:

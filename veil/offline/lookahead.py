@@ -88,7 +88,9 @@ class Predictor:
             self._base += drop
             # forget requests no longer in the window (keyed requests never repeat)
             self._pos = {k: q for k, q in self._pos.items() if q[-1] >= self._base}
-        pos = self._pos.setdefault(key, deque(maxlen=CANDIDATES + 1))
+        pos = self._pos.get(key)
+        if pos is None:                               # (not setdefault: that would build
+            pos = self._pos[key] = deque(maxlen=CANDIDATES + 1)   # a deque every call)
         pos.append(self.count - 1)
         if self.period is None:
             self.period = self._detect(pos)
