@@ -24,6 +24,8 @@ import json
 import time
 from collections import OrderedDict, deque
 
+import torch
+
 from ..comm import OFFLINE, Communicator
 from ..comm.communicator import parse_obj
 from ..comm.limits import MAX_ELEMENTS
@@ -46,14 +48,13 @@ def _draw(prg: PRG, part: Part):
         prg = prg.fork(part.key)
     if part.domain == BITS:
         return prg.bits(part.shape)
-    if part.domain == BYTES:
-        return prg.bytes(numel(part.shape)).reshape(part.shape)
+    if part.domain == BYTES:                # (shaped in numpy: one torch call, not two)
+        return torch.from_numpy(prg.array(numel(part.shape)).reshape(part.shape))
     return prg.ring(part.shape)
 
 
 
 def _recv_part(comm: Communicator, peer: int, part: Part):
-    import torch
     dtype = wire_dtype(part)
     got = comm.recv_tensor(peer, part.shape, dtype)
     # a narrow ring part (materials.py: width < 64) is sign-extended: right mod 2^width
@@ -404,4 +405,5 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
             comm.count_round()
             for p in rec.derived:
                 corr = correction(p.domain, derived[p.name], [o[p.name] for o in others])
-                comm.send_tensor(0, corr.to(wire_dtype(p)))   # narrow parts: low bits
+                dtype = wire_dtype(p)                         # narrow parts: low bits
+                comm.send_tensor(0, corr if corr.dtype == dtype else corr.to(dtype))

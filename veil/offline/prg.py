@@ -63,9 +63,9 @@ class PRG:
 
     def bytes(self, n: int) -> torch.Tensor:
         """``n`` keystream bytes as a fresh uint8 tensor the caller owns (writable)."""
-        return torch.from_numpy(self._array(n))
+        return torch.from_numpy(self.array(n))
 
-    def _array(self, n: int) -> np.ndarray:
+    def array(self, n: int) -> np.ndarray:
         """``n`` keystream bytes as a fresh uint8 array (numpy: its views and reshapes
         cost a fraction of torch's, and `ring` needs two of them per draw).
 
@@ -100,12 +100,12 @@ class PRG:
         if n == 0:
             return torch.zeros(shape, dtype=torch.int64)
         # native int64 words of the same bytes, as torch's view(int64) gave before
-        return torch.from_numpy(self._array(8 * n).view(np.int64).reshape(shape))
+        return torch.from_numpy(self.array(8 * n).view(np.int64).reshape(shape))
 
     def bits(self, shape) -> torch.Tensor:
         """Uniform 0/1 uint8 tensor."""
         n = numel(shape)
-        return torch.from_numpy(np.unpackbits(self._array((n + 7) // 8), count=n)
+        return torch.from_numpy(np.unpackbits(self.array((n + 7) // 8), count=n)
                                 .reshape(shape))
 
 
