@@ -6,6 +6,7 @@ ones; each is checked here against the straightforward statement of the same thi
 
 from __future__ import annotations
 
+import importlib
 import random
 
 import numpy as np
@@ -330,3 +331,31 @@ def test_the_dealer_serves_a_repeated_request_from_its_memory():
     serve_dealer(dealer, [PRG(bytes(16))], 100)
     sizes = [len(party.recv_bytes(1)) for _ in range(8)]   # m and low, per request
     assert sizes == [6, 24, 6, 24, 6, 24, 8, 32]
+
+
+# -- public factors: checked and encoded once per value and setting --------------------------
+def test_remembered_public_factors_give_the_same_products(monkeypatch):
+    arith = importlib.import_module("veil.tensor.arith")
+    factors = [0.1, 0.1, 1 / 32, 3, 3.0, -0.0, 0.0, 2, True, 1e-6, -2.5, 7, 7.0, 0.1]
+
+    def party():
+        x = veil.tensor(torch.tensor([1.5, -2.25, 3.0]) if veil.rank() == 0 else None,
+                        owner=0)
+        out = [(x * f).reveal() for f in factors]
+        for bad in (float("nan"), float("inf"), 1e30, 2 ** 70):
+            for _ in range(2):                    # refused every time, never remembered
+                with pytest.raises(veil.errors.VeilError):
+                    x * bad
+        return out
+
+    def run(config):
+        return veil.run(party, parties=2, seed=0, config=config)[0]
+
+    configs = [veil.Config(), veil.Config(frac_bits=20)]
+    remembered = [run(c) for c in configs]
+    monkeypatch.setattr(arith, "_public_factor", arith._encode_factor)   # every time afresh
+    fresh = [run(c) for c in configs]
+    for a, b in zip(remembered, fresh):
+        assert all(u.dtype == v.dtype and torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(remembered[0][0], remembered[1][0])   # the setting is in the key
+    assert all(k[1] == k[1] for k in arith._FACTORS)             # no NaN was kept
