@@ -359,3 +359,31 @@ def test_remembered_public_factors_give_the_same_products(monkeypatch):
         assert all(u.dtype == v.dtype and torch.equal(u, v) for u, v in zip(a, b))
     assert not torch.equal(remembered[0][0], remembered[1][0])   # the setting is in the key
     assert all(k[1] == k[1] for k in arith._FACTORS)             # no NaN was kept
+
+
+# -- the dealer's reconstruction and correction: no staging clone ------------------------------
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("domain", ["ring", "bytes"])
+def test_combine_and_correction_match_their_definitions(n, domain):
+    from veil.offline.materials import combine, correction
+    gen = torch.Generator().manual_seed(n)
+    if domain == "ring":
+        shares = [torch.randint(-2 ** 62, 2 ** 62, (3, 4), generator=gen) * 2 for _ in range(n)]
+        want, fold = shares[0].clone(), (lambda a, b: a + b)
+        unfold = lambda a, b: a - b  # noqa: E731
+    else:
+        shares = [torch.randint(0, 256, (3, 4), dtype=torch.uint8, generator=gen)
+                  for _ in range(n)]
+        want, fold = shares[0].clone(), (lambda a, b: a ^ b)
+        unfold = fold
+    before = [s.clone() for s in shares]
+    for s in shares[1:]:
+        want = fold(want, s)
+    got = combine(domain, shares)
+    assert torch.equal(got, want) and all(got is not s for s in shares)
+    corr = correction(domain, want, shares[1:])
+    assert torch.equal(corr, shares[0]) and corr is not want
+    for s in shares[1:]:
+        want = unfold(want, s)
+    assert torch.equal(want, shares[0])
+    assert all(torch.equal(a, b) for a, b in zip(shares, before))   # inputs untouched

@@ -248,18 +248,30 @@ def select_mask(shape) -> Recipe:
 
 
 def combine(domain: str, shares: list[torch.Tensor]) -> torch.Tensor:
-    """Reconstruct a value from all shares of it."""
-    out = shares[0].clone()
-    for s in shares[1:]:
-        out = out ^ s if domain in XOR_DOMAINS else out + s
+    """Reconstruct a value from all shares of it (a new tensor)."""
+    if len(shares) == 1:
+        return shares[0].clone()
+    xor = domain in XOR_DOMAINS
+    out = shares[0] ^ shares[1] if xor else shares[0] + shares[1]    # new: no clone needed
+    for s in shares[2:]:
+        if xor:
+            out ^= s
+        else:
+            out += s
     return out
 
 
 def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
-    """Party 0's share making the shares reconstruct to ``value``."""
-    out = value.clone()
-    for s in others:
-        out = out ^ s if domain in XOR_DOMAINS else out - s
+    """Party 0's share making the shares reconstruct to ``value`` (a new tensor)."""
+    if not others:
+        return value.clone()
+    xor = domain in XOR_DOMAINS
+    out = value ^ others[0] if xor else value - others[0]
+    for s in others[1:]:
+        if xor:
+            out ^= s
+        else:
+            out -= s
     return out
 
 
