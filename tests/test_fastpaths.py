@@ -6,6 +6,7 @@ ones; each is checked here against the straightforward statement of the same thi
 
 from __future__ import annotations
 
+import importlib
 import random
 
 import numpy as np
@@ -17,6 +18,8 @@ import veil
 from veil.comm.communicator import bytes_to_tensor, tensor_to_bytes
 from veil.offline.prg import BLOCK, PRG, SMALL
 from veil.protocols.circuits import BROADCAST_PAIRS, carry_out
+
+from helpers import dealer_answers
 
 
 # -- PRG: small draws cut from a block produced ahead ----------------------------------------
@@ -234,3 +237,153 @@ def test_matmul_shape_check_still_refuses_after_a_good_pair():
             a @ c
         return True
     assert all(veil.run(party, parties=2, seed=0))
+
+
+# -- dealer requests: worked out once per distinct request -----------------------------------
+REQUEST_VALUES = [1, 2, True, False, None, 1.0, 2.5, "mul", "1", [2, 3], (2, 3), [3, 2], [],
+                  (), [[2, 3]], [2, [3]], [True, 3], [1.0, 3], {"stride": 1},
+                  {"stride": True}, {"stride": [1, 1], "padding": 0},
+                  {"padding": 0, "stride": (1, 1)}, {"stride": 1.0}, {}]
+
+
+def test_frozen_request_values_are_equal_exactly_when_their_json_is():
+    # The party-side request index must never merge two requests the dealer would tell
+    # apart (True == 1 in Python, not in JSON), nor split two it would not (lists/tuples).
+    import json
+
+    from veil.offline.dealer import _frozen
+    vals = REQUEST_VALUES + [{"shape": v, "frac": 16} for v in REQUEST_VALUES[:12]]
+    for a in vals:
+        for b in vals:
+            same_json = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+            assert (_frozen(a) == _frozen(b)) == same_json, (a, b)
+            hash(_frozen(a))
+
+
+def test_request_caches_give_the_same_results_traffic_and_counters(monkeypatch):
+    # A few SGD steps of a logistic regression (the requests repeat every step, so the
+    # look-ahead predicts them): with the caches, and with every lookup a miss.
+    from veil.offline import dealer
+
+    def party():
+        gen = torch.Generator().manual_seed(1)
+        x0, y0 = torch.randn(24, 5, generator=gen), (torch.rand(24, 1, generator=gen) > 0.5)
+        x = veil.tensor(x0 if veil.rank() == 0 else None, owner=0)
+        y = veil.tensor(y0.float() if veil.rank() == 1 else None, owner=1)
+        torch.manual_seed(0)
+        model = veil.nn.from_torch(torch.nn.Linear(5, 1) if veil.rank() == 0 else None,
+                                   owner=0)
+        opt = veil.optim.SGD(model.parameters(), lr=0.5)
+        crit = veil.nn.BCEWithLogitsLoss()
+        for i in range(5):
+            xb, yb = x[i * 4:i * 4 + 8], y[i * 4:i * 4 + 8]
+            out = model(xb)
+            out.backward(crit.input_grad(out, yb))
+            opt.step()
+            opt.zero_grad()
+        return [p.reveal() for p in model.parameters()], veil.stats()
+
+    cached = veil.run(party, parties=2, seed=5)
+
+    def uncached(self, kind, args):
+        return dealer._Known(kind, args)
+    monkeypatch.setattr(dealer.TrustedDealerUnsafe, "_lookup", uncached)
+    monkeypatch.setattr(dealer._Checked, "get", lambda self, raw: None)
+    plain = veil.run(party, parties=2, seed=5)
+    for (p1, s1), (p2, s2) in zip(cached, plain):
+        assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+        assert s1 == s2                      # bytes, rounds, messages, dealer counters
+    assert cached[0][1]["dealer_ahead"] > 0
+
+
+def test_a_request_the_dealer_refused_is_refused_again():
+    # Only requests that passed the checks are remembered: the same bad bytes twice are
+    # checked (and refused) twice; a good one is remembered, keyed ones never.
+    from veil.offline.dealer import _Checked
+    from veil.offline.requests import checked_recipe, parse_request
+    checked = _Checked()
+    good = b'{"kind": "trunc", "args": {"shape": [2], "frac": 16}}'
+    kind, args = parse_request({"kind": "trunc", "args": {"shape": [2], "frac": 16}}, 100, "p")
+    checked.add(good, kind, args, checked_recipe(kind, args, 100, "p"))
+    assert checked.get(good)[0] == "trunc"
+    keyed = {"shape": (2,), "key": 7}
+    checked.add(b"keyed", "mask", keyed, None)
+    assert checked.get(b"keyed") is None
+    bad = {"kind": "cmp", "args": {"shape": [1 << 12, 1 << 12], "width": 32}}
+    for _ in range(2):
+        err = dealer_answers(bad)
+        assert err is not None and "16777216 elements" in err.cause
+
+
+def test_the_dealer_serves_a_repeated_request_from_its_memory():
+    # Two identical requests, then two that differ from them only in a value: each gets
+    # its own material (the dealer's loop answers all four), the bytes tell them apart.
+    from veil.comm import Abort, Communicator, MemoryChannel
+    from veil.offline import PRG, serve_dealer
+    dealer_end, party_end = MemoryChannel.pair("dealer", "party 0", Abort())
+    party = Communicator(0, 1, {1: party_end}, 5.0)
+    dealer = Communicator(1, 1, {0: dealer_end}, 5.0)
+    reqs = [{"kind": "trunc", "args": {"shape": [3], "frac": 16}}] * 2 + \
+        [{"kind": "trunc", "args": {"shape": [3], "frac": 12}},
+         {"kind": "trunc", "args": {"shape": [4], "frac": 16}}, {"kind": "__stop__"}]
+    for r in reqs:
+        party.send_obj(1, r)
+    serve_dealer(dealer, [PRG(bytes(16))], 100)
+    sizes = [len(party.recv_bytes(1)) for _ in range(8)]   # m and low, per request
+    assert sizes == [6, 24, 6, 24, 6, 24, 8, 32]
+
+
+# -- public factors: checked and encoded once per value and setting --------------------------
+def test_remembered_public_factors_give_the_same_products(monkeypatch):
+    arith = importlib.import_module("veil.tensor.arith")
+    factors = [0.1, 0.1, 1 / 32, 3, 3.0, -0.0, 0.0, 2, True, 1e-6, -2.5, 7, 7.0, 0.1]
+
+    def party():
+        x = veil.tensor(torch.tensor([1.5, -2.25, 3.0]) if veil.rank() == 0 else None,
+                        owner=0)
+        out = [(x * f).reveal() for f in factors]
+        for bad in (float("nan"), float("inf"), 1e30, 2 ** 70):
+            for _ in range(2):                    # refused every time, never remembered
+                with pytest.raises(veil.errors.VeilError):
+                    x * bad
+        return out
+
+    def run(config):
+        return veil.run(party, parties=2, seed=0, config=config)[0]
+
+    configs = [veil.Config(), veil.Config(frac_bits=20)]
+    remembered = [run(c) for c in configs]
+    monkeypatch.setattr(arith, "_public_factor", arith._encode_factor)   # every time afresh
+    fresh = [run(c) for c in configs]
+    for a, b in zip(remembered, fresh):
+        assert all(u.dtype == v.dtype and torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(remembered[0][0], remembered[1][0])   # the setting is in the key
+    assert all(k[1] == k[1] for k in arith._FACTORS)             # no NaN was kept
+
+
+# -- the dealer's reconstruction and correction: no staging clone ------------------------------
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("domain", ["ring", "bytes"])
+def test_combine_and_correction_match_their_definitions(n, domain):
+    from veil.offline.materials import combine, correction
+    gen = torch.Generator().manual_seed(n)
+    if domain == "ring":
+        shares = [torch.randint(-2 ** 62, 2 ** 62, (3, 4), generator=gen) * 2 for _ in range(n)]
+        want, fold = shares[0].clone(), (lambda a, b: a + b)
+        unfold = lambda a, b: a - b  # noqa: E731
+    else:
+        shares = [torch.randint(0, 256, (3, 4), dtype=torch.uint8, generator=gen)
+                  for _ in range(n)]
+        want, fold = shares[0].clone(), (lambda a, b: a ^ b)
+        unfold = fold
+    before = [s.clone() for s in shares]
+    for s in shares[1:]:
+        want = fold(want, s)
+    got = combine(domain, shares)
+    assert torch.equal(got, want) and all(got is not s for s in shares)
+    corr = correction(domain, want, shares[1:])
+    assert torch.equal(corr, shares[0]) and corr is not want
+    for s in shares[1:]:
+        want = unfold(want, s)
+    assert torch.equal(want, shares[0])
+    assert all(torch.equal(a, b) for a, b in zip(shares, before))   # inputs untouched

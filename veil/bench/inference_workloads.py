@@ -117,13 +117,12 @@ def _as_party(name: str, out: pathlib.Path) -> None:
         s0, t0 = veil.stats(), time.perf_counter()
         y = m(x)
         seconds = time.perf_counter() - t0
-        s1 = veil.stats()
+        d = veil.context.stats_since(s0)
         forward_peak = _status_mb("VmHWM")
         y.reveal(to=1)            # discloses the output to party 1 (benchmark only)
         return {"rss_before_mb": before, "forward_peak_mb": forward_peak,
                 "peak_mb": max(setup_peak, forward_peak), "seconds": seconds,
-                "bytes_sent": s1["bytes_sent"] - s0["bytes_sent"],
-                "rounds": s1["rounds"] - s0["rounds"]}
+                "bytes_sent": d["bytes_sent"], "rounds": d["rounds"]}
     res = veil.run(job, parties=2, seed=0)
     rank = int(os.environ["VEIL_PARTY"])
     (out / f"{rank}.json").write_text(json.dumps(res[rank]))

@@ -103,11 +103,10 @@ def party_job(n: int, protocol: str, repeat: int) -> None:
             s0, t0 = veil.stats(), time.perf_counter()
             info = {}
             out = veil.psi(keys, parties=(0, 1), protocol=protocol, info=info)
-            dt, s1 = time.perf_counter() - t0, veil.stats()
+            dt, d = time.perf_counter() - t0, veil.context.stats_since(s0)
             assert len(out) == n - n // 2
             rec = {"party": r, "keys": n, "protocol": info["protocol"], "seconds": dt,
-                   "veil_bytes": s1["bytes_sent"] - s0["bytes_sent"],
-                   "rounds": s1["rounds"] - s0["rounds"],
+                   "veil_bytes": d["bytes_sent"], "rounds": d["rounds"],
                    "relay_up": sum(x.up for x in relays),
                    "relay_down": sum(x.down for x in relays),
                    "split": {k: round(v, 2) for k, v in info.get("seconds", {}).items()}}

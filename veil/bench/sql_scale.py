@@ -87,16 +87,14 @@ def main() -> None:
         del mine
         s0, t0, c0 = veil.stats(), time.perf_counter(), time.process_time()
         out = db.query(SDH, reveal_to=0)
-        dt, s1 = time.perf_counter() - t0, veil.stats()
+        dt, d = time.perf_counter() - t0, veil.context.stats_since(s0)
         ok = None
         if out is not None:
             ok = (int(out["s"][0]), int(out["sb"][0])) == _expected(n)
         cpu = time.process_time() - c0
         rec = {"party": r, "rows": n, "seconds": round(dt, 2), "cpu_seconds": round(cpu, 2),
-               "bytes_per_row": round((s1["bytes_sent"] - s0["bytes_sent"]) / n, 2),
-               "rounds": s1["rounds"] - s0["rounds"],
-               "offline_bytes_per_row": round((s1["offline_bytes_received"] -
-                                               s0["offline_bytes_received"]) / n, 2),
+               "bytes_per_row": round(d["bytes_sent"] / n, 2), "rounds": d["rounds"],
+               "offline_bytes_per_row": round(d["offline_bytes_received"] / n, 2),
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                "exact": ok, "source": "parquet" if args.parquet else "dataframe",
                "load": [round(x, 2) for x in os.getloadavg()]}
@@ -113,10 +111,9 @@ def _psi(n: int) -> None:
         keys = np.arange(n) + (n // 2 if r == 1 else 0)          # n/2 common keys
         s0, t0 = veil.stats(), time.perf_counter()
         out = veil.psi(keys.tolist(), parties=(0, 1))
-        dt, s1 = time.perf_counter() - t0, veil.stats()
+        dt, d = time.perf_counter() - t0, veil.context.stats_since(s0)
         rec = {"party": r, "psi_keys": n, "seconds": round(dt, 2), "common": len(out),
-               "bytes_per_key": round((s1["bytes_sent"] - s0["bytes_sent"]) / n, 2),
-               "rounds": s1["rounds"] - s0["rounds"],
+               "bytes_per_key": round(d["bytes_sent"] / n, 2), "rounds": d["rounds"],
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
         print(json.dumps(rec), flush=True)
     veil.run(job, parties=2)

@@ -68,9 +68,8 @@ def compare(model, args, kwargs=None, *, parties: int = 2, owner: int = 0,
         revealed = pytree.tree_map(lambda v: v.reveal(to=data_owner)
                                    if isinstance(v, veil.SecretTensor) else v, out)
         dt = time.perf_counter() - t0
-        s1 = veil.stats()
-        return revealed, dt, s1["bytes_sent"] - s0["bytes_sent"], s1["rounds"] - s0["rounds"], \
-            t_capture
+        d = veil.context.stats_since(s0)
+        return revealed, dt, d["bytes_sent"], d["rounds"], t_capture
 
     results = veil.run(job, parties=parties, seed=seed, config=config, protocol=protocol)
     got = results[data_owner][0]

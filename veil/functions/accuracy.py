@@ -224,8 +224,8 @@ def measure(case: Case, parties: int = 2, config: Config | None = None, n: int |
         t0 = time.perf_counter()
         y = case.secure(t)
         dt = time.perf_counter() - t0
-        s1 = veil.stats()
-        return y.reveal(), dt, s1["rounds"] - s0["rounds"], s1["bytes_sent"] - s0["bytes_sent"]
+        d = veil.context.stats_since(s0)
+        return y.reveal(), dt, d["rounds"], d["bytes_sent"]
 
     torch.set_num_threads(1)
     res = veil.run(party, parties=parties, seed=seed, config=cfg, protocol=protocol)

@@ -28,7 +28,10 @@ import json
 import time
 from collections import OrderedDict, deque
 
+import torch
+
 from ..comm import OFFLINE, Communicator
+from ..comm.communicator import parse_obj
 from ..comm.limits import MAX_ELEMENTS
 from ..errors import PartyError
 from ..ring import numel
@@ -49,10 +52,9 @@ def _draw(prg: PRG, part: Part):
         prg = prg.fork(part.key)
     if part.domain == BITS:
         return prg.bits(part.shape)
-    if part.domain == BYTES:
-        return prg.bytes(numel(part.shape)).reshape(part.shape)
+    if part.domain == BYTES:                # (shaped in numpy: one torch call, not two)
+        return torch.from_numpy(prg.array(numel(part.shape)).reshape(part.shape))
     if part.width <= 32:        # meaningful mod 2^width only: draw just those bytes
-        import torch
         dt = wire_dtype(part)
         n = numel(part.shape)
         if n == 0:
@@ -63,7 +65,6 @@ def _draw(prg: PRG, part: Part):
 
 
 def _recv_part(comm: Communicator, peer: int, part: Part):
-    import torch
     dtype = wire_dtype(part)
     got = comm.recv_tensor(peer, part.shape, dtype)
     # a narrow ring part (materials.py: width < 64) is sign-extended: right mod 2^width
@@ -114,6 +115,55 @@ def _request_bytes(key: str) -> int:
     return len(key) + 32
 
 
+_DICT, _JSON = object(), object()        # tags no request value can equal
+
+
+def _frozen(v):
+    """A hashable stand-in for a request value, built without encoding it: two values
+    get equal stand-ins only if their JSON (``sort_keys``) is equal. Lists and tuples
+    alike (JSON arrays both); a dict by its sorted items; anything but a plain int or
+    str (bool: True == 1 in Python, not in JSON; floats, None) by its JSON text.
+    Only an index into `_Known`: what is compared and sent is still the JSON."""
+    t = type(v)
+    if t is int or t is str:
+        return v
+    if t is list or t is tuple:
+        return tuple([x if type(x) is int else _frozen(x) for x in v])
+    if t is dict:
+        return (_DICT, tuple(sorted([(k, _frozen(x)) for k, x in v.items()])))
+    return (_JSON, json.dumps(v, sort_keys=True))
+
+
+class _Known:
+    """Everything derived from one distinct request, computed once: its JSON key (what
+    look-ahead entries are compared by), its shape (mask keys left out: what the period
+    predictor compares) and keys, the recipe, the bytes it asks for, and (party 0) the
+    message sent for it. A training step repeats the same requests every step: this
+    saves re-encoding them to JSON three times a request, and rebuilding the recipe."""
+
+    __slots__ = ("kind", "args", "rec", "key", "shape", "plain", "names", "keys",
+                 "nbytes", "nreq", "wire")
+
+    def __init__(self, kind: str, args: dict) -> None:
+        self.kind, self.args = kind, args
+        self.key = json.dumps([kind, args], sort_keys=True)
+        self.rec = recipe(kind, args)
+        names = tuple(sorted(k for k, v in args.items() if is_key(k) and isinstance(v, int)))
+        if not names:
+            self.shape, self.plain = self.key, args
+        else:
+            self.plain = {k: v for k, v in args.items() if k not in names}
+            self.shape = json.dumps([kind, self.plain, names], sort_keys=True)
+        self.names, self.keys = names, tuple(args[k] for k in names)
+        self.nbytes, self.nreq = _material_bytes(self.rec), _request_bytes(self.key)
+        self.wire = None                   # party 0's request message, encoded on first send
+
+    def message(self) -> bytes:
+        if self.wire is None:
+            self.wire = json.dumps({"kind": self.kind, "args": self.args}).encode()
+        return self.wire
+
+
 class TrustedDealerUnsafe(Provider):
     """Party side of the trusted dealer (see module docstring for the trust it needs)."""
 
@@ -124,9 +174,10 @@ class TrustedDealerUnsafe(Provider):
         self._max_ahead = min(AHEAD_BYTES, max_ahead_bytes)
         self._queue: list[_Pending] = []
         self._pred = Predictor()
-        # request key -> (kind, args, recipe, key), most recently used last
-        self._known: OrderedDict[str, tuple] = OrderedDict()
-        # request shape (mask keys left out) -> (kind, args without keys, key names)
+        # request (`_frozen`) -> its `_Known`, most recently used last
+        self._known: OrderedDict[tuple, _Known] = OrderedDict()
+        # request shape (mask keys left out) -> (kind, args without keys, key names, and
+        # the `_Known` of that request when it has no keys: what predicting it returns)
         self._shapes: OrderedDict[str, tuple] = OrderedDict()
         # Predicted requests sent ahead (party 0) or to draw on use (others): [key,
         # recipe, party 0's pending material or None, material bytes, request bytes],
@@ -149,10 +200,11 @@ class TrustedDealerUnsafe(Provider):
             # the key; the dealer has nothing to do, and nothing to predict
             self._next_key = max(self._next_key, int(args["key"]) + 1)
             return {p.name: _draw(self._prg, p) for p in recipe(kind, args).randoms}
-        kind, args, rec, key = self._lookup(kind, args)
-        shape, keys = self._shape_of(kind, args)
-        if keys:        # a keyed request may name a fresh key (a fused truncation's)
-            self._next_key = max(self._next_key, max(keys) + 1)
+        known = self._lookup(kind, args)
+        rec, key = known.rec, known.key
+        self._note_shape(known)
+        if known.keys:  # a keyed request may name a fresh key (a fused truncation's)
+            self._next_key = max(self._next_key, max(known.keys) + 1)
         self.counts["dealer_requests"] += 1
         self._plans.record(kind, args)
         if self._ahead and self._ahead[0][0] != key:
@@ -166,40 +218,34 @@ class TrustedDealerUnsafe(Provider):
         else:
             # not predicted: party 0 waits a round trip (and the dealer's work) for it
             self.counts["dealer_waits"] += 1
-            out = self._issue(kind, args, rec)
-        self._pred.observe(shape, keys)
+            out = self._issue(known)
+        self._pred.observe(known.shape, known.keys)
         self._work_ahead()
         return out
 
-    def _shape_of(self, kind: str, args: dict) -> tuple[str, tuple]:
-        """A request's shape (without mask keys: what the period predictor compares)
-        and its keys; shapes are remembered to turn predictions back into requests."""
-        names = tuple(sorted(k for k, v in args.items() if is_key(k) and isinstance(v, int)))
-        if not names:
-            shape = json.dumps([kind, args], sort_keys=True)
-            plain = args
-        else:
-            plain = {k: v for k, v in args.items() if k not in names}
-            shape = json.dumps([kind, plain, names], sort_keys=True)
+    def _note_shape(self, known: _Known) -> None:
+        """Remember a request's shape (without mask keys: what the period predictor
+        compares), to turn predictions back into requests; least recently seen dropped."""
+        shape = known.shape
         if shape not in self._shapes:
-            self._shapes[shape] = (kind, plain, names)
+            self._shapes[shape] = (known.kind, known.plain, known.names,
+                                   None if known.names else known)
             if len(self._shapes) > KNOWN_MAX:
                 self._shapes.popitem(last=False)
         else:
             self._shapes.move_to_end(shape)
-        return shape, tuple(args[k] for k in names)
 
-    def _lookup(self, kind: str, args: dict):
-        """(kind, args, recipe, key string) of a request, the recipe made once per key."""
-        key = json.dumps([kind, args], sort_keys=True)
-        known = self._known.get(key)
+    def _lookup(self, kind: str, args: dict) -> _Known:
+        """What a request implies (`_Known`), worked out once per distinct request."""
+        index = (kind, _frozen(args))
+        known = self._known.get(index)
         if known is None:
-            known = self._known[key] = (kind, args, recipe(kind, args), key)
+            known = self._known[index] = _Known(kind, args)
             if len(self._known) > KNOWN_MAX:      # keyed requests (fresh keys) never
                 self._known.popitem(last=False)   # repeat: keep the recent ones only
         else:
-            self._known.move_to_end(key)
-        return known                               # one string per distinct request
+            self._known.move_to_end(index)
+        return known
 
     # -- request plans (veil.offline.plan) ----------------------------------------------
     def begin_plan(self, tag: str) -> None:
@@ -208,7 +254,7 @@ class TrustedDealerUnsafe(Provider):
         # Entries the period predictor already sent stay if the plan agrees with them.
         for i, (key, *_rest) in enumerate(self._ahead):
             want = self._plans.predict(i)
-            if want is None or self._lookup(*want)[3] != key:
+            if want is None or self._lookup(*want).key != key:
                 self._drop_ahead()          # the plan knows better: follow it
                 break
         self._work_ahead()
@@ -237,12 +283,12 @@ class TrustedDealerUnsafe(Provider):
         out.update({p.name: _draw(self._prg, p) for p in rec.derived})
         return out
 
-    def _issue(self, kind: str, args: dict, rec):
+    def _issue(self, known: _Known):
         if self._comm.rank == 0:
             with self._comm.phase(OFFLINE):
                 self._comm.count_round()
-                self._comm.send_obj(self._dealer, {"kind": kind, "args": args})
-        return self._material(rec)
+                self._comm.send_bytes(self._dealer, known.message())   # send_obj's JSON
+        return self._material(known.rec)
 
     def _upcoming(self, j: int):
         """The ``j``-th request expected after those made so far, or None: from the
@@ -260,8 +306,10 @@ class TrustedDealerUnsafe(Provider):
         keys = pred.predict_keys(pred.count + j)
         if known is None or keys is None:
             return None
-        kind, plain, names = known
-        return self._lookup(kind, {**plain, **dict(zip(names, keys))} if names else plain)
+        kind, plain, names, unkeyed = known
+        if unkeyed is not None:
+            return unkeyed
+        return self._lookup(kind, {**plain, **dict(zip(names, keys))})
 
     def _work_ahead(self) -> None:
         """Send (party 0) or note (others) the predicted next requests, within bounds."""
@@ -269,13 +317,12 @@ class TrustedDealerUnsafe(Provider):
             nxt = self._upcoming(len(self._ahead))
             if nxt is None:
                 return
-            kind, args, rec, key = nxt
-            nbytes, nreq = _material_bytes(rec), _request_bytes(key)
+            rec, key, nbytes, nreq = nxt.rec, nxt.key, nxt.nbytes, nxt.nreq
             limit = self._max_ahead if self._plans.active else min(GUESS_BYTES, self._max_ahead)
             if self._ahead_bytes + nbytes > limit \
                     or self._ahead_requests + nreq > AHEAD_REQUEST_BYTES:
                 return                  # (one too big to hold is asked for when needed)
-            pending = self._issue(kind, args, rec) if self._comm.rank == 0 else None
+            pending = self._issue(nxt) if self._comm.rank == 0 else None
             self._ahead.append([key, rec, pending, nbytes, nreq])
             self._ahead_bytes += nbytes
             self._ahead_requests += nreq
@@ -312,6 +359,34 @@ class TrustedDealerUnsafe(Provider):
                 self._comm.send_obj(self._dealer, {"kind": STOP})
 
 
+class _Checked:
+    """The dealer's memory of requests it has already parsed and checked, by their exact
+    bytes: a training step sends the same requests every step, and the same bytes parse
+    to the same request and pass the same checks (the limits do not change within a
+    run), so they are checked once. Only unkeyed requests (keyed ones name fresh mask
+    keys and never repeat), at most `CHECKED_MAX` of at most `CHECKED_BYTES` each."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[bytes, tuple] = OrderedDict()
+
+    def get(self, raw: bytes) -> tuple | None:
+        hit = self._seen.get(raw)
+        if hit is not None:
+            self._seen.move_to_end(raw)
+        return hit
+
+    def add(self, raw: bytes, kind: str, args: dict, rec) -> None:
+        if len(raw) > CHECKED_BYTES or any(is_key(k) for k in args):
+            return
+        self._seen[raw] = (kind, args, rec)
+        if len(self._seen) > CHECKED_MAX:
+            self._seen.popitem(last=False)
+
+
+CHECKED_MAX = 1024              # distinct requests remembered by the dealer
+CHECKED_BYTES = 2048            # longest request remembered (a conv's is ~150 bytes)
+
+
 def receiver(k: int, parties: int) -> int:
     """The party that receives its derived shares of request ``k`` from the dealer."""
     return k % parties
@@ -324,13 +399,20 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
     keycache; default ``VEIL_DEALER_CACHE_MB``)."""
     sender = comm.peer_name(0)
     cache = KeyedCache(default_budget() if cache_bytes is None else cache_bytes)
+    checked = _Checked()
     with comm.phase(OFFLINE):
         for k in itertools.count():
-            req = comm.recv_obj(0)
-            if req == {"kind": STOP}:
-                return
-            kind, args = parse_request(req, max_elements, sender)
-            rec = checked_recipe(kind, args, max_elements, sender)
+            raw = bytes(comm.recv_bytes(0))
+            known = checked.get(raw)
+            if known is None:
+                req = parse_obj(raw, sender)
+                if req == {"kind": STOP}:
+                    return
+                kind, args = parse_request(req, max_elements, sender)
+                rec = checked_recipe(kind, args, max_elements, sender)
+                checked.add(raw, kind, args, rec)
+            else:
+                kind, args, rec = known
             shares = [{p.name: _draw(prg, p) for p in rec.randoms} for prg in prgs]
             plain = {p.name: combine(p.domain, [s[p.name] for s in shares])
                      for p in rec.randoms}
@@ -354,4 +436,5 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
             comm.count_round()
             for p in rec.derived:
                 corr = correction(p.domain, derived[p.name], [o[p.name] for o in others])
-                comm.send_tensor(to, corr.to(wire_dtype(p)))  # narrow parts: low bits
+                dtype = wire_dtype(p)                         # narrow parts: low bits
+                comm.send_tensor(to, corr if corr.dtype == dtype else corr.to(dtype))

@@ -88,7 +88,9 @@ class Predictor:
             self._base += drop
             # forget requests no longer in the window (keyed requests never repeat)
             self._pos = {k: q for k, q in self._pos.items() if q[-1] >= self._base}
-        pos = self._pos.setdefault(key, deque(maxlen=CANDIDATES + 1))
+        pos = self._pos.get(key)
+        if pos is None:                               # (not setdefault: that would build
+            pos = self._pos[key] = deque(maxlen=CANDIDATES + 1)   # a deque every call)
         pos.append(self.count - 1)
         if self.period is None:
             self.period = self._detect(pos)
@@ -115,9 +117,9 @@ class Predictor:
             period = n - 1 - p
             if period > MAX_PERIOD or 2 * period > n:
                 return None
-            a, b = n - period, n - 2 * period
-            if all(self._at(a + i) == self._at(b + i) for i in range(period)):
-                return period
+            a, b = n - period - self._base, n - 2 * period - self._base
+            if self.seq[a:a + period] == self.seq[b:b + period]:   # (in the window:
+                return period                                       # 2 period <= n)
         return None
 
     def _count_confirmed(self) -> int:
@@ -132,7 +134,10 @@ class Predictor:
         return n
 
     def _extrapolate(self, i: int) -> tuple:
-        a, b = self._keys_at(i - self.period), self._keys_at(i - 2 * self.period)
+        a = self._keys_at(i - self.period)
+        if not a:                                     # an unkeyed request: the common case
+            return ()
+        b = self._keys_at(i - 2 * self.period)
         return tuple(2 * x - y for x, y in zip(a, b)) if len(a) == len(b) else ()
 
     def predict(self, n: int) -> str:

@@ -62,7 +62,12 @@ class PRG:
         return PRG(sub)
 
     def bytes(self, n: int) -> torch.Tensor:
-        """``n`` keystream bytes as a fresh uint8 tensor the caller owns (writable).
+        """``n`` keystream bytes as a fresh uint8 tensor the caller owns (writable)."""
+        return torch.from_numpy(self.array(n))
+
+    def array(self, n: int) -> np.ndarray:
+        """``n`` keystream bytes as a fresh uint8 array (numpy: its views and reshapes
+        cost a fraction of torch's, and `ring` needs two of them per draw).
 
         Small draws are copied out of the block produced ahead; a large one takes what is
         left of the block, then has the rest encrypted straight into it (no extra copy).
@@ -71,7 +76,7 @@ class PRG:
         if n <= ahead:                                  # the common small draw
             out = self._block[self._pos:self._pos + n].copy()
             self._pos += n
-            return torch.from_numpy(out)
+            return out
         if n - ahead <= SMALL:
             out = np.empty(n, dtype=np.uint8)
             out[:ahead] = self._block[self._pos:self._end]
@@ -82,25 +87,26 @@ class PRG:
             self._enc.update_into(_zeros(size), self._block)
             self._pos, self._end = n - ahead, size
             out[ahead:] = self._block[:self._pos]
-            return torch.from_numpy(out)
+            return out
         buf = np.empty(n + 15, dtype=np.uint8)
         buf[:ahead] = self._block[self._pos:self._end]
         self._pos = self._end = 0
         self._enc.update_into(_zeros(n - ahead), buf[ahead:])
-        return torch.from_numpy(buf)[:n]
+        return buf[:n]
 
     def ring(self, shape) -> torch.Tensor:
         """Uniform int64 tensor (uniform over Z_2^64)."""
         n = numel(shape)
         if n == 0:
             return torch.zeros(shape, dtype=torch.int64)
-        return self.bytes(8 * n).view(torch.int64).reshape(shape)
+        # native int64 words of the same bytes, as torch's view(int64) gave before
+        return torch.from_numpy(self.array(8 * n).view(np.int64).reshape(shape))
 
     def bits(self, shape) -> torch.Tensor:
         """Uniform 0/1 uint8 tensor."""
         n = numel(shape)
-        raw = self.bytes((n + 7) // 8).numpy()
-        return torch.from_numpy(np.unpackbits(raw, count=n).reshape(shape))
+        return torch.from_numpy(np.unpackbits(self.array((n + 7) // 8), count=n)
+                                .reshape(shape))
 
 
 _ZEROS = memoryview(bytes(1 << 20))

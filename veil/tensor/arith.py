@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..autograd.graph import _requires_grad, differentiable
+from ..context import current
 from ..errors import ProtocolUsageError
 from ..ring import is_float
 from ..ring import check_public
@@ -17,6 +18,42 @@ from ..protocols.base import carry
 from .fixed import masked_pair
 from .core import (as_public, encode_operand, factor_limit, frac_of, is_secret, proto,
                    public_frac, public_is_integral, result_dtype)
+
+
+def _encode_factor(other) -> tuple[torch.Tensor, int | None]:
+    """A public factor as the ring operand a share is multiplied by, and the fractional
+    bits it carries (None: an integer factor, multiplied as it is). Refuses NaN,
+    infinity and factors beyond `factor_limit` (RangeError)."""
+    pub = as_public(other)
+    check_public(pub, factor_limit())
+    if public_is_integral(pub):
+        return pub.to(torch.int64), None
+    pf = public_frac(pub)
+    return encode_operand(pub, pf, factor_limit()), pf
+
+
+# A training step multiplies by the same Python numbers every step (a learning rate, a
+# loss's 1/batch): their checks and encoding (some 40 small torch calls) are done once.
+# Keyed by everything the outcome depends on; only factors that passed are remembered
+# (NaN never equals itself: it is checked, and refused, every time).
+_FACTORS: dict = {}
+_FACTORS_MAX = 1024
+
+
+def _public_factor(other) -> tuple[torch.Tensor, int | None]:
+    """`_encode_factor`, remembered for Python ints and floats (read-only 0-d results)."""
+    kind = type(other)
+    if kind is not float and kind is not int:
+        return _encode_factor(other)
+    cfg = current().config
+    key = (kind, other, torch.get_default_dtype(), cfg.frac_bits, cfg.compare_bits)
+    hit = _FACTORS.get(key)
+    if hit is None:
+        hit = _encode_factor(other)
+        if len(_FACTORS) >= _FACTORS_MAX:
+            _FACTORS.clear()
+        _FACTORS[key] = hit
+    return hit
 
 
 class ArithMixin:
@@ -78,14 +115,10 @@ class ArithMixin:
                                      dtype)
             x, y = torch.broadcast_tensors(self.share, other.share)
             return self._product(proto().mul, proto().mul_trunc, x, y, other, dtype)
-        pub = as_public(other)
-        check_public(pub, factor_limit())
-        if public_is_integral(pub):
-            z = self.share * pub.to(torch.int64)
-            return self._rescale(z, self.frac, dtype)
-        pf = public_frac(pub)
-        return self._rescale(self.share * encode_operand(pub, pf, factor_limit()),
-                             self.frac + pf, dtype)
+        factor, pf = _public_factor(other)
+        if pf is None:                                   # an integer: no truncation
+            return self._rescale(self.share * factor, self.frac, dtype)
+        return self._rescale(self.share * factor, self.frac + pf, dtype)
 
     __mul__ = mul
 
