@@ -208,7 +208,10 @@ def _carried_across_ops():
 
 
 @pytest.mark.parametrize("parties", [2, 3])
-def test_masked_forms_carry_through_reshapes_only(parties):
+def test_masked_forms_carry_through_reshapes_only(parties, monkeypatch):
+    import importlib
+    arith = importlib.import_module("veil.tensor.arith")   # (veil.tensor is a function)
+    monkeypatch.setattr(arith, "FUSE_MIN_ELEMENTS", 0)     # fuse these small products
     out = veil.run(_carried_across_ops, parties=parties, seed=2)[0]
     assert out["carries"] and out["reshape carries"]
     assert out["square rounds"] == 0
@@ -218,13 +221,29 @@ def test_masked_forms_carry_through_reshapes_only(parties):
     assert (out["z"] - y.reshape(4, 6)).abs().max() < 1e-4
 
 
+def test_small_products_are_not_fused_in_the_tensor_layer():
+    """Below FUSE_MIN_ELEMENTS a tensor-layer truncation stays plain (a keyed mask per
+    tensor costs more than it can save there); from it on the result is carried."""
+    import importlib
+    from veil.protocols.base import carried
+    FUSE_MIN_ELEMENTS = importlib.import_module("veil.tensor.arith").FUSE_MIN_ELEMENTS
+
+    def job():
+        out = []
+        for n in (FUSE_MIN_ELEMENTS - 1, FUSE_MIN_ELEMENTS):
+            a = veil.tensor(torch.ones(n) if veil.rank() == 0 else None, owner=0)
+            out.append(carried((a * a).share) is not None)
+        return out
+    assert veil.run(job, parties=2, seed=0)[0] == [False, True]
+
+
 def test_linear_adds_its_bias_before_its_one_truncation():
     """nn.Linear (aten.addmm) under veil.secure: the bias joins the product before the
     truncation, so the output carries its masked form into the GELU after it."""
     from veil.protocols.base import carried
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU()).eval()
-    x = torch.randn(5, 16)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.GELU()).eval()
+    x = torch.randn(64, 16)                     # 4096 outputs: fused (FUSE_MIN_ELEMENTS)
     seen = []
     import veil.functions.activations as act
     real = act.gelu
