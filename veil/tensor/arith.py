@@ -58,10 +58,12 @@ def _public_factor(other) -> tuple[torch.Tensor, int | None]:
 
 
 # A tensor-layer truncation is fused (left masked for a later product, `_rescale`) from
-# this many elements on. A fused truncation costs ~0.3 ms more Python and PRG set-up (a
-# keyed mask per tensor), and saves 8 bytes per element only if a product follows: at
-# 1 Gbit/s 4096 elements are 0.26 ms. Below it (a training step's logits) plain.
-FUSE_MIN_ELEMENTS = 4096
+# this many elements on. A fused truncation costs more Python and PRG set-up (a keyed
+# mask per tensor: logistic regression's 32-element logits and gradients, which no
+# product follows, trained 50 % slower in-process); where a product follows it saves
+# 8 bytes per element and often a round (GPT-2's per-token activations, 768 and up: 36
+# rounds per token). Below it, plain.
+FUSE_MIN_ELEMENTS = 512
 
 class ArithMixin:
     # -- scale alignment ----------------------------------------------------------------
