@@ -187,13 +187,20 @@ def trunc_once(xs: list[torch.Tensor], bits: int, opened: dict | None) -> list[t
     return out
 
 
+def _ring_const(c: float, frac: int) -> torch.Tensor | None:
+    """A public real as a 0-d ring tensor at scale ``frac`` (as `add_const` encodes it),
+    or None for 0."""
+    if not c:
+        return None
+    return torch.round(torch.as_tensor(float(c), dtype=torch.float64) * 2.0 ** frac
+                       ).to(torch.int64)
+
+
 def affine_once(x: torch.Tensor, mult: int, const: float, frac: int | None,
                 opened: dict | None) -> torch.Tensor:
     """mult * x + const (public int mult, real const at scale ``frac``, default F), with
     the result registered in ``opened`` when x is there: its opening carries over."""
-    f = F() if frac is None else frac
-    c = None if not const else \
-        torch.round(torch.as_tensor(float(const), dtype=torch.float64) * 2.0 ** f).to(torch.int64)
+    c = _ring_const(const, F() if frac is None else frac)
     mx = _known(x, opened)
     if mx is None or mx.e is None:
         y = x * mult if mult != 1 else x
@@ -208,8 +215,7 @@ def combine_once(terms: list[tuple[int, torch.Tensor]], opened: dict | None,
     """sum c * x + const for public ints c (and a real const at scale F); registered in
     ``opened`` when every x is there (its mask is then the same combination of theirs:
     `Protocol.masked_combine`)."""
-    c0 = None if not const else \
-        torch.round(torch.as_tensor(float(const), dtype=torch.float64) * 2.0 ** F()).to(torch.int64)
+    c0 = _ring_const(const, F())
     known = [_known(x, opened) for _, x in terms]
     if any(m is None for m in known):
         out = sum(c * x for c, x in terms)
@@ -395,6 +401,7 @@ def wrap(x, share: torch.Tensor):
 
 
 __all__ = ["F", "enc", "lift", "add_const", "products", "products_common", "products_once",
-           "products_reusing", "mul_once", "trunc_once", "affine_once", "combine_once", "select_once", "reshaped", "local_truncation", "newton_reciprocal", "fits",
+           "products_reusing", "mul_once", "trunc_once", "affine_once", "combine_once",
+           "select_once", "reshaped", "local_truncation", "newton_reciprocal", "fits",
            "range_bits", "reuses_openings", "trunc", "mul", "lincomb", "ge_many",
            "onehot", "select_many", "b2a", "float_input", "wrap"]

@@ -317,7 +317,8 @@ class Semi2k(Protocol):
 
     def _trunc_open(self, xs, ts, bits):
         """Exact truncation's one round for all of ``xs``: per tensor (this party's share
-        of the mask part, the public part, msb(c)); the result is their sum."""
+        of the mask part, the public part, msb(c) 2^(64-bits)); the result is the first
+        two's sum."""
         offset = 1 << 62                                   # x' = x + 2^62 lies in [0, 2^63)
         # Opens x' + r with r uniform in Z_2^64 (one r per tensor): discloses nothing.
         cs = self._open(*(self.add_public(x, torch.tensor(offset)) + t["r"]
@@ -455,10 +456,10 @@ class Semi2k(Protocol):
             return super().select_masked(pairs)
         ts = []
         for b, m in pairs:
-            (c1, t1), (c2, t2) = (m.terms() * 2)[:2]
-            n_terms = len(m.terms())
+            # one term: the request names it twice, and the dealer reads the first only
+            (_, t1), (_, t2) = (m.terms() * 2)[:2]
             ts.append(self.provider.get(
-                "select_keyed", shape=list(b.shape), terms=n_terms, key_a=t1.key,
+                "select_keyed", shape=list(b.shape), terms=len(m.terms()), key_a=t1.key,
                 frac_a=t1.frac, key_b=t2.key, frac_b=t2.frac))
         # Opens each bits ^ m with a uniform bit m: discloses nothing. x is not opened:
         # its mask is known to the dealer (keys), which sends [m * mask piece].
