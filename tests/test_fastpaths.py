@@ -264,15 +264,17 @@ def test_request_caches_give_the_same_results_traffic_and_counters(monkeypatch):
     # A few SGD steps of a logistic regression (the requests repeat every step, so the
     # look-ahead predicts them): with the caches, and with every lookup a miss.
     from veil.offline import dealer
+    # built once, outside the parties: torch's global RNG is shared by the party threads,
+    # so seeding it inside them races (the two runs would start from different weights)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(5, 1)
 
     def party():
         gen = torch.Generator().manual_seed(1)
         x0, y0 = torch.randn(24, 5, generator=gen), (torch.rand(24, 1, generator=gen) > 0.5)
         x = veil.tensor(x0 if veil.rank() == 0 else None, owner=0)
         y = veil.tensor(y0.float() if veil.rank() == 1 else None, owner=1)
-        torch.manual_seed(0)
-        model = veil.nn.from_torch(torch.nn.Linear(5, 1) if veil.rank() == 0 else None,
-                                   owner=0)
+        model = veil.nn.from_torch(net if veil.rank() == 0 else None, owner=0)
         opt = veil.optim.SGD(model.parameters(), lr=0.5)
         crit = veil.nn.BCEWithLogitsLoss()
         for i in range(5):

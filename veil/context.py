@@ -93,7 +93,7 @@ def profile() -> dict:
     ...     (x * x).relu()
     ...     return sorted(k for k in veil.profile() if not k.startswith("("))
     >>> veil.run(job, parties=2, config=veil.Config(profile=True))[0]
-    ['and_bits', 'msb', 'mul', 'select', 'share', 'trunc_masked']
+    ['and_bits', 'msb', 'mul', 'select', 'share', 'trunc']
     """
     prof = current().comm.profiler
     if prof is None:
