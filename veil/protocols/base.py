@@ -101,9 +101,10 @@ class Masked:
 
 # A share tensor that a fused truncation made carries its masked form, so a product in
 # another op (the GELU after a Linear, a LayerNorm's scale after its normalisation)
-# opens nothing new. Stored without the share itself (no reference cycle) and without the
+# opens nothing new. Stored without the share itself (no reference cycle), without the
 # mask share, which is the share minus the public part at party 0 and the share itself
-# elsewhere; with the share's version: an in-place change of the share drops it.
+# elsewhere, and with msb(c) as one byte per element instead of its 8-byte weight
+# msb(c) 2^(64-frac); with the share's version: an in-place change of the share drops it.
 _CARRIED = "_veil_masked"
 
 
@@ -111,7 +112,8 @@ def carry(m: Masked, party0: bool) -> torch.Tensor:
     """Attach ``m`` (opened, single key) to its share tensor; returns the share.
     ``party0``: whether this party holds the public part in its share (add_public)."""
     if m.e is not None and m.key is not None and not m.parts:
-        kept = Masked(None, m.e, None, m.key, m.frac, m.mult, m.msb_w)
+        msb = None if m.msb_w is None else m.msb_w != 0
+        kept = Masked(None, m.e, None, m.key, m.frac, m.mult, msb)
         setattr(m.share, _CARRIED, (kept, m.share._version, party0))
     return m.share
 
@@ -124,8 +126,9 @@ def carry_reshaped(src, dst) -> None:
             or not src.is_contiguous() or dst.numel() != src.numel():
         return
     k, shape = got[0], dst.shape
-    carry(Masked(dst, k.e.reshape(shape), None, k.key, k.frac, k.mult, k.msb_w.reshape(shape)),
-          got[2])
+    kept = Masked(None, k.e.reshape(shape), None, k.key, k.frac, k.mult,
+                  k.msb_w.reshape(shape))          # (msb(c) as bools: see `carry`)
+    setattr(dst, _CARRIED, (kept, dst._version, got[2]))
 
 
 def carried(t) -> Masked | None:
@@ -134,7 +137,8 @@ def carried(t) -> Masked | None:
     if got is None or got[1] != t._version:
         return None
     k, party0 = got[0], got[2]
-    return Masked(t, k.e, t - k.e if party0 else t, k.key, k.frac, k.mult, k.msb_w)
+    msb_w = None if k.msb_w is None else k.msb_w.to(torch.int64) << (64 - k.frac)
+    return Masked(t, k.e, t - k.e if party0 else t, k.key, k.frac, k.mult, msb_w)
 
 
 @dataclass(frozen=True)
