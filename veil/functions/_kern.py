@@ -44,18 +44,19 @@ def enc(c: float, frac: int | None = None) -> int:
     return int(round(float(c) * 2 ** (F() if frac is None else frac)))
 
 
+def _encoded(c, frac: int | None = None) -> torch.Tensor:
+    """A public constant (number or tensor) as ring integers at scale ``frac`` (default F)."""
+    f = F() if frac is None else frac
+    return torch.round(torch.as_tensor(c, dtype=torch.float64) * 2.0 ** f).to(torch.int64)
+
+
 def lift(c, like: torch.Tensor, frac: int | None = None) -> torch.Tensor:
     """A public constant (number or tensor) as a share shaped like ``like`` (party 0 holds it)."""
-    f = F() if frac is None else frac
-    t = torch.as_tensor(c, dtype=torch.float64)
-    val = torch.round(t * 2.0 ** f).to(torch.int64).expand(like.shape)
-    return proto().add_public(torch.zeros_like(like), val)
+    return proto().add_public(torch.zeros_like(like), _encoded(c, frac).expand(like.shape))
 
 
 def add_const(x: torch.Tensor, c, frac: int | None = None) -> torch.Tensor:
-    f = F() if frac is None else frac
-    t = torch.as_tensor(c, dtype=torch.float64)
-    return proto().add_public(x, torch.round(t * 2.0 ** f).to(torch.int64))
+    return proto().add_public(x, _encoded(c, frac))
 
 
 # -- batching --------------------------------------------------------------------------
@@ -187,20 +188,11 @@ def trunc_once(xs: list[torch.Tensor], bits: int, opened: dict | None) -> list[t
     return out
 
 
-def _ring_const(c: float, frac: int) -> torch.Tensor | None:
-    """A public real as a 0-d ring tensor at scale ``frac`` (as `add_const` encodes it),
-    or None for 0."""
-    if not c:
-        return None
-    return torch.round(torch.as_tensor(float(c), dtype=torch.float64) * 2.0 ** frac
-                       ).to(torch.int64)
-
-
 def affine_once(x: torch.Tensor, mult: int, const: float, frac: int | None,
                 opened: dict | None) -> torch.Tensor:
     """mult * x + const (public int mult, real const at scale ``frac``, default F), with
     the result registered in ``opened`` when x is there: its opening carries over."""
-    c = _ring_const(const, F() if frac is None else frac)
+    c = _encoded(const, frac) if const else None
     mx = _known(x, opened)
     if mx is None or mx.e is None:
         y = x * mult if mult != 1 else x
@@ -215,7 +207,7 @@ def combine_once(terms: list[tuple[int, torch.Tensor]], opened: dict | None,
     """sum c * x + const for public ints c (and a real const at scale F); registered in
     ``opened`` when every x is there (its mask is then the same combination of theirs:
     `Protocol.masked_combine`)."""
-    c0 = _ring_const(const, F())
+    c0 = _encoded(const) if const else None
     known = [_known(x, opened) for _, x in terms]
     if any(m is None for m in known):
         out = sum(c * x for c, x in terms)
@@ -292,13 +284,15 @@ def newton_reciprocal(x: torch.Tensor, y: torch.Tensor, opened: dict | None = No
 
 
 def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,
-            like: torch.Tensor | None = None, *, raw: int | None = None) -> torch.Tensor:
+            like: torch.Tensor | None = None, *, raw: int | None = None,
+            opened: dict | None = None) -> torch.Tensor:
     """sum(c * x) + const with public reals c, truncated once (shares at scale F).
 
     Coefficients are encoded at scale F (use ``scale`` for one small coefficient that
     needs more bits); integer coefficients need no truncation at all (which saves the
     truncation round). ``raw=e`` returns the sum untruncated at scale 2F + e (c encoded
     at F + e), for a caller that adds it to other untruncated terms and truncates once.
+    ``opened``: the truncated result is registered there (`trunc_once`).
     """
     f = F()
     like = like if like is not None else terms[0][1]
@@ -322,7 +316,7 @@ def lincomb(terms: list[tuple[float, torch.Tensor]], const: float = 0.0,
         acc = t if acc is None else acc + t
     if const:
         acc = add_const(acc, const, 2 * f)
-    return trunc([acc], f)[0]
+    return trunc_once([acc], f, opened)[0]
 
 
 def scale(x: torch.Tensor, c: float, const: float = 0.0) -> torch.Tensor:

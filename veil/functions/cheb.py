@@ -250,11 +250,8 @@ def evaluate(x: torch.Tensor, polys: list[Poly], raw: bool = False,
     elif opened is None:
         opened = {}
     if p0.parity is None:
-        if u is None:
-            if float(p0.a).is_integer():
-                u = K.lincomb([(p0.a, x)], const=p0.b)
-            else:       # truncated once, and opened by that truncation for T_1's products
-                (u,) = K.trunc_once([K.lincomb([(p0.a, x)], const=p0.b, raw=0)], K.F(), opened)
+        if u is None:   # opened by its truncation for T_1's products
+            u = K.lincomb([(p0.a, x)], const=p0.b, opened=opened)
         top = _top_fits(polys)
         T = basis(u, max(p.degree for p in polys), opened, raw_top=top)
         outs = _combined(T, polys, [raw] * len(polys), top, opened)
