@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..context import current
+from ..context import current, stats, stats_since
 from ..errors import ProtocolUsageError
 from ..tensor import cat
 from .capture import capture
@@ -220,7 +220,7 @@ class SecureDecoder:
         b, p = self.batch, self.prompt_len
         tokens, cache = [], None
         for i in range(n):
-            s0, t0 = _stats(), time.perf_counter()
+            s0, t0 = stats(), time.perf_counter()
             # One dealer request plan per token (veil.offline.plan): sharing the input,
             # the graph and the argmax make the same requests every step, so from the
             # second step on the dealer works ahead from the step's first request.
@@ -245,7 +245,7 @@ class SecureDecoder:
                         c[:, :, p + i - 1:p + i] = t            # local: a share write
                     tok = self._next_token(logits, owner)
             tokens.append(tok)
-            seconds, counts = time.perf_counter() - t0, _stats_since(s0)
+            seconds, counts = time.perf_counter() - t0, stats_since(s0)
             if i == 0:
                 out.prefill_s, out.prefill_stats = seconds, counts
             else:
@@ -267,16 +267,6 @@ class SecureDecoder:
         # Discloses the next token to the prompt owner only: the output of generation.
         # The other parties learn nothing from it (they get None).
         return logits.argmax(-1).reveal(to=owner)
-
-
-def _stats() -> dict:
-    from ..context import stats
-    return stats()
-
-
-def _stats_since(before: dict) -> dict:
-    from ..context import stats_since
-    return stats_since(before)
 
 
 def greedy_reference(model, prompt, new_tokens: int) -> torch.Tensor:

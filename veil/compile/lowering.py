@@ -122,7 +122,7 @@ def local(x, fn, keeps_order: bool = False):
     fused truncation left on x (veil.protocols.base.carry_reshaped).
     """
     out = x._map(fn)
-    if keeps_order and x._share is not None and out._share is not None:
+    if keeps_order:
         carry_reshaped(x._share, out._share)
     return out
 

@@ -228,6 +228,11 @@ def trunc_label(key: int, shape: tuple, frac: int) -> str:
     return f"tmask|{int(key)}|{int(frac)}|{numel(shape)}"
 
 
+def _keyed_label(key: int, shape: tuple, frac: int) -> str:
+    """The fork label of a keyed mask's r: a uniform mask's (frac 0) or a truncation's."""
+    return mask_label(key, shape) if frac == 0 else trunc_label(key, shape, frac)
+
+
 def _check_fused_frac(frac: int, zero_ok: bool = False) -> int:
     if not (zero_ok and frac == 0) and not 1 <= frac <= MAX_FUSED_FRAC:
         raise ValueError(f"a fused truncation shifts 1..{MAX_FUSED_FRAC} bits, got {frac}")
@@ -290,9 +295,6 @@ def beaver_trunc(op: str, shape_a, shape_b, key_a: int, key_b: int, frac_a: int,
     frac_a, frac_b = _check_fused_frac(frac_a, True), _check_fused_frac(frac_b, True)
     shape_c = broadcast_shape(shape_a, shape_b)
 
-    def label(key, shape, frac):
-        return mask_label(key, shape) if frac == 0 else trunc_label(key, shape, frac)
-
     def derive(v):
         pa, pb = _pieces(v["ra"], frac_a), _pieces(v["rb"], frac_b)
         return {name: pa[name[0]] * pb[name[1]] for name, _ in fused_pairs(frac_a, frac_b)}
@@ -301,8 +303,8 @@ def beaver_trunc(op: str, shape_a, shape_b, key_a: int, key_b: int, frac_a: int,
         randoms=(),
         derived=tuple(Part(name, shape_c, RING, width=w) for name, w in fused_pairs(frac_a, frac_b)),
         derive=derive,
-        keyed=(Part("ra", shape_a, RING, label(key_a, shape_a, frac_a)),
-               Part("rb", shape_b, RING, label(key_b, shape_b, frac_b))))
+        keyed=(Part("ra", shape_a, RING, _keyed_label(key_a, shape_a, frac_a)),
+               Part("rb", shape_b, RING, _keyed_label(key_b, shape_b, frac_b))))
 
 
 @register_kind("select_keyed")
@@ -333,8 +335,7 @@ def select_keyed(shape, terms: int, key_a: int, frac_a: int, key_b: int, frac_b:
         derived=(Part("m_ring", shape, RING),
                  *(Part(name, shape, RING, width=w) for name, w in names)),
         derive=derive,
-        keyed=tuple(Part(f"r{i}", shape, RING,
-                         mask_label(k, shape) if f == 0 else trunc_label(k, shape, f))
+        keyed=tuple(Part(f"r{i}", shape, RING, _keyed_label(k, shape, f))
                     for i, (k, f) in enumerate(masks)))
 
 
@@ -400,5 +401,6 @@ def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> 
     return out
 
 
-__all__ = ["mask_label", "trunc_label", "fused_components", "fused_pairs", "MAX_FUSED_FRAC", "Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind", "recipe", "combine",
-           "correction", "wire_dtype"]
+__all__ = ["mask_label", "trunc_label", "fused_components", "fused_pairs", "MAX_FUSED_FRAC",
+           "Part", "Recipe", "RING", "BITS", "BYTES", "XOR_DOMAINS", "register_kind",
+           "recipe", "combine", "correction", "wire_dtype"]

@@ -120,7 +120,10 @@ def carry(m: Masked, party0: bool) -> torch.Tensor:
 
 def carry_reshaped(src, dst) -> None:
     """``dst``, a row-major reshape of ``src``, carries src's truncation mask reshaped
-    (a truncation mask is keyed by its element count: materials.trunc_label)."""
+    (a truncation mask is keyed by its element count: materials.trunc_label). Either may
+    be None (a tensor with bit shares only): nothing to carry."""
+    if src is None or dst is None:
+        return
     got = getattr(src, _CARRIED, None)
     if got is None or got[1] != src._version or got[0].frac == 0 \
             or not src.is_contiguous() or dst.numel() != src.numel():
@@ -139,6 +142,18 @@ def carried(t) -> Masked | None:
     k, party0 = got[0], got[2]
     msb_w = None if k.msb_w is None else k.msb_w.to(torch.int64) << (64 - k.frac)
     return Masked(t, k.e, t - k.e if party0 else t, k.key, k.frac, k.mult, msb_w)
+
+
+def _flat_apply(fn, *lists) -> list:
+    """``fn`` on the flattened concatenation of each list of tensors (lists shaped
+    alike), its flat result split back to the first list's shapes: one kernel call, one
+    round, for many tensors."""
+    flat = fn([torch.cat([t.reshape(-1) for t in ts]) for ts in lists])
+    out, at = [], 0
+    for t in lists[0]:
+        out.append(flat[at:at + t.numel()].reshape(t.shape))
+        at += t.numel()
+    return out
 
 
 @dataclass(frozen=True)
@@ -265,12 +280,7 @@ class Protocol(ABC):
         opens nothing."""
         if len(xs) == 1:
             return [Masked(self.trunc(xs[0], bits))]
-        flat = self.trunc(torch.cat([x.reshape(-1) for x in xs]), bits)
-        out, at = [], 0
-        for x in xs:
-            out.append(Masked(flat[at:at + x.numel()].reshape(x.shape)))
-            at += x.numel()
-        return out
+        return [Masked(t) for t in _flat_apply(lambda f: self.trunc(f[0], bits), xs)]
 
     def masked_affine(self, mx: Masked, mult: int, const: torch.Tensor | None) -> Masked:
         """mult * x + const (public int and ring constant) with its masked form: the mask
@@ -305,13 +315,8 @@ class Protocol(ABC):
         ordinary ``select`` of all pairs."""
         if not pairs:
             return []
-        bits = torch.cat([b.reshape(-1) for b, _ in pairs])
-        flat = self.select(bits, torch.cat([m.share.reshape(-1) for _, m in pairs]))
-        out, at = [], 0
-        for b, _ in pairs:
-            out.append(flat[at:at + b.numel()].reshape(b.shape))
-            at += b.numel()
-        return out
+        return _flat_apply(lambda f: self.select(*f), [b for b, _ in pairs],
+                           [m.share for _, m in pairs])
 
     def mul_masked(self, mx: Masked, my: Masked):
         return self.mul(mx.share, my.share)

@@ -266,16 +266,15 @@ class Semi2k(Protocol):
         return [Masked(x, e, a, key) for x, e, (key, a) in zip(xs, es, keyed)]
 
     def _bilinear_masked(self, op, mx, my, fn, params=None):
-        if mx.e is None or my.e is None or (mx.a is None and my.a is None):
-            return self._bilinear(op, mx.share, my.share, fn, params)   # nothing to reuse
-        if mx.parts or my.parts:          # combinations: no dealer material for them
+        fused = _is_fused(mx) or _is_fused(my)
+        # Open afresh where nothing can be reused: an operand not opened, a combination
+        # (no dealer material for it), or a truncation's mask in a sum over products
+        # (matmul, conv: msb(c) varies per element, the dealer cannot precompute it).
+        if mx.e is None or my.e is None or (mx.a is None and my.a is None) \
+                or mx.parts or my.parts or (fused and op != "mul"):
             return self._bilinear(op, mx.share, my.share, fn, params)
-        if _is_fused(mx) or _is_fused(my):
-            if op == "mul":
-                return self._mul_fused(mx, my)
-            # a truncation's mask in a sum over products (matmul, conv) is not the
-            # dealer's to precompute (msb(c) varies per element): open afresh
-            return self._bilinear(op, mx.share, my.share, fn, params)
+        if fused:
+            return self._mul_fused(mx, my)
         t = self.provider.get("beaver_keyed", op=op, shape_a=list(mx.e.shape),
                               shape_b=list(my.e.shape), key_a=mx.key, key_b=my.key,
                               params=params or {})

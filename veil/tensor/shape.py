@@ -37,7 +37,7 @@ class ShapeMixin:
         """A shape op torch defines as a view: same as `_map`, recorded as an alias.
         ``keeps_order``: a row-major reshape, which keeps a fused truncation's mask."""
         out = self._map(fn)._as_view_of(self)
-        if keeps_order and self._share is not None and out._share is not None:
+        if keeps_order:
             carry_reshaped(self._share, out._share)
         return out
 
