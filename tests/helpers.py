@@ -55,6 +55,39 @@ def dealer_answers(req, max_elements=1 << 20):
     return None
 
 
+def assert_dealer_refuses(req, match: str) -> None:
+    """The dealer stops on ``req`` with an error naming party 0 that contains ``match``."""
+    err = dealer_answers(req)
+    assert err is not None and err.party == "party 0", err
+    assert match in err.cause
+
+
+def assert_dealer_serves(req) -> None:
+    """The dealer answers ``req``, then waits for the next and meets the closed channel."""
+    err = dealer_answers(req)
+    assert err is not None and "closed its connection" in err.cause
+
+
+def openings_seen(job, parties: int = 2, rank: int = 1, min_numel: int = 0) -> list:
+    """Run ``job`` (semi2k) and return every value party ``rank`` saw opened through
+    ``Semi2k._open`` (at least ``min_numel`` elements each)."""
+    from veil.protocols import Semi2k
+    seen, real = [], Semi2k._open
+
+    def spy(self, *xs):
+        outs = real(self, *xs)
+        if self.rank == rank:
+            seen.extend(o.clone() for o in outs if o.numel() >= min_numel)
+        return outs
+
+    Semi2k._open = spy
+    try:
+        veil.run(job, parties=parties)
+    finally:
+        Semi2k._open = real
+    return seen
+
+
 class FakeClock:
     """A clock the test moves by hand (``clock.now = ...``), for code that takes one."""
 
