@@ -28,6 +28,7 @@ import json
 import time
 from collections import OrderedDict, deque
 
+import numpy as np
 import torch
 
 from ..comm import OFFLINE, Communicator
@@ -55,11 +56,9 @@ def _draw(prg: PRG, part: Part):
     if part.domain == BYTES:                # (shaped in numpy: one torch call, not two)
         return torch.from_numpy(prg.array(numel(part.shape)).reshape(part.shape))
     if part.width <= 32:        # meaningful mod 2^width only: draw just those bytes
-        dt = wire_dtype(part)
-        n = numel(part.shape)
-        if n == 0:
-            return torch.zeros(part.shape, dtype=torch.int64)
-        return prg.bytes(n * dt.itemsize).view(dt).to(torch.int64).reshape(part.shape)
+        words = np.int16 if wire_dtype(part) == torch.int16 else np.int32
+        raw = prg.array(numel(part.shape) * np.dtype(words).itemsize).view(words)
+        return torch.from_numpy(raw.astype(np.int64).reshape(part.shape))
     return prg.ring(part.shape)
 
 
