@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..errors import ProtocolUsageError, VeilError
 from .graph import Graph, iter_refs, map_refs, resolve_op
 from .lowering import LOWERINGS, any_secret
+from .repeats import RepeatHints, repeat_table
 from .validate import GraphRefusedError, allowed_op
 
 
@@ -56,6 +57,7 @@ class Interpreter:
         keep = graph.output_names()
         #: nodes whose value the caller passes in env, computed once (weight moves)
         self.precomputed: set[str] = set()
+        self._repeats: list | None = None      # repeat_table(graph), when first needed
         self._free = [[] for _ in graph.nodes]
         for name, i in last.items():
             if name not in keep:
@@ -66,7 +68,10 @@ class Interpreter:
         every node's result (a debugging hook: see evaluate.node_errors)."""
         env = {**self.graph.constants, **env}
         prof = _profiler()
+        hints = self._hints()
         for i, node in enumerate(self.graph.nodes):
+            if hints is not None:     # the dealer predicts a repeated layer's requests
+                hints.before(i, env)
             if node.name in self.precomputed:
                 pass
             elif prof is None:
@@ -79,6 +84,19 @@ class Interpreter:
             for name in self._free[i]:
                 env.pop(name, None)
         return map_refs(self.graph.outputs, lambda r: env[r.name])
+
+    def _hints(self) -> RepeatHints | None:
+        """This run's repeat hints (veil.compile.repeats), when the party's dealer works
+        ahead and the graph repeats itself somewhere."""
+        from ..context import _CURRENT
+        ctx = _CURRENT.get()
+        if ctx is None or ctx.provider.mark() is None:
+            return None
+        if self._repeats is None:                # worked out on the first secure run
+            self._repeats = repeat_table(self.graph)
+        if not any(self._repeats):
+            return None
+        return RepeatHints(self.graph, self._repeats, ctx.provider, self.precomputed)
 
     def run_node(self, i: int, env: dict):
         """The value of node ``i`` from the values in ``env`` (one node, nothing freed)."""

@@ -38,7 +38,7 @@ from ..errors import PartyError
 from ..ring import numel
 from .keycache import KeyedCache, default_budget
 from .lookahead import (AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, GUESS_BYTES,
-                        MAX_PERIOD, Predictor)
+                        MAX_PERIOD, Predictor, Repeat)
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe, wire_dtype
 from .plan import PlanBook, is_key
 from .prg import PRG
@@ -185,6 +185,7 @@ class TrustedDealerUnsafe(Provider):
         self._ahead_bytes = 0              # material held for them (party 0)
         self._ahead_requests = 0           # their requests' bytes (the dealer's inbox)
         self._plans = PlanBook()
+        self._repeat: Repeat | None = None  # the program's latest hint (`repeat`)
         self._next_key = 0                 # first mask key not yet seen (plans' base)
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.wait_s = 0.0                  # this party's time blocked on dealer replies
@@ -250,19 +251,42 @@ class TrustedDealerUnsafe(Provider):
     def begin_plan(self, tag: str) -> None:
         if not self._plans.begin(tag, self._next_key) or not self._plans.active:
             return                      # a nested run, or no plan for this graph yet
-        # Entries the period predictor already sent stay if the plan agrees with them.
-        for i, (key, *_rest) in enumerate(self._ahead):
-            want = self._plans.predict(i)
-            if want is None or self._lookup(*want).key != key:
-                self._drop_ahead()          # the plan knows better: follow it
-                break
-        self._work_ahead()
+        self._repeat = None
+        self._follow_new_source()
 
     def end_plan(self) -> None:
         followed = self._plans.active
-        if self._plans.end() and followed and self._ahead:
-            # predicted past the run's real end (the graph changed): nothing will use them
-            self._mispredicted()
+        if self._plans.end():
+            self._repeat = None         # (its keys were this run's)
+            if followed and self._ahead:
+                # predicted past the run's real end (the graph changed): nothing uses them
+                self._mispredicted()
+
+    # -- repeats (veil.offline.lookahead.Repeat) --------------------------------------
+    def mark(self):
+        return self._pred.count, self._next_key
+
+    def predicting(self) -> bool:
+        return self._plans.active or self._pred.keys_ready or (
+            self._repeat is not None and not self._repeat.done(self._pred.count))
+
+    def repeat(self, since, until, keymap: dict) -> None:
+        (c0, k0), (c1, _) = since, until
+        if self.predicting() or c1 <= c0 or c0 < self._pred._base:
+            return                      # known already, an empty stretch, or forgotten
+        self._repeat = Repeat(c0, c1 - c0, self._pred.count, self._next_key - k0, k0,
+                              keymap)
+        self._follow_new_source()
+
+    def _follow_new_source(self) -> None:
+        """A better source of predictions (a plan, a repeat) begins: entries already
+        sent stay if it agrees with them; otherwise they are dropped."""
+        for i, (key, *_rest) in enumerate(self._ahead):
+            want = self._upcoming(i)
+            if want is None or want.key != key:
+                self._drop_ahead()
+                break
+        self._work_ahead()
 
     def counters(self) -> dict:
         return dict(self.counts)
@@ -296,13 +320,20 @@ class TrustedDealerUnsafe(Provider):
             want = self._plans.predict(self._plans.pos + j)
             return None if want is None else self._lookup(*want)
         pred = self._pred
+        if self._repeat is not None:
+            got = self._repeat.predict(pred, pred.count + j)
+            if got is not None:
+                return self._request(*got)
         if not pred.keys_ready or j >= min(AHEAD_COUNT, pred.period):
             # one period ahead is enough to overlap a loop step's dealer work with the
             # step before; more would only be wasted at the end of the loop
             return None
-        # (None if the shape left the cache: predicting stops, at every party)
-        known = self._shapes.get(pred.predict(pred.count + j))
-        keys = pred.predict_keys(pred.count + j)
+        return self._request(pred.predict(pred.count + j), pred.predict_keys(pred.count + j))
+
+    def _request(self, shape: str, keys: tuple | None) -> _Known | None:
+        """The request of a predicted shape and keys; None if the shape left the cache
+        (predicting then stops, at every party) or the keys are unknown."""
+        known = self._shapes.get(shape)
         if known is None or keys is None:
             return None
         kind, plain, names, unkeyed = known
@@ -331,6 +362,7 @@ class TrustedDealerUnsafe(Provider):
         nothing more until a period or the next planned run is found."""
         self._drop_ahead()
         self._plans.broken()
+        self._repeat = None
 
     def _drop_ahead(self) -> None:
         """Every party drops the same entries in the same order (others make theirs;

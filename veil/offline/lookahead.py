@@ -8,7 +8,10 @@ of requests and `AHEAD_BYTES` of material not yet used: the bound on the dealer'
 buffered work and party 0's memory), so the dealer computes them while the parties are
 busy with the online protocol instead of while party 0 waits. A compiled graph does
 better: its request plan, recorded on its first run, is known from the first request of
-every later run (veil.offline.plan; the same window bounds apply).
+every later run (veil.offline.plan; the same window bounds apply). And on that first run
+the graph says where it repeats itself (a transformer's layers: veil.compile.repeats):
+from the second layer on, the requests made for the first are copied, keys renamed
+(`Repeat`), instead of waiting for the period to show twice.
 
 Prediction needs no message: every party sees the same (public) request sequence, so all
 make the same prediction, and when the program asks for something else they all drop
@@ -29,6 +32,11 @@ untrusted input (veil.offline.requests): speculative requests are ordinary reque
 ...     q.observe("cmp")
 >>> q.period, q.keys_ready, q.predict(6), q.predict_keys(6)
 (2, True, 'mm', (17, 5))
+>>> r = Predictor()                       # a block of 2 requests, then its repeat:
+>>> r.observe("mm", (40, 7)); r.observe("cmp")     # its own key 40, a weight's key 7
+>>> hint = Repeat(src=0, length=2, start=r.count, shift=3, lo=40, keymap={7: 8})
+>>> hint.predict(r, 2), hint.predict(r, 3), hint.predict(r, 4)
+(('mm', (43, 8)), ('cmp', ()), None)
 """
 
 from __future__ import annotations
@@ -155,3 +163,40 @@ class Predictor:
             return None
         out = self._extrapolate(n)
         return out if all(k >= 0 for k in out) else None
+
+
+class Repeat:
+    """A hint from the program: the ``length`` requests from position ``start`` on
+    repeat those made from position ``src`` on, with their mask keys renamed.
+
+    Keys the source stretch allocated itself (``>= lo``) move by ``shift``, the number of
+    keys allocated since it began (the repeat allocates the same ones in the same order);
+    keys of values from before it (a layer's weights, the previous layer's output) are
+    renamed by ``keymap`` (the repeat's own weights and input), others kept. The program
+    knows this from its structure (veil.compile.repeats), so a repeat is predicted from
+    its first request, where the period predictor needs to see it twice, then once more
+    for its keys. Like every prediction it may be wrong (the dealer's reply is then
+    dropped), never a result.
+    """
+
+    __slots__ = ("src", "length", "start", "shift", "lo", "keymap")
+
+    def __init__(self, src: int, length: int, start: int, shift: int, lo: int,
+                 keymap: dict) -> None:
+        self.src, self.length, self.start = src, length, start
+        self.shift, self.lo, self.keymap = shift, lo, keymap
+
+    def done(self, count: int) -> bool:
+        """Whether every request it predicts has been made (``count`` made so far)."""
+        return count >= self.start + self.length
+
+    def predict(self, pred: Predictor, n: int) -> tuple[str, tuple] | None:
+        """(shape, mask keys) expected at position ``n``, or None: outside the repeat, or
+        its source has left ``pred``'s window."""
+        off = n - self.start
+        i = self.src + off
+        if not 0 <= off < self.length or i < pred._base:
+            return None
+        keys = tuple(self.keymap.get(k, k + self.shift if k >= self.lo else k)
+                     for k in pred._keys_at(i))
+        return pred._at(i), keys

@@ -43,6 +43,23 @@ class Provider(ABC):
         finally:
             self.end_plan()
 
+    # Repeats (veil.offline.lookahead.Repeat): optional, like plans. A program that knows
+    # its request sequence repeats a stretch it already ran (a graph's next layer) says
+    # so, and a provider that works ahead predicts the repeat from its first request.
+    def mark(self):
+        """A public token for this point of the request sequence (None: no look-ahead,
+        so nothing to hint)."""
+        return None
+
+    def predicting(self) -> bool:
+        """Whether the next requests are already predicted (a hint would add nothing)."""
+        return True
+
+    def repeat(self, since, until, keymap: dict) -> None:
+        """The next requests repeat those made between marks ``since`` and ``until``,
+        mask keys of values from before ``since`` renamed by ``keymap`` (public: key
+        numbers). Every party must hint the same repeats at the same points."""
+
     def counters(self) -> dict[str, int]:
         """Counts of this provider's work for `veil.stats` (the same keys for every
         provider: zero where there is no dealer)."""

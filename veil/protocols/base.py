@@ -144,6 +144,13 @@ def carried(t) -> Masked | None:
     return Masked(t, k.e, t - k.e if party0 else t, k.key, k.frac, k.mult, msb_w)
 
 
+def carried_key(t) -> int | None:
+    """The key of the masked form a share tensor carries (`carry`), or None; computes
+    nothing (`carried` rebuilds the form)."""
+    got = getattr(t, _CARRIED, None)
+    return None if got is None or got[1] != t._version else got[0].key
+
+
 def _flat_apply(fn, *lists) -> list:
     """``fn`` on the flattened concatenation of each list of tensors (lists shaped
     alike), its flat result split back to the first list's shapes: one kernel call, one

@@ -15,7 +15,7 @@ mask the tensor again under a *fresh* key, so a mask never hides two different v
 
 from __future__ import annotations
 
-from ..protocols.base import Masked, carried
+from ..protocols.base import Masked, carried, carried_key
 from .core import proto
 
 
@@ -120,3 +120,26 @@ def mark_fixed(t):
 
 
 __all__ = ["FixedState", "fixed_move", "masked_pair", "mark_fixed", "open_fixed", "reuses_openings"]
+
+
+def mask_keys(t) -> tuple[int, ...]:
+    """The keys of the masked forms a secret tensor holds (its fixed opening, the moved
+    copies made from it, the form a fused truncation left on its share), in an order
+    every party shares; () for anything else. Key numbers are public (every party
+    allocates the same ones): the compiled graph's repeat hints rename them
+    (veil.compile.repeats). Never triggers protocol work."""
+    share = getattr(t, "_share", None)
+    if share is None:                    # not a SecretTensor, or bit shares only
+        return ()
+    keys = []
+    state = getattr(t, "_fixed", None)
+    if state is not None:
+        m = state.current(share)
+        if m is not None and m.key is not None:
+            keys.append(m.key)
+        for _src, _version, moved in state.moved.values():
+            keys.extend(mask_keys(moved))
+    key = carried_key(share)
+    if key is not None:
+        keys.append(key)
+    return tuple(keys)
