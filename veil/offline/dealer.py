@@ -267,12 +267,17 @@ class TrustedDealerUnsafe(Provider):
         return self._pred.count, self._next_key
 
     def predicting(self) -> bool:
-        return self._plans.active or self._pred.keys_ready or (
-            self._repeat is not None and not self._repeat.done(self._pred.count))
+        if self._plans.active:
+            return True
+        if self._repeat is not None:
+            return not self._repeat.done(self._pred.count)
+        return self._pred.keys_ready
 
     def repeat(self, since, until, keymap: dict) -> None:
         (c0, k0), (c1, _) = since, until
-        if self.predicting() or c1 <= c0 or c0 < self._pred._base:
+        if self._plans.active or (self._repeat is not None and
+                                  not self._repeat.done(self._pred.count)) \
+                or c1 <= c0 or c0 < self._pred._base:
             return                      # known already, an empty stretch, or forgotten
         self._repeat = Repeat(c0, c1 - c0, self._pred.count, self._next_key - k0, k0,
                               keymap)
@@ -321,9 +326,10 @@ class TrustedDealerUnsafe(Provider):
             return None if want is None else self._lookup(*want)
         pred = self._pred
         if self._repeat is not None:
+            # The program hints its repeats (a graph's first run): only they are trusted,
+            # so the period is not guessed past the last repeated layer.
             got = self._repeat.predict(pred, pred.count + j)
-            if got is not None:
-                return self._request(*got)
+            return None if got is None else self._request(*got)
         if not pred.keys_ready or j >= min(AHEAD_COUNT, pred.period):
             # one period ahead is enough to overlap a loop step's dealer work with the
             # step before; more would only be wasted at the end of the loop
@@ -359,7 +365,7 @@ class TrustedDealerUnsafe(Provider):
 
     def _mispredicted(self) -> None:
         """The program asked for something else: drop every prediction, and predict
-        nothing more until a period or the next planned run is found."""
+        nothing more until a period, the next hint or the next planned run is found."""
         self._drop_ahead()
         self._plans.broken()
         self._repeat = None
