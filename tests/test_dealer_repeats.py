@@ -117,3 +117,20 @@ def test_a_decoders_first_token_waits_less_with_hints():
     first = [g.prefill_stats["dealer_waits"] + g.step_stats[0]["dealer_waits"]
              for g in (with_hints, without)]
     assert first[0] < first[1]
+
+
+def test_the_search_for_repeats_is_bounded_on_any_graph(monkeypatch):
+    """The graph comes from a peer: a chain of identical nodes (every earlier node a
+    candidate) must not make the search quadratic. Past the work bound nothing more is
+    hinted (the same cut-off at every party); stretches are capped too."""
+    from veil.compile import repeats
+    from veil.compile.graph import Graph, Input, Node, Ref
+    n = 3000
+    chain = [Node(f"n{i}", "aten.relu.default", [Ref(f"n{i - 1}" if i else "x")], {}, [2],
+                  "float32") for i in range(n)]
+    g = Graph(inputs=[Input("x", [2], "float32")], nodes=chain, outputs=[Ref(f"n{n - 1}")])
+    table = repeats.repeat_table(g)
+    assert len(table) == n and max(h[1] for h in table if h) <= repeats.MAX_STRETCH
+    monkeypatch.setattr(repeats, "MAX_WORK", 5000)
+    cut = repeats.repeat_table(g)
+    assert cut[:10] == table[:10] and cut[-1] is None and len(cut) == n

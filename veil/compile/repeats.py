@@ -37,6 +37,9 @@ from .graph import Graph, Ref
 
 CANDIDATES = 32     # earlier nodes with the same signature tried per node (a layer has
                     # ~10 adds: its previous copy is that many occurrences back)
+MAX_STRETCH = 512   # nodes one hint covers at most (a BERT layer is ~41, GPT-2's ~50)
+MAX_WORK = 1 << 22  # node comparisons per graph at most (BERT-base: ~250,000): the graph
+                    # comes from a peer, and its shape must not make this search costly
 
 
 def _frozen(v, kinds: dict, meta: dict):
@@ -87,15 +90,20 @@ def repeat_table(graph: Graph) -> list[tuple[int, int] | None]:
                 return False
         return True
 
+    work = 0
     for i in range(n):
         best = None
         for j in reversed(seen.get(sigs[i], [])[-CANDIDATES:]):
             back, length = i - j, 0
-            while length < back and i + length < n and sigs[j + length] == sigs[i + length] \
+            most = min(back, MAX_STRETCH, n - i)
+            while length < most and sigs[j + length] == sigs[i + length] \
                     and same_reads(i + length, j + length, i, back):
                 length += 1
+            work += length + 1
             if length and (best is None or length > best[1]):
                 best = (back, length)
+        if work > MAX_WORK:             # (the same cut-off at every party)
+            return table + [None] * (n - i)
         table.append(best)
         seen.setdefault(sigs[i], []).append(i)
     return table
