@@ -26,7 +26,8 @@ BERT runs the same forward twice: the first records the graph's dealer request p
 (veil.offline.plan), the second (a server's every later inference) follows it, so the
 dealer works ahead from its first request. GPT-2's first step records the step's plan
 and later steps follow it. Without a plan (a first forward) the dealer is still ahead
-once the layers' requests repeat (veil.offline.lookahead, from the fourth layer on).
+from the second layer on: the graph says where it repeats itself (veil.compile.repeats)
+and the look-ahead copies the first layer's requests, keys renamed.
 "Dealer waits" count the requests party 0 sent only when it needed them (a round trip
 to the dealer on the critical path each; exact, equal at every party); the others were
 sent ahead. The LAN / WAN predictions charge every dealer request a latency (a run
@@ -323,12 +324,16 @@ def _gpt2_row(spec, model, recs, row):
 
 def predicted(row: dict, net: str) -> float:
     """Cost model for ``net``: the loopback run's time + rounds x latency + bytes / bandwidth
-    (veil.comm.netem.predict; the same form as the netem table)."""
+    (veil.comm.netem.predict; the same form as the netem table). A BERT first forward
+    adds a latency for each dealer request waited for (the others were sent ahead: repeat
+    hints); rows older than the wait count charge every dealer request."""
     model = Network.parse(net)
     if row["spec"]["kind"] == "gpt2":
         return predict(row["token_s"], row["token_rounds"] + row["token_dealer_rounds"],
                        max(row["token_bytes"], row["token_dealer_bytes"]), model)
-    return predict(row["time_s"], row["rounds"] + row["dealer_rounds"],
+    dealer = row.get("dealer_waits")
+    return predict(row["time_s"], row["rounds"] + (row["dealer_rounds"] if dealer is None
+                                                   else dealer),
                    max(row["bytes_sent_per_party"], row["dealer_bytes_per_party"]), model)
 
 
