@@ -351,6 +351,10 @@ class TrustedDealerUnsafe(Provider):
                 return
 
     def close(self) -> None:
+        # Requests sent ahead that the run never used: their replies still arrive, also
+        # at the other parties (receivers rotate), and must be read here, or they wait
+        # in a `veil run` link and the next run reads them as its own (out of step).
+        self._drop_ahead()
         while self._queue:                           # replies nobody used still arrive
             self._queue.pop(0).receive()
         if self._comm.rank == 0:
