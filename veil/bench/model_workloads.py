@@ -49,9 +49,7 @@ import dataclasses
 import json
 import os
 import pathlib
-import subprocess
 import sys
-import tempfile
 import time
 
 import torch
@@ -64,6 +62,7 @@ from ..compile.decoder import greedy_reference, secure_decoder
 from ..context import stats_since
 from ..docs_markers import markdown_table
 from .docs_section import write_section
+from .processes import veil_run, write_record
 from .runner import host_line
 
 RESULTS = pathlib.Path("bench-results/models.json")
@@ -215,17 +214,13 @@ def _gpt2(spec, r, t0):
 def run_processes(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
                   network: str | None = None, truncation: str | None = None) -> list[dict]:
     """Each party's record, from a `veil run -n parties` of this module."""
-    with tempfile.TemporaryDirectory(prefix="veil-bench-models-") as tmp:
-        # --timeout: the owner captures whole models (minutes on a loaded host) while
-        # the other parties wait for the graph.
-        cmd = [sys.executable, "-m", "veil.cli", "run", "-n", str(parties), "--protocol",
-               protocol, "--timeout", "1800", *(["--network", network] if network else []),
-               "-m", "veil.bench.model_workloads", "--as-party",
-               json.dumps(dataclasses.asdict(spec)), "--out", tmp, "--parties", str(parties),
-               *(["--truncation", truncation] if truncation else [])]
-        subprocess.run(cmd, check=True, timeout=3600, stdout=subprocess.DEVNULL)
-        return [json.loads((pathlib.Path(tmp) / f"{r}.json").read_text())
-                for r in range(parties)]
+    # --timeout: the owner captures whole models (minutes on a loaded host) while the
+    # other parties wait for the graph.
+    cli = ["--protocol", protocol, "--timeout", "1800",
+           *(["--network", network] if network else [])]
+    argv = ["--as-party", json.dumps(dataclasses.asdict(spec)), "--parties", str(parties),
+            *(["--truncation", truncation] if truncation else [])]
+    return veil_run("veil.bench.model_workloads", argv, parties, cli, timeout=3600)
 
 
 def run_in_process(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
@@ -478,10 +473,10 @@ def main(argv=None) -> int:
     if args.as_party:
         spec = ModelSpec(**json.loads(args.as_party))
         # No seed: real parties refuse one (a seed is a key); fresh randomness here.
-        rank = int(os.environ["VEIL_PARTY"])
-        rec = veil.run(party_job, spec, parties=args.parties,
-                       config=_config(truncation=args.truncation))[rank]
-        (pathlib.Path(args.out) / f"{rank}.json").write_text(json.dumps(rec))
+        rec = next(r for r in veil.run(party_job, spec, parties=args.parties,
+                                       config=_config(truncation=args.truncation))
+                   if r is not None)
+        write_record(args.out, rec)
         return 0
     protocol = args.protocol or "semi2k"
     specs = []

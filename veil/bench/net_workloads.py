@@ -16,11 +16,9 @@ This module is both the driver and the party-side program (``--as-party``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ from veil.docs_markers import markdown_table
 
 from . import core_workloads  # noqa: F401  (registers the workloads timed here)
 from .docs_section import write_section
+from .processes import veil_run, write_record
 from .registry import WORKLOADS
 from .runner import _party, host_line, run_workload
 
@@ -72,7 +71,7 @@ def _wire(iters: int, mib: int, repeat: int) -> dict:
     return {"rtt": rtt, "xfer": xfer, "cpu": cpu}
 
 
-def _party_main(what: str, out: pathlib.Path, iters: int, mib: int, repeat: int) -> None:
+def _party_main(what: str, out: str, iters: int, mib: int, repeat: int) -> None:
     torch.set_num_threads(1)
     if what == "wire":
         # No seed under real parties: a fixed seed would be a key (veil run refuses it).
@@ -89,17 +88,14 @@ def _party_main(what: str, out: pathlib.Path, iters: int, mib: int, repeat: int)
             if value is not None:
                 err = (value.double() - torch.as_tensor(w.plain(inp)).double()).abs().max().item()
             mine[name] = {"time": rec["time"], "stats": rec["stats"], "err": err}
-    rank = int(os.environ["VEIL_PARTY"])
-    (out / f"{what}-{rank}.json").write_text(json.dumps(mine))
+    write_record(out, mine)
 
 
 # -- driver ----------------------------------------------------------------------------------
-def _veil_run(what: str, out: pathlib.Path, extra: list[str], args) -> list[dict]:
-    cmd = [sys.executable, "-m", "veil.cli", "run", "-n", "2", *extra, "-m",
-           "veil.bench.net_workloads", "--as-party", what, "--out", str(out),
-           "--iters", str(args.iters), "--mib", str(args.mib), "--repeat", str(args.repeat)]
-    subprocess.run(cmd, check=True, timeout=600)
-    return [json.loads((out / f"{what}-{r}.json").read_text()) for r in range(2)]
+def _veil_run(what: str, extra: list[str], args) -> list[dict]:
+    argv = ["--as-party", what, "--iters", str(args.iters), "--mib", str(args.mib),
+            "--repeat", str(args.repeat)]
+    return veil_run("veil.bench.net_workloads", argv, 2, extra, timeout=600, quiet=False)
 
 
 def _wire_row(label: str, parts: list[dict], mib: int) -> dict:
@@ -204,23 +200,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.as_party:
-        _party_main(args.as_party, pathlib.Path(args.out), args.iters, args.mib, args.repeat)
+        _party_main(args.as_party, args.out, args.iters, args.mib, args.repeat)
         return 0
     torch.set_num_threads(1)
     load = os.getloadavg()[0]          # shared hosts: say how busy this one was
-    with tempfile.TemporaryDirectory(prefix="veil-bench-net-") as tmp:
-        out = pathlib.Path(tmp)
-        rows = [_wire_row("TLS 1.3 handshake, then AES-256-GCM records (default), separate "
-                          "processes", _veil_run("wire", out, [], args), args.mib),
-                _wire_row("TLS 1.3 throughout (--tls-only), separate processes",
-                          _veil_run("wire", out, ["--tls-only"], args), args.mib),
-                _wire_row("plain TCP (--insecure), separate processes",
-                          _veil_run("wire", out, ["--insecure"], args), args.mib),
-                _wire_row("in-process (threads, memory queues)", _local_wire(args), args.mib)]
-        wire = _wire_table(rows, args.mib) + "\n" + _tls_in_memory(args.mib) + "\n"
-        print(wire, flush=True)
-        core = _core_table(_veil_run("core", out, [], args))
-        print(core, flush=True)
+    rows = [_wire_row("TLS 1.3 handshake, then AES-256-GCM records (default), separate "
+                      "processes", _veil_run("wire", [], args), args.mib),
+            _wire_row("TLS 1.3 throughout (--tls-only), separate processes",
+                      _veil_run("wire", ["--tls-only"], args), args.mib),
+            _wire_row("plain TCP (--insecure), separate processes",
+                      _veil_run("wire", ["--insecure"], args), args.mib),
+            _wire_row("in-process (threads, memory queues)", _local_wire(args), args.mib)]
+    wire = _wire_table(rows, args.mib) + "\n" + _tls_in_memory(args.mib) + "\n"
+    print(wire, flush=True)
+    core = _core_table(_veil_run("core", [], args))
+    print(core, flush=True)
     text = f"{wire}\n{core}\nhost: {host_line()}; load average at start {load:.1f}\n"
     print(f"host: {host_line()}; load average at start {load:.1f}")
     if args.docs:

@@ -37,9 +37,11 @@ def _party(w: Workload, inp: dict, box: dict):
     def timer():
         s0 = veil.stats()
         p0 = veil.profile() if profiling else None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         yield
         rec["time"] = time.perf_counter() - t0
+        # this process's CPU time: one party's under `veil run`, all of them in-process
+        rec["cpu"] = time.process_time() - c0
         s1 = veil.stats()
         rec["stats"] = {k: s1[k] - s0[k] for k in s1}
         if profiling:                       # the timed part only

@@ -13,7 +13,10 @@ docs/benchmarks.md: the cost (time, bytes per party and rounds per epoch; the lo
 regression also for 10 epochs, the CrypTen anchor's setting), each row the fastest of 3
 runs because the host is shared, and the full trainings' test accuracy, secure vs
 plaintext. ``python -m veil.bench --group training`` runs the cost rows once, like every
-other group. Needs scikit-learn (the ``test`` extra); no download.
+other group. ``--processes`` runs the cost rows under `veil run -n N` instead (one OS
+process per party and the dealer, TLS on loopback: as a user runs them; the in-process
+rows share one interpreter lock between the parties) and writes them to their own table
+(veil.bench.processes). Needs scikit-learn (the ``test`` extra); no download.
 """
 
 from __future__ import annotations
@@ -216,7 +219,9 @@ def run_mlp(parts=None, cfg=MLP, epochs=None, progress=False, protocol="semi2k")
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 MARKS = {"cost": ("<!-- bench:training:begin -->", "<!-- bench:training:end -->"),
          "accuracy": ("<!-- bench:training-accuracy:begin -->",
-                      "<!-- bench:training-accuracy:end -->")}
+                      "<!-- bench:training-accuracy:end -->"),
+         "processes": ("<!-- bench:training-processes:begin -->",
+                       "<!-- bench:training-processes:end -->")}
 
 
 def cost_table(repeat: int = 3) -> str:
@@ -233,6 +238,13 @@ def cost_table(repeat: int = 3) -> str:
             rows.append(min(runs, key=lambda r: r["time_s"]))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     return format_table(rows)
+
+
+def processes_table(repeat: int = 3, profile: bool = False) -> str:
+    """The cost rows under `veil run` (veil.bench.processes), each the fastest of
+    ``repeat`` runs in one `veil run`, with each party's CPU time and the host load."""
+    from . import processes
+    return processes.table(processes.select(group="training"), repeat, profile)[0]
 
 
 def accuracy_table() -> str:
@@ -265,14 +277,22 @@ def main(argv=None) -> int:
                                                         "docs/benchmarks.md")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", choices=["cost", "accuracy"])
+    ap.add_argument("--processes", action="store_true", help="the cost rows under `veil "
+                    "run -n N` (one process per party) instead, in their own table")
+    ap.add_argument("--profile", action="store_true", help="with --processes: also print "
+                    "party 0's time per kernel (veil.Config(profile=True))")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from .runner import host_line
-    for kind in ("cost", "accuracy"):
-        if args.only and kind != args.only:
-            continue
-        table = cost_table(args.repeat) if kind == "cost" else accuracy_table()
-        note = f" (fastest of {args.repeat} runs)" if kind == "cost" else ""
+    make = {"cost": lambda: cost_table(args.repeat), "accuracy": accuracy_table,
+            "processes": lambda: processes_table(args.repeat, args.profile)}
+    notes = {"cost": f" (fastest of {args.repeat} runs)", "accuracy": "",
+             "processes": f" (fastest of {args.repeat} runs in one `veil run`: one process "
+                          f"per party and the dealer, TLS on loopback)"}
+    kinds = ["processes"] if args.processes else \
+        [k for k in ("cost", "accuracy") if args.only in (None, k)]
+    for kind in kinds:
+        table, note = make[kind](), notes[kind]
         table += f"\nhost: {host_line()}{note}\n"
         print(table)
         if args.docs:

@@ -54,6 +54,16 @@ class Channel(ABC):
         ``timeout=None`` waits without a deadline (the dealer idling between requests).
         """
 
+    def send_many(self, payloads: list) -> None:
+        """Several messages, in order; a transport may write them at once."""
+        for p in payloads:
+            self.send(p)
+
+    def ready(self) -> bool:
+        """True when a message is already waiting (``recv`` would not block). False when
+        unsure: it only decides whether held messages go out before a receive."""
+        return False
+
     def close(self) -> None:  # pragma: no cover - default no-op
         pass
 
@@ -87,6 +97,9 @@ class MemoryChannel(Channel):
         # One copy, into a buffer the receiver owns (a socket would copy too), so the
         # sender may reuse its tensor and the receiver may wrap the bytes without copying.
         self._outbox.put(bytearray(payload))
+
+    def ready(self) -> bool:
+        return not self._inbox.empty()
 
     def recv(self, timeout: float | None) -> bytes:
         deadline = None if timeout is None else time.monotonic() + timeout

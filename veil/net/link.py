@@ -100,6 +100,12 @@ class Link(Channel):
     def send(self, payload: bytes | memoryview) -> None:
         self.hub.write(self, DATA, payload)
 
+    def send_many(self, payloads: list) -> None:
+        self.hub.write_many(self, payloads)
+
+    def ready(self) -> bool:
+        return bool(self.inbox)
+
     def recv(self, timeout: float | None) -> bytes:
         kind, body = self.hub.read(self, timeout)
         if kind != DATA:

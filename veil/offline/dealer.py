@@ -348,7 +348,18 @@ class TrustedDealerUnsafe(Provider):
         return self._lookup(kind, {**plain, **dict(zip(names, keys))})
 
     def _work_ahead(self) -> None:
-        """Send (party 0) or note (others) the predicted next requests, within bounds."""
+        """Send (party 0) or note (others) the predicted next requests, within bounds.
+        A period's guesses are topped up once half of them are used, and sent as one
+        batch: one write to the dealer, whose answers go out together too (a message and
+        a wake-up of the dealer and of a party each, on a training step's ~15 small
+        requests, cost more than the requests themselves)."""
+        if self._ahead and not self._plans.active \
+                and 2 * len(self._ahead) > (self._pred.period or 0):
+            return
+        with self._comm.batch():
+            self._top_up()
+
+    def _top_up(self) -> None:
         while len(self._ahead) < AHEAD_COUNT:
             nxt = self._upcoming(len(self._ahead))
             if nxt is None:
@@ -389,6 +400,10 @@ class TrustedDealerUnsafe(Provider):
                 return
 
     def close(self) -> None:
+        # Requests sent ahead that the run never used: their replies still arrive, also
+        # at the other parties (receivers rotate), and must be read here, or they wait
+        # in a `veil run` link and the next run reads them as its own (out of step).
+        self._drop_ahead()
         while self._queue:                           # replies nobody used still arrive
             self._queue.pop(0).receive()
         if self._comm.rank == 0:
@@ -437,7 +452,9 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
     sender = comm.peer_name(0)
     cache = KeyedCache(default_budget() if cache_bytes is None else cache_bytes)
     checked = _Checked()
-    with comm.phase(OFFLINE):
+    # In a batch: answers to requests that arrived together go out together (one write
+    # per party once the next request is not there yet; Communicator.batch).
+    with comm.phase(OFFLINE), comm.batch():
         for k in itertools.count():
             raw = bytes(comm.recv_bytes(0))
             known = checked.get(raw)

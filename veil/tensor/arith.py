@@ -435,6 +435,23 @@ _SHAPES_OK: set = set()          # (fn, shape a, shape b) already checked; fn a 
 _SHAPES_MAX = 4096
 
 
+def matmul_shapes_ok(a: tuple, b: tuple) -> bool:
+    """True when torch.matmul takes operands of shapes ``a`` and ``b`` (its rules: 1-D
+    operands are a row / a column, the last two dims multiply, the others broadcast).
+    False means "ask torch": shapes it refuses, and nothing else, come back False."""
+    if not a or not b:
+        return False
+    inner_a = a[-1]
+    inner_b = b[-2] if len(b) >= 2 else b[0]
+    if inner_a != inner_b:
+        return False
+    batch_a, batch_b = a[:-2], b[:-2]
+    for x, y in zip(reversed(batch_a), reversed(batch_b)):
+        if x != y and x != 1 and y != 1:
+            return False
+    return True
+
+
 def _meta(fn, a, b) -> None:
     """Run ``fn`` on shape-only tensors: raises torch's own error for shapes it refuses.
 
@@ -446,7 +463,10 @@ def _meta(fn, a, b) -> None:
     key = (fn, tuple(a.shape), tuple(b.shape)) if fn is torch.matmul else None
     if key is not None and key in _SHAPES_OK:
         return
-    fn(torch.empty(tuple(a.shape), device="meta"), torch.empty(tuple(b.shape), device="meta"))
+    # Shapes torch.matmul certainly takes need no meta call: its first one imports
+    # sympy (torch._check does), 0.2-1.4 s of a training's first step in a fresh process.
+    if key is None or not matmul_shapes_ok(key[1], key[2]):
+        fn(torch.empty(tuple(a.shape), device="meta"), torch.empty(tuple(b.shape), device="meta"))
     if key is not None:
         if len(_SHAPES_OK) >= _SHAPES_MAX:
             _SHAPES_OK.clear()
