@@ -353,9 +353,9 @@ class TrustedDealerUnsafe(Provider):
         batch: one write to the dealer, whose answers go out together too (a message and
         a wake-up of the dealer and of a party each, on a training step's ~15 small
         requests, cost more than the requests themselves)."""
-        if self._ahead and not self._plans.active \
+        if self._ahead and not self._plans.active and self._repeat is None \
                 and 2 * len(self._ahead) > (self._pred.period or 0):
-            return
+            return                  # (a plan's or a hint's predictions: kept full)
         with self._comm.batch():
             self._top_up()
 
