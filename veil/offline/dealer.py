@@ -365,7 +365,10 @@ class TrustedDealerUnsafe(Provider):
             if nxt is None:
                 return
             rec, key, nbytes, nreq = nxt.rec, nxt.key, nxt.nbytes, nxt.nreq
-            limit = self._max_ahead if self._plans.active else min(GUESS_BYTES, self._max_ahead)
+            # a plan's or a hint's predictions are seldom wrong: the whole window; a
+            # period's guess past a loop's end is dropped, so less of it
+            limit = self._max_ahead if self._plans.active or self._repeat is not None \
+                else min(GUESS_BYTES, self._max_ahead)
             if self._ahead_bytes + nbytes > limit \
                     or self._ahead_requests + nreq > AHEAD_REQUEST_BYTES:
                 return                  # (one too big to hold is asked for when needed)
