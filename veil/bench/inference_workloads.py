@@ -12,7 +12,9 @@ layer with GELU 7.8 s.
 
 Peak memory per party needs one process per party (in-process parties share one heap):
 running this module runs each workload under `veil run -n 2` and reads each party's peak
-RSS.
+RSS. Each forward runs twice: the second follows the graph's dealer request plan
+(veil.offline.plan), as a server's every later inference does; its time and CPU seconds
+per party are reported next to the first's.
 """
 
 from __future__ import annotations

@@ -119,7 +119,6 @@ def mark_fixed(t):
     return t
 
 
-__all__ = ["FixedState", "fixed_move", "masked_pair", "mark_fixed", "open_fixed", "reuses_openings"]
 
 
 def mask_keys(t) -> tuple[int, ...]:
@@ -143,3 +142,7 @@ def mask_keys(t) -> tuple[int, ...]:
     if key is not None:
         keys.append(key)
     return tuple(keys)
+
+
+__all__ = ["FixedState", "fixed_move", "mask_keys", "masked_pair", "mark_fixed", "open_fixed",
+           "reuses_openings"]
