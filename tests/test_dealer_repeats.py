@@ -82,7 +82,7 @@ def test_hints_give_bit_identical_results_and_fewer_waits():
     assert all(r[1] == ca for r in with_hints)             # every party counts the same
 
 
-@pytest.mark.parametrize("parties", [2, 3])
+@pytest.mark.parametrize("parties", [2, 3, 5])
 def test_hinted_first_forward_equals_torch(parties):
     res = veil.run(_first_forward(), parties=parties, seed=0)
     out, counts, _ = res[0]
