@@ -85,6 +85,12 @@ class Interpreter:
                 env.pop(name, None)
         return map_refs(self.graph.outputs, lambda r: env[r.name])
 
+    def find_repeats(self) -> None:
+        """Work out where the graph repeats itself (veil.compile.repeats) now, instead of
+        on its first secure run (`veil.secure` does, while setting up)."""
+        if self._repeats is None:
+            self._repeats = repeat_table(self.graph)
+
     def _hints(self) -> RepeatHints | None:
         """This run's repeat hints (veil.compile.repeats), when the party's dealer works
         ahead and the graph repeats itself somewhere."""
@@ -92,8 +98,7 @@ class Interpreter:
         ctx = _CURRENT.get()
         if ctx is None or ctx.provider.mark() is None:
             return None
-        if self._repeats is None:                # worked out on the first secure run
-            self._repeats = repeat_table(self.graph)
+        self.find_repeats()
         if not any(self._repeats):
             return None
         return RepeatHints(self.graph, self._repeats, ctx.provider, self.precomputed)

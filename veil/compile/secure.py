@@ -171,6 +171,8 @@ class SecureModule:
         self._plan_tag: str | None = None
         self._weights = self._prepare_weights(weights)
         self.owner = graph.owner
+        if current().provider.mark() is not None:   # the dealer works ahead: its hints
+            self._interp.find_repeats()               # are worked out with the setup
 
     def _prepare_weights(self, weights: dict) -> dict:
         """Run the weight-only data moves (``permute(W)`` before a matmul, ...) once, and
