@@ -431,10 +431,6 @@ class ArithMixin:
     clip = clamp
 
 
-_SHAPES_OK: set = set()          # (fn, shape a, shape b) already checked; fn a torch op
-_SHAPES_MAX = 4096
-
-
 def matmul_shapes_ok(a: tuple, b: tuple) -> bool:
     """True when torch.matmul takes operands of shapes ``a`` and ``b`` (its rules: 1-D
     operands are a row / a column, the last two dims multiply, the others broadcast).
@@ -456,21 +452,14 @@ def _meta(fn, a, b) -> None:
     """Run ``fn`` on shape-only tensors: raises torch's own error for shapes it refuses.
 
     Must happen before a protocol kernel asks the dealer for material of impossible
-    shapes (which would fail at the dealer, far from the caller's mistake). For a torch
-    op (not a closure over parameters) a pair of shapes that passed is remembered: a
-    training step multiplies the same shapes every batch, and the check is pure.
+    shapes (which would fail at the dealer, far from the caller's mistake). Shapes
+    torch.matmul certainly takes (`matmul_shapes_ok`) need no meta call: its first one
+    imports sympy (torch._check does), 0.2-1.4 s of a training's first step in a fresh
+    process.
     """
-    key = (fn, tuple(a.shape), tuple(b.shape)) if fn is torch.matmul else None
-    if key is not None and key in _SHAPES_OK:
+    if fn is torch.matmul and matmul_shapes_ok(tuple(a.shape), tuple(b.shape)):
         return
-    # Shapes torch.matmul certainly takes need no meta call: its first one imports
-    # sympy (torch._check does), 0.2-1.4 s of a training's first step in a fresh process.
-    if key is None or not matmul_shapes_ok(key[1], key[2]):
-        fn(torch.empty(tuple(a.shape), device="meta"), torch.empty(tuple(b.shape), device="meta"))
-    if key is not None:
-        if len(_SHAPES_OK) >= _SHAPES_MAX:
-            _SHAPES_OK.clear()
-        _SHAPES_OK.add(key)
+    fn(torch.empty(tuple(a.shape), device="meta"), torch.empty(tuple(b.shape), device="meta"))
 
 
 _SYMBOL = {"and": "&", "or": "|", "xor": "^"}
