@@ -61,8 +61,7 @@ def _want():
 
 def test_the_layers_of_a_captured_bert_are_found():
     table = veil.run(_first_forward(), parties=2, seed=0)[0][2]
-    whole = [(i, back) for i, h in enumerate(table) if h and h[0] == h[1]
-             for back in [h[0]]]
+    whole = [(i, h[0]) for i, h in enumerate(table) if h and h[0] == h[1]]
     # the second and third layers start a repeat of the whole layer before them
     layer = max(back for _, back in whole)
     starts = [i for i, back in whole if back == layer]

@@ -266,18 +266,24 @@ class TrustedDealerUnsafe(Provider):
     def mark(self):
         return self._pred.count, self._next_key
 
+    @property
+    def _told(self) -> bool:
+        """Whether predictions come from what the program said (a plan, a hint), not
+        from a period guessed."""
+        return self._plans.active or self._repeat is not None
+
+    @property
+    def _hinted_ahead(self) -> bool:
+        """Whether a plan or an unfinished hint already predicts the next requests."""
+        return self._plans.active or (self._repeat is not None and
+                                      not self._repeat.done(self._pred.count))
+
     def predicting(self) -> bool:
-        if self._plans.active:
-            return True
-        if self._repeat is not None:
-            return not self._repeat.done(self._pred.count)
-        return self._pred.keys_ready
+        return self._hinted_ahead or (not self._told and self._pred.keys_ready)
 
     def repeat(self, since, until, keymap: dict) -> None:
         (c0, k0), (c1, _) = since, until
-        if self._plans.active or (self._repeat is not None and
-                                  not self._repeat.done(self._pred.count)) \
-                or c1 <= c0 or c0 < self._pred._base:
+        if self._hinted_ahead or c1 <= c0 or c0 < self._pred._base:
             return                      # known already, an empty stretch, or forgotten
         self._repeat = Repeat(c0, c1 - c0, self._pred.count, self._next_key - k0, k0,
                               keymap)
@@ -353,7 +359,7 @@ class TrustedDealerUnsafe(Provider):
         batch: one write to the dealer, whose answers go out together too (a message and
         a wake-up of the dealer and of a party each, on a training step's ~15 small
         requests, cost more than the requests themselves)."""
-        if self._ahead and not self._plans.active and self._repeat is None \
+        if self._ahead and not self._told \
                 and 2 * len(self._ahead) > (self._pred.period or 0):
             return                  # (a plan's or a hint's predictions: kept full)
         with self._comm.batch():
@@ -367,8 +373,7 @@ class TrustedDealerUnsafe(Provider):
             rec, key, nbytes, nreq = nxt.rec, nxt.key, nxt.nbytes, nxt.nreq
             # a plan's or a hint's predictions are seldom wrong: the whole window; a
             # period's guess past a loop's end is dropped, so less of it
-            limit = self._max_ahead if self._plans.active or self._repeat is not None \
-                else min(GUESS_BYTES, self._max_ahead)
+            limit = self._max_ahead if self._told else min(GUESS_BYTES, self._max_ahead)
             if self._ahead_bytes + nbytes > limit \
                     or self._ahead_requests + nreq > AHEAD_REQUEST_BYTES:
                 return                  # (one too big to hold is asked for when needed)
