@@ -102,7 +102,7 @@ def run_workload_processes(w: Workload, parties: int, repeat: int = 3, profile: 
     party's CPU seconds in the timed part of the fastest run), ``load`` (1-minute load
     average at the start and the end) and ``profile`` (party 0's, with ``profile``).
     """
-    from .runner import _plain_time
+    from .runner import _plain_time, count_fields, timed_fields
     load0 = os.getloadavg()[0]
     argv = ["--as-party", w.name, "--parties", str(parties), "--repeat", str(repeat),
             *(["--profile"] if profile else [])]
@@ -117,17 +117,11 @@ def run_workload_processes(w: Workload, parties: int, repeat: int = 3, profile: 
     plain_s, _ = _plain_time(w, w.make())
     secure_s = times[best]
     runs = [rec[best] for rec in recs]
-    st = [run["stats"] for run in runs]
     return {
         "workload": w.name, "group": w.group, "parties": parties,
         "protocol": os.environ.get("VEIL_PROTOCOL") or "semi2k", "mode": "veil run",
-        "time_s": secure_s, "times_s": times, "repeat": repeat, "plain_s": plain_s,
-        "slowdown": secure_s / plain_s if plain_s > 0 else None,
-        "bytes_sent_per_party": max(s["bytes_sent"] for s in st),
-        "rounds": max(s["rounds"] for s in st),
-        "offline_bytes": sum(s["offline_bytes_received"] for s in st),
-        "offline_rounds": max(s["offline_rounds"] for s in st),
-        "offline_link_bytes": max(s["offline_bytes_received"] for s in st),
+        **timed_fields(secure_s, plain_s), "times_s": times, "repeat": repeat,
+        **count_fields([run["stats"] for run in runs]),
         "max_abs_error": runs[0]["err"], "cpu_s": [run["cpu"] for run in runs],
         "load": (load0, load1), "note": w.note, "profile": runs[0]["profile"],
     }
