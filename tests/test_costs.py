@@ -33,6 +33,11 @@ def _kernel_calls(p):
                                                                              dtype=torch.uint8))
     # Masked operands for the *_masked kernels (opened here, before any measurement).
     mx, my, mw, mimg, mker = p.mask(x, y, w, img, ker)
+    # Owner-aware operands: a weight held by party 0, opened once; x opened to party 0.
+    w_plain = torch.randint(-1000, 1000, (7, 5))
+    hw, holder = p.share_held(w_plain if p.rank == 0 else None, 0, (7, 5))
+    (mhw,), (mxo,) = p.mask(hw), p.mask_to(0, x)
+    mhw.held = holder
     calls = {
         "share": (lambda: p.share(plain if p.rank == 0 else None, 0, SHAPE), {"numel": NUMEL}),
         "share_to_2": (lambda: p.share(plain if p.rank == 2 else None, 2, SHAPE),
@@ -51,6 +56,11 @@ def _kernel_calls(p):
         "eqz": (lambda: p.eqz(x), {"numel": NUMEL}),
         "and_bits": (lambda: p.and_bits(bits, bits), {"numel": NUMEL}),
         "mask": (lambda: p.mask(x, w), {"numel": NUMEL + 35}),
+        "mask_to": (lambda: p.mask_to(1, x, w), {"numel": NUMEL + 35, "to": 1}),
+        "share_held": (lambda: p.share_held(plain if p.rank == 0 else None, 0, SHAPE),
+                       {"numel": NUMEL}),
+        "matmul_masked_owned": (lambda: p.matmul_masked(mxo, mhw),
+                                {"numel_x": NUMEL, "numel_y": 35}),
         "mul_masked": (lambda: p.mul_masked(mx, my), {"numel_x": NUMEL, "numel_y": NUMEL}),
         "matmul_masked": (lambda: p.matmul_masked(mx, mw), {"numel_x": NUMEL, "numel_y": 35}),
         "conv2d_masked": (lambda: p.conv2d_masked(mimg, mker, padding=1),
@@ -73,7 +83,8 @@ def _kernel_calls(p):
     return calls
 
 
-ALIASES = {"and_bits_bcast": "and_bits", "mul_masked_fused": "mul_masked"}     # a second call pattern of one kernel
+ALIASES = {"and_bits_bcast": "and_bits", "mul_masked_fused": "mul_masked",
+           "matmul_masked_owned": "matmul_masked", "mask_to": "mask_to"}     # a second call pattern of one kernel
 
 
 def _measure():

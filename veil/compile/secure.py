@@ -11,7 +11,8 @@ from ..context import current
 from ..errors import ProtocolUsageError
 from ..tensor import SecretTensor
 from ..tensor import tensor as share_tensor
-from ..tensor.fixed import open_fixed
+from ..tensor.create import held_tensor
+from ..tensor.fixed import held_by, mark_held, open_fixed
 from .capture import capture
 from .graph import Graph, dtype_of
 from .interpreter import Interpreter
@@ -119,7 +120,10 @@ def publish_graph(graph: Graph | None, owner: int, limits: GraphLimits | None = 
 
 
 def _share_weights(graph: Graph, weights, owner: int) -> dict:
-    """One veil.tensor call per dtype (one round each), then local slicing."""
+    """One held_tensor call per dtype (one round each), then local slicing. The owner
+    keeps its weights in the clear anyway, so they are shared held (its share is the
+    weight, the others' zero: veil.tensor.fixed), which makes products with them
+    owner-aware."""
     ctx = current()
     out = {}
     groups: dict[str, list] = {}
@@ -130,14 +134,26 @@ def _share_weights(graph: Graph, weights, owner: int) -> dict:
         if ctx.rank == owner:
             flat = torch.cat([weights[p.name].detach().reshape(-1).to(dtype_of(dt))
                               for p in params])
-        shared = share_tensor(flat, owner=owner)
+        shared = held_tensor(flat, owner=owner)
+        holder = held_by(shared) if dtype_of(dt).is_floating_point else None
         at = 0
         for p in params:
             n = 1
             for s in p.shape:
                 n *= s
             out[p.name] = shared[at:at + n].reshape(tuple(p.shape))
+            if holder is not None:          # slicing keeps the zero shares zero
+                mark_held(out[p.name], holder)
             at += n
+    return out
+
+
+def _keep_held(out, srcs: list):
+    """Mark ``out``, a data move (or copy) of ``srcs``, held where they all are held by
+    one party: moving shares keeps the zero shares zero. Returns ``out``."""
+    holders = {held_by(t) for t in srcs}
+    if len(holders) == 1 and None not in holders and secret(out) and out.is_floating_point():
+        mark_held(out, holders.pop())
     return out
 
 
@@ -187,6 +203,7 @@ class SecureModule:
                     and all(secret(env[r.name]) for r in refs):
                 env[node.name] = self._interp.run_node(i, env)
                 done.add(node.name)
+                _keep_held(env[node.name], [env[r.name] for r in refs])
         # keep what the remaining nodes read (a weight read only by a folded move is gone)
         used = {r.name for n in self.graph.nodes if n.name not in done for r in n.refs()}
         used |= set(self.graph.output_names())
@@ -202,7 +219,7 @@ class SecureModule:
             if memo is not None and memo in self._dense:
                 env[k] = self._dense[memo]
             else:
-                env[k] = env[k].contiguous()
+                env[k] = _keep_held(env[k].contiguous(), [env[k]])
                 if memo is not None:
                     self._dense[memo] = env[k]
         fixed = [v.fixed_() for v in env.values() if secret(v) and v.is_floating_point()]

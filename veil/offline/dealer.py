@@ -194,11 +194,14 @@ class TrustedDealerUnsafe(Provider):
     def __repr__(self) -> str:
         return f"TrustedDealerUnsafe(rank={self._comm.rank})"
 
+    def note_key(self, key: int) -> None:
+        self._next_key = max(self._next_key, int(key) + 1)
+
     def get(self, kind: str, **args):
         if kind == "mask":
             # keyed masks only: every party draws its own from its dealer seed forked by
             # the key; the dealer has nothing to do, and nothing to predict
-            self._next_key = max(self._next_key, int(args["key"]) + 1)
+            self.note_key(args["key"])
             return {p.name: _draw(self._prg, p) for p in recipe(kind, args).randoms}
         known = self._lookup(kind, args)
         rec, key = known.rec, known.key
@@ -480,12 +483,19 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
                      for p in rec.randoms}
             cache.tick()
             for p in rec.keyed:
+                if p.skip is not None and not (len(prgs) > 1 and 0 <= p.skip < len(prgs)):
+                    raise PartyError(sender, f"sent a dealer request for a mask opened to "
+                                             f"party {p.skip} alone; this run has parties "
+                                             f"0..{len(prgs) - 1}, and such a mask needs 2 "
+                                             f"parties or more")
                 # read-only: derive() makes new tensors. A label may name one mask at
                 # several shapes of one element count (a truncation mask, reshaped:
                 # materials.trunc_label): the kept tensor is read at this part's shape.
+                # A mask opened to one party alone sums every other party's draw.
                 plain[p.name] = cache.plain(
-                    f"{p.domain}|{p.key}",
-                    lambda p=p: combine(p.domain, [_draw(prg, p) for prg in prgs])
+                    f"{p.domain}|{p.key}|{p.skip}",
+                    lambda p=p: combine(p.domain, [_draw(prg, p) for i, prg in
+                                                   enumerate(prgs) if i != p.skip])
                 ).reshape(p.shape)
             try:
                 derived = rec.derive(plain)

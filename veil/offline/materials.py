@@ -41,6 +41,7 @@ class Part:
     domain: str
     key: str | None = None        # keyed: drawn from PRG.fork(key), not from the stream
     width: int = 64               # ring parts: shares meaningful mod 2^width only
+    skip: int | None = None       # keyed: the party whose share is zero (not drawn)
 
 
 def wire_dtype(part: Part) -> torch.dtype:
@@ -155,10 +156,13 @@ def keyed_mask(shape, key: int) -> Recipe:
 
 @register_kind("beaver_keyed")
 def beaver_keyed(op: str, shape_a, shape_b, key_a: int, key_b: int,
-                 params: dict | None = None) -> Recipe:
+                 params: dict | None = None, to_a: int | None = None,
+                 to_b: int | None = None) -> Recipe:
     """c = op(A, B) for the keyed masks A (``key_a``) and B (``key_b``) of two tensors
     already opened as x - A and y - B (semi2k's ``mask``): a product of them needs no
-    further opening. The dealer regenerates A and B from their keys (no state kept)."""
+    further opening. The dealer regenerates A and B from their keys (no state kept).
+    ``to_a`` / ``to_b``: that mask was opened to one party alone (semi2k ``mask_to``),
+    whose share of it is zero: the dealer sums the other parties' draws."""
     params = params or {}
     fn = _BILINEAR[op]
     shape_a, shape_b = _shape(shape_a), _shape(shape_b)
@@ -166,8 +170,8 @@ def beaver_keyed(op: str, shape_a, shape_b, key_a: int, key_b: int,
     return Recipe(
         randoms=(), derived=(Part("c", shape_c, RING),),
         derive=lambda v: {"c": fn(v["a"], v["b"], **params)},
-        keyed=(Part("a", shape_a, RING, mask_label(key_a, shape_a)),
-               Part("b", shape_b, RING, mask_label(key_b, shape_b))))
+        keyed=(Part("a", shape_a, RING, mask_label(key_a, shape_a), skip=to_a),
+               Part("b", shape_b, RING, mask_label(key_b, shape_b), skip=to_b)))
 
 
 @register_kind("and")

@@ -81,6 +81,11 @@ class Masked:
 
     ``parts``: a linear combination of masked tensors (`Protocol.masked_combine`) has no
     key of its own; its mask is sum c_i A_i over the ``(c_i, Masked)`` pairs listed.
+
+    Owner-aware products (`Protocol.mask_to`): ``held`` names the party whose share is
+    the whole value (every other share is zero: a model weight shared by
+    `Protocol.share_held`); ``to`` marks a tensor opened to that party alone: ``e`` is
+    set there only, and the mask's share there is zero (``a`` is None).
     """
     share: object
     e: torch.Tensor | None = None
@@ -90,6 +95,8 @@ class Masked:
     mult: int = 1
     msb_w: torch.Tensor | None = None
     parts: tuple = ()
+    held: int | None = None
+    to: int | None = None
 
     def terms(self) -> tuple:
         """(coefficient, single-key Masked) pairs whose weighted sum is this mask."""
@@ -273,6 +280,20 @@ class Protocol(ABC):
         for a keyed mask A, one round for all of ``xs``). The fallback opens nothing and
         the ``*_masked`` products below are the ordinary kernels."""
         return [Masked(x) for x in xs]
+
+    def share_held(self, value: torch.Tensor | None, owner: int, shape):
+        """(share, holder) of a value the owner shares so that a product with it can be
+        owner-aware: semi2k gives the owner the whole value and every other party a zero
+        share (holder = owner); the fallback is ``share`` (holder None). A zero share
+        tells its party nothing (it is independent of the value), but it is not uniform:
+        use it only for values the owner keeps in the clear anyway (its model weights)."""
+        return self.share(value, owner, shape), None
+
+    def mask_to(self, to: int, *xs) -> list[Masked]:
+        """Masked forms opened to party ``to`` only, for products with a tensor ``to``
+        holds (`share_held`): semi2k has every other party send x_i - A_i to ``to`` (one
+        direction, one round), with ``to``'s share of A zero. The fallback is ``mask``."""
+        return self.mask(*xs)
 
     @property
     def fuses_truncation(self) -> bool:

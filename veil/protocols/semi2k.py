@@ -45,6 +45,16 @@ Kernels and the papers they follow:
   Security: every opened value is a tensor minus a uniform mask used for that tensor
   only (one key, one tensor, one opening), so the openings are uniform and independent,
   exactly as in a batch of ordinary Beaver products; see docs/security.md.
+* share_held / mask_to (owner-aware products with a model's weights): a weight W its
+  owner o keeps in the clear anyway is shared as (W at o, 0 elsewhere); its masked form
+  W - B is opened once per model as any fixed operand's. A product x W then masks x
+  under a keyed A whose share at o is zero, and only the other parties send x_i - A_i,
+  to o alone (one direction, one round): o computes e_x W + c_o, every other party
+  A_i e_W + c_i, with c = A B from the dealer (A summed over the parties but o). One
+  local product per party instead of two, and o sends nothing. Security: o sees
+  x_i - A_i, uniform (A_i is unknown to o); the others see only what they saw before
+  (e_W, their own A_i); the zero shares are independent of W. The output shares are
+  fresh (c_o, c_i uniform). See docs/security.md.
 * b2a / select: daBits (Rotaru & Wood 2019). select multiplies x by a secret bit b in one
   round: open b ^ m and x - a together, use the dealer's [m], [m*a].
 """
@@ -144,6 +154,12 @@ KERNELS = {k.name: k for k in [
            "operands broadcast) counts bytes"),
     Kernel("mask", lambda n, rank, cfg, numel: Cost(1 if numel else 0, _open_bytes(n, 8 * numel)),
            "open x - A under a keyed mask, once per tensor; numel counts every tensor"),
+    Kernel("mask_to", lambda n, rank, cfg, numel, to=0:
+           Cost(1 if numel else 0, 0 if rank == to else 8 * numel),
+           "open x - A to party ``to`` alone (owner-aware products); numel counts every "
+           "tensor"),
+    Kernel("share_held", lambda n, rank, cfg, numel: Cost(0, 0),
+           "the owner's value as its share, zeros elsewhere: no traffic"),
     Kernel("mul_masked", lambda n, rank, cfg, **_: Cost(0, 0), "product of masked tensors"),
     Kernel("matmul_masked", lambda n, rank, cfg, **_: Cost(0, 0)),
     Kernel("conv2d_masked", lambda n, rank, cfg, **_: Cost(0, 0)),
@@ -231,6 +247,13 @@ class Semi2k(Protocol):
                 share -= self.pair_prgs[p].ring(shape)
         return share
 
+    def share_held(self, value, owner, shape):
+        # The owner keeps the value it already knows; every other share is zero, which
+        # is independent of the value (and costs no PRG draws).
+        if self.rank == owner:
+            return value.clone(), owner
+        return torch.zeros(tuple(shape), dtype=torch.int64), owner
+
     def reveal(self, x, to=None):
         # Discloses x to the receiver(s): the intended output. Senders learn nothing.
         if to is None:
@@ -265,7 +288,59 @@ class Semi2k(Protocol):
         es = self._open(*(x - a for x, (_, a) in zip(xs, keyed)))
         return [Masked(x, e, a, key) for x, e, (key, a) in zip(xs, es, keyed)]
 
+    def mask_to(self, to, *xs):
+        if not xs:
+            return []
+        keys = [next(self._mask_keys) for _ in xs]
+        if self.rank == to:                   # its share of each mask is zero: no draw
+            self.provider.note_key(keys[-1])
+            ms = [None] * len(xs)
+        else:
+            ms = [self.provider.get("mask", shape=list(x.shape), key=k)["a"]
+                  for x, k in zip(xs, keys)]
+        # Every party but ``to`` sends x_i - A_i to ``to`` alone, A_i uniform and keyed
+        # for this tensor only (unknown to ``to``): discloses nothing. ``to`` sends nothing.
+        flat = torch.cat([(x if a is None else x - a).reshape(-1) for x, a in zip(xs, ms)])
+        parts = self.comm.gather(flat, to) if flat.numel() else \
+            [flat] if self.rank == to else None           # nothing to send
+        if parts is None:
+            return [Masked(x, None, a, k, to=to) for x, a, k in zip(xs, ms, keys)]
+        total = parts[0].clone()
+        for part in parts[1:]:
+            total += part
+        out, at = [], 0
+        for x, k in zip(xs, keys):
+            out.append(Masked(x, total[at:at + x.numel()].reshape(x.shape), None, k, to=to))
+            at += x.numel()
+        return out
+
+    def _bilinear_owned(self, op, mx, my, fn, params):
+        """x y with one operand held by party o (`share_held`) and opened once, the other
+        opened to o alone (`mask_to`). Left opened to o: x y = e_x y + A e_y + A B, and o
+        holds y whole, A is zero at o; right: x y = x e_y + e_x A + B A."""
+        left = mx.to is not None
+        v, h = (mx, my) if left else (my, mx)
+        if h.held != v.to or h.e is None or h.key is None or h.parts or _is_fused(h):
+            raise RuntimeError("internal: an owner-aware product needs the other operand "
+                               "held by the party the first was opened to")
+        side = {"to_a": v.to} if left else {"to_b": v.to}
+        t = self.provider.get("beaver_keyed", op=op, shape_a=list(mx.share.shape),
+                              shape_b=list(my.share.shape), key_a=mx.key, key_b=my.key,
+                              params=params or {}, **side)
+        if self.rank == v.to:
+            z = fn(v.e, h.share) if left else fn(h.share, v.e)
+        else:
+            z = fn(v.a, h.e) if left else fn(h.e, v.a)
+        z += t["c"]
+        return z
+
+    def _zero_share(self, m: Masked) -> bool:
+        """Whether this party's share of ``m`` is known to be zero (held elsewhere)."""
+        return m.held is not None and m.held != self.rank
+
     def _bilinear_masked(self, op, mx, my, fn, params=None):
+        if mx.to is not None or my.to is not None:
+            return self._bilinear_owned(op, mx, my, fn, params)
         fused = _is_fused(mx) or _is_fused(my)
         # Open afresh where nothing can be reused: an operand not opened, a combination
         # (no dealer material for it), or a truncation's mask in a sum over products
@@ -278,12 +353,15 @@ class Semi2k(Protocol):
         t = self.provider.get("beaver_keyed", op=op, shape_a=list(mx.e.shape),
                               shape_b=list(my.e.shape), key_a=mx.key, key_b=my.key,
                               params=params or {})
+        # (a product with a share known to be zero, a weight held elsewhere, is skipped)
         if mx.a is not None:              # x y = e_x y + A_x e_y + A_x A_y
-            z = fn(mx.e, my.share)
-            z += fn(mx.a, my.e)
+            z = fn(mx.a, my.e)
+            if not self._zero_share(my):
+                z += fn(mx.e, my.share)
         else:                             # x y = x e_y + e_x A_y + A_x A_y
-            z = fn(mx.share, my.e)
-            z += fn(mx.e, my.a)
+            z = fn(mx.e, my.a)
+            if not self._zero_share(mx):
+                z += fn(mx.share, my.e)
         z += t["c"]
         return z
 
@@ -362,11 +440,13 @@ class Semi2k(Protocol):
                               frac_a=mx.frac, frac_b=my.frac)
         wa, wb = _piece_weights(mx), _piece_weights(my)
         if mx.a is not None:              # x y = e_x y + A_x e_y + A_x A_y
-            z = mx.e * my.share
-            z += mx.a * my.e
+            z = mx.a * my.e
+            if not self._zero_share(my):
+                z += mx.e * my.share
         else:
-            z = mx.share * my.e
-            z += mx.e * my.a
+            z = mx.e * my.a
+            if not self._zero_share(mx):
+                z += mx.share * my.e
         for name, _ in fused_pairs(mx.frac, my.frac):
             _add_weighted(z, *_pair_weight(wa[name[0]], wb[name[1]]), t[name])
         return z

@@ -41,6 +41,32 @@ def tensor(data, owner: int, *, dtype: torch.dtype | None = None) -> SecretTenso
     >>> veil.run(f, parties=2, seed=0)
     [(torch.Size([2]), None), (torch.Size([2]), tensor([2., 3.]))]
     """
+    return _shared(data, owner, dtype, held=False)
+
+
+def held_tensor(data, owner: int, *, dtype: torch.dtype | None = None) -> SecretTensor:
+    """Like `tensor`, for a value its owner keeps in the clear anyway (its model's
+    weights): where the protocol can (semi2k), the owner's share is the whole value and
+    every other party's share is zero (`Protocol.share_held`), and the result is a fixed
+    operand held by the owner, so products with it are owner-aware (veil.tensor.fixed):
+    one local product per party, the other operand opened to the owner alone.
+
+    >>> import torch, veil
+    >>> from veil.tensor.create import held_tensor
+    >>> def f():
+    ...     w = held_tensor(torch.eye(3) if veil.rank() == 0 else None, owner=0)
+    ...     x = veil.tensor(torch.ones(2, 3) if veil.rank() == 1 else None, owner=1)
+    ...     (x @ w).reveal()                       # opens w - B once (and x to party 0)
+    ...     before = veil.stats()["bytes_sent"]
+    ...     y = (x @ w).reveal()
+    ...     return veil.stats()["bytes_sent"] - before, y.tolist()
+    >>> [r[0] for r in veil.run(f, parties=2, seed=0)]   # party 0 sends no x - A
+    [96, 144]
+    """
+    return _shared(data, owner, dtype, held=True)
+
+
+def _shared(data, owner: int, dtype, held: bool) -> SecretTensor:
     ctx = current()
     n = ctx.world_size
     if not isinstance(owner, int) or isinstance(owner, bool) or not 0 <= owner < n:
@@ -64,8 +90,16 @@ def tensor(data, owner: int, *, dtype: torch.dtype | None = None) -> SecretTenso
     # Discloses shape and dtype (public by contract) to every party.
     meta = ctx.comm.broadcast_obj(meta, owner)
     dt, shape = announced(meta, owner)
-    share = ctx.protocol.share(value, owner, shape)
-    return SecretTensor(share, dtype=dt, frac=ctx.config.frac_bits if is_float(dt) else 0)
+    holder = None
+    if held:
+        share, holder = ctx.protocol.share_held(value, owner, shape)
+    else:
+        share = ctx.protocol.share(value, owner, shape)
+    out = SecretTensor(share, dtype=dt, frac=ctx.config.frac_bits if is_float(dt) else 0)
+    if holder is not None:
+        from .fixed import mark_held
+        mark_held(out, holder)
+    return out
 
 
 def share_public(value, *, dtype: torch.dtype | None = None) -> SecretTensor:

@@ -11,6 +11,13 @@ a keyed mask; rep3 and the reference protocol keep their ordinary products). Sta
 is detected, not trusted: the masked form remembers the share object and its torch
 version counter, and any change (an in-place update, a new share) makes the next product
 mask the tensor again under a *fresh* key, so a mask never hides two different values.
+
+A fixed tensor may also be *held* (`mark_held`): its owner's share is the whole value and
+every other share is zero (`Protocol.share_held`; `veil.secure` shares a model's weights
+so). A product with a held tensor is then owner-aware: the other operand is opened to
+the owner alone (`Protocol.mask_to`) and each party computes one local product instead
+of two. Held-ness is a fact about one share object: like the opening, it is forgotten as
+soon as the share changes.
 """
 
 from __future__ import annotations
@@ -22,13 +29,21 @@ from .core import proto
 class FixedState:
     """The opened form of a fixed tensor and the share it was opened from."""
 
-    __slots__ = ("masked", "src", "version", "moved")
+    __slots__ = ("masked", "src", "version", "moved", "held")
 
     def __init__(self) -> None:
         self.masked: Masked | None = None
         self.src = None
         self.version = -1
         self.moved: dict = {}     # name -> (share it was made from, version, fixed tensor)
+        self.held: tuple | None = None      # (holder, share, version): `mark_held`
+
+    def holder(self, share) -> int | None:
+        """The party whose share of ``share``'s value is the whole value, if known."""
+        h = self.held
+        if h is not None and h[1] is share and getattr(share, "_version", 0) == h[2]:
+            return h[0]
+        return None
 
     def current(self, share) -> Masked | None:
         if self.masked is not None and self.src is share \
@@ -65,13 +80,23 @@ def masked_pair(x, y, elementwise: bool = False) -> tuple[Masked, Masked] | None
         return None
     have = [fx.current(sx) if fx is not None else cx,
             fy.current(sy) if fy is not None else cy]
+    held = [fx.holder(sx) if fx is not None else None,
+            fy.holder(sy) if fy is not None else None]
     todo = [i for i, m in enumerate(have) if m is None]
+    if len(todo) == 1 and (fx, fy)[todo[0]] is None and held[1 - todo[0]] is not None \
+            and have[1 - todo[0]].e is not None:
+        # the other operand is a held weight, opened: open this one to its holder alone
+        have[todo[0]] = proto().mask_to(held[1 - todo[0]], (sx, sy)[todo[0]])[0]
+        todo = []
     opened = proto().mask(*[(sx, sy)[i] for i in todo])
     for i, m in zip(todo, opened):
         state = (fx, fy)[i]
         if state is not None:
             state.remember((sx, sy)[i], m)
         have[i] = m
+    for m, h in zip(have, held):
+        if h is not None:      # (its share elsewhere is zero: a product skips it)
+            m.held = h
     return have[0], have[1]
 
 
@@ -108,6 +133,9 @@ def fixed_move(t, name: str, make):
     if got is not None and got[0] is share and got[1] == getattr(share, "_version", 0):
         return got[2]
     out = make(t).fixed_()
+    holder = state.holder(share)
+    if holder is not None:                 # a data move keeps the zero shares zero
+        mark_held(out, holder)
     state.moved[name] = (share, getattr(share, "_version", 0), out)
     return out
 
@@ -117,6 +145,23 @@ def mark_fixed(t):
     if t._fixed is None:
         t._fixed = FixedState()
     return t
+
+
+def mark_held(t, holder: int):
+    """Mark the SecretTensor ``t`` fixed and held by party ``holder``: every other
+    party's share of it is zero (made by `Protocol.share_held`, or a data move of such a
+    tensor). Only the code that made the shares knows this; a wrong mark gives wrong
+    products, so it is never set from anything a peer sends."""
+    state = mark_fixed(t)._fixed
+    share = t.share
+    state.held = (int(holder), share, getattr(share, "_version", 0))
+    return t
+
+
+def held_by(t) -> int | None:
+    """The party holding ``t`` whole (`mark_held`), or None."""
+    state = getattr(t, "_fixed", None)
+    return None if state is None else state.holder(t.share)
 
 
 
@@ -144,5 +189,5 @@ def mask_keys(t) -> tuple[int, ...]:
     return tuple(keys)
 
 
-__all__ = ["FixedState", "fixed_move", "mask_keys", "masked_pair", "mark_fixed", "open_fixed",
-           "reuses_openings"]
+__all__ = ["FixedState", "fixed_move", "held_by", "mask_keys", "mark_fixed", "mark_held",
+           "masked_pair", "open_fixed", "reuses_openings"]
