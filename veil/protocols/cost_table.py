@@ -32,6 +32,7 @@ _SIZES = {
     "matmul_masked": {"numel_x": N_ELEM, "numel_y": N_ELEM},
     "conv2d_masked": {"numel_x": N_ELEM, "numel_y": N_ELEM},
     "trunc_masked": {"numel": N_ELEM}, "select_masked": {"numel": N_ELEM},
+    "mask_to": {"numel": N_ELEM}, "share_held": {"numel": N_ELEM},     # (to party 0)
 }
 
 
