@@ -478,8 +478,9 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
                 checked.add(raw, kind, args, rec)
             else:
                 kind, args, rec = known
+            # (fresh draws and derived values are the loop's own: summed in place)
             shares = [{p.name: _draw(prg, p) for p in rec.randoms} for prg in prgs]
-            plain = {p.name: combine(p.domain, [s[p.name] for s in shares])
+            plain = {p.name: combine(p.domain, [s[p.name] for s in shares], owned=True)
                      for p in rec.randoms}
             cache.tick()
             for p in rec.keyed:
@@ -495,7 +496,7 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
                 plain[p.name] = cache.plain(
                     f"{p.domain}|{p.key}|{p.skip}",
                     lambda p=p: combine(p.domain, [_draw(prg, p) for i, prg in
-                                                   enumerate(prgs) if i != p.skip])
+                                                   enumerate(prgs) if i != p.skip], owned=True)
                 ).reshape(p.shape)
             try:
                 derived = rec.derive(plain)
@@ -506,7 +507,12 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
             others = [{p.name: _draw(prg, p) for p in rec.derived}
                       for i, prg in enumerate(prgs) if i != to]
             comm.count_round()
+            # a derived value may be written over unless a (registered) recipe returned
+            # one of its inputs or a view of one (kept masks must stay intact)
+            inputs = {t.untyped_storage().data_ptr() for t in plain.values()}
             for p in rec.derived:
-                corr = correction(p.domain, derived[p.name], [o[p.name] for o in others])
+                value = derived[p.name]
+                corr = correction(p.domain, value, [o[p.name] for o in others],
+                                  owned=value.untyped_storage().data_ptr() not in inputs)
                 dtype = wire_dtype(p)                         # narrow parts: low bits
                 comm.send_tensor(to, corr if corr.dtype == dtype else corr.to(dtype))

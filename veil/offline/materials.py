@@ -377,12 +377,17 @@ def select_mask(shape) -> Recipe:
                           "ma": v["m"].to(torch.int64) * v["a"]})
 
 
-def combine(domain: str, shares: list[torch.Tensor]) -> torch.Tensor:
-    """Reconstruct a value from all shares of it (a new tensor; the shares are kept)."""
+def combine(domain: str, shares: list[torch.Tensor], owned: bool = False) -> torch.Tensor:
+    """Reconstruct a value from all shares of it: a new tensor, the shares kept, or with
+    ``owned`` (fresh draws the caller gives up) summed into the first share, which saves
+    the dealer an allocation and its page faults per part."""
     if len(shares) == 1:
-        return shares[0].clone()
+        return shares[0] if owned else shares[0].clone()
     xor = domain in XOR_DOMAINS
-    out = shares[0] ^ shares[1] if xor else shares[0] + shares[1]
+    if owned:
+        out = shares[0].bitwise_xor_(shares[1]) if xor else shares[0].add_(shares[1])
+    else:
+        out = shares[0] ^ shares[1] if xor else shares[0] + shares[1]
     for s in shares[2:]:
         if xor:
             out ^= s
@@ -391,12 +396,17 @@ def combine(domain: str, shares: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
-    """The receiving party's share making the shares reconstruct to ``value`` (a new tensor)."""
+def correction(domain: str, value: torch.Tensor, others: list[torch.Tensor],
+               owned: bool = False) -> torch.Tensor:
+    """The receiving party's share making the shares reconstruct to ``value``: a new
+    tensor, or with ``owned`` (the caller gives ``value`` up) computed in place."""
     if not others:
-        return value.clone()
+        return value if owned else value.clone()
     xor = domain in XOR_DOMAINS
-    out = value ^ others[0] if xor else value - others[0]
+    if owned:
+        out = value.bitwise_xor_(others[0]) if xor else value.sub_(others[0])
+    else:
+        out = value ^ others[0] if xor else value - others[0]
     for s in others[1:]:
         if xor:
             out ^= s

@@ -170,6 +170,12 @@ def _flat_apply(fn, *lists) -> list:
     return out
 
 
+def _keeps_shape(x: torch.Tensor, c: torch.Tensor) -> bool:
+    """Whether x op c has x's shape and dtype (so a party adding zeros may copy x)."""
+    return c.dtype == x.dtype and c.dim() <= x.dim() and \
+        torch.broadcast_shapes(x.shape, c.shape) == x.shape
+
+
 @dataclass(frozen=True)
 class Kernel:
     """One entry of a protocol's kernel table: its name and its declared online cost."""
@@ -357,11 +363,16 @@ class Protocol(ABC):
 
     # -- local linear kernels, shared by all additive protocols --------------------------
     def add_public(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Add a public ring value: party 0 adds it, the others broadcast to the shape."""
-        return x + c if self.rank == 0 else x + torch.zeros_like(c)
+        """Add a public ring value: party 0 adds it, the others broadcast to the shape
+        (a new tensor at every party)."""
+        if self.rank == 0:
+            return x + c
+        return x.clone() if _keeps_shape(x, c) else x + torch.zeros_like(c)
 
     def xor_public(self, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return b ^ c if self.rank == 0 else b ^ torch.zeros_like(c)
+        if self.rank == 0:
+            return b ^ c
+        return b.clone() if _keeps_shape(b, c) else b ^ torch.zeros_like(c)
 
     def and_bit_elements(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """AND of XOR-shared 0/1 elements: packed 8 per byte for one ``and_bits`` call."""

@@ -390,7 +390,7 @@ class Semi2k(Protocol):
             return x >> bits if self.rank == 0 else -((-x) >> bits)
         t = self.provider.get("trunc", shape=list(x.shape), frac=bits)
         ((local, public, _),) = self._trunc_open([x], [t], bits)
-        return self.add_public(local, public)
+        return local.add_(public) if self.rank == 0 else local        # (local: ours)
 
     def _trunc_open(self, xs, ts, bits):
         """Exact truncation's one round for all of ``xs``: per tensor (this party's share
@@ -398,7 +398,8 @@ class Semi2k(Protocol):
         two's sum."""
         offset = 1 << 62                                   # x' = x + 2^62 lies in [0, 2^63)
         # Opens x' + r with r uniform in Z_2^64 (one r per tensor): discloses nothing.
-        cs = self._open(*(self.add_public(x, torch.tensor(offset)) + t["r"]
+        # (party 0 adds the public offset in place: one new tensor per x, not two)
+        cs = self._open(*((x + t["r"]).add_(offset) if self.rank == 0 else x + t["r"]
                           for x, t in zip(xs, ts)))
         out = []
         for c, t in zip(cs, ts):
@@ -408,8 +409,8 @@ class Semi2k(Protocol):
             # the last term, which only counts times 2^(64-bits) (materials.trunc_pair).
             # c_msb 2^(63-bits) + (c_low >> bits) is c >> bits read unsigned.
             msb_w = (c >> 63) & wrap(1 << (64 - bits))         # c_msb 2^(64-bits)
-            local = torch.addcmul(t["low"], msb_w, t["m"], value=-1)
-            public = ((c >> bits) & ((1 << (64 - bits)) - 1)).sub_(offset >> bits)
+            local = t["low"].addcmul_(msb_w, t["m"], value=-1)     # (material: used once)
+            public = (c >> bits).bitwise_and_((1 << (64 - bits)) - 1).sub_(offset >> bits)
             out.append((local, public, msb_w))
         return out
 
