@@ -219,7 +219,11 @@ class SecureModule:
             if memo is not None and memo in self._dense:
                 env[k] = self._dense[memo]
             else:
-                env[k] = _keep_held(env[k].contiguous(), [env[k]])
+                # (a share known zero, held elsewhere, is never multiplied: it stays the
+                # expanded zero it is; the memo is kept alike at every party, so the
+                # graphs share one opening everywhere)
+                if held_by(env[k]) in (None, current().rank):
+                    env[k] = _keep_held(env[k].contiguous(), [env[k]])
                 if memo is not None:
                     self._dense[memo] = env[k]
         fixed = [v.fixed_() for v in env.values() if secret(v) and v.is_floating_point()]

@@ -249,10 +249,12 @@ class Semi2k(Protocol):
 
     def share_held(self, value, owner, shape):
         # The owner keeps the value it already knows; every other share is zero, which
-        # is independent of the value (and costs no PRG draws).
+        # is independent of the value (and costs no PRG draws). The zeros are one
+        # element expanded (no memory: a model's weight-sized share at every other
+        # party); reads and views work as usual, an in-place write is refused by torch.
         if self.rank == owner:
             return value.clone(), owner
-        return torch.zeros(tuple(shape), dtype=torch.int64), owner
+        return torch.zeros((), dtype=torch.int64).expand(tuple(shape)), owner
 
     def reveal(self, x, to=None):
         # Discloses x to the receiver(s): the intended output. Senders learn nothing.
