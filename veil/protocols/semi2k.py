@@ -199,6 +199,14 @@ def _add_weighted(z: torch.Tensor, k: int, w, t: torch.Tensor) -> None:
         z.addcmul_(w, t, value=k)
 
 
+def _flip_select(c: torch.Tensor, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """c x + (1 - 2c) d for the public bits c (0/1, any integer dtype) and shares x, d,
+    as d + c (x - 2d): three passes, two new tensors (``d`` is consumed)."""
+    out = x - d - d
+    out *= c
+    return out.add_(d)
+
+
 def _pair_weight(wa: tuple, wb: tuple) -> tuple:
     """The weight of a product of two pieces weighted wa and wb."""
     (ka, ta), (kb, tb) = wa, wb
@@ -445,11 +453,11 @@ class Semi2k(Protocol):
         if mx.a is not None:              # x y = e_x y + A_x e_y + A_x A_y
             z = mx.a * my.e
             if not self._zero_share(my):
-                z += mx.e * my.share
+                z.addcmul_(mx.e, my.share)
         else:
             z = mx.e * my.a
             if not self._zero_share(mx):
-                z += mx.share * my.e
+                z.addcmul_(mx.share, my.e)
         for name, _ in fused_pairs(mx.frac, my.frac):
             _add_weighted(z, *_pair_weight(wa[name[0]], wb[name[1]]), t[name])
         return z
@@ -526,8 +534,8 @@ class Semi2k(Protocol):
         m = self.provider.get("select", shape=list(x.shape))
         # Opens bits ^ m and x - a (uniform masks): discloses nothing.
         (c,), (e,) = self._open_bits(bits ^ m["m"], ring=(x - m["a"],))
-        c = c.to(torch.int64)
-        return c * x + (1 - 2 * c) * (e * m["m_ring"] + m["ma"])
+        # b x = c x + (1 - 2c) [m x] = d + c (x - 2d), d = [m x] = e [m] + [m a]
+        return _flip_select(c, x, m["ma"].addcmul_(e, m["m_ring"]))   # (material: ours)
 
     def select_masked(self, pairs):
         if not pairs:
@@ -554,7 +562,7 @@ class Semi2k(Protocol):
             for i, (coef, term) in enumerate(m.terms()):
                 for piece, (k, w) in _piece_weights(term).items():
                     _add_weighted(mx, coef * k, w, t[f"{piece}{i}"])
-            out.append(c * m.share + (1 - 2 * c) * mx)
+            out.append(_flip_select(c, m.share, mx))
         return out
 
     def reveal_bits(self, bits, to=None):
