@@ -57,7 +57,8 @@ def test_docstring_example_runs():
     assert doctest.testmod(ringmm).failed == 0
 
 
-@pytest.mark.parametrize("rows", [(0,), (1,), (2,), (3,), (1, 2), (64,), (2, 100), (300,)])
+@pytest.mark.parametrize("rows", [(0,), (1,), (2,), (1, 4), (5,), (2, 8), (63,), (64,),
+                                  (2, 100), (300,)])
 @pytest.mark.parametrize("k, n", [(16, 256), (48, 32), (2, 1)])
 def test_weight_layout_products_equal_torchs(rows, k, n):
     # x @ W.t() (a linear layer's layout) takes other, faster layouts: the same ring values
