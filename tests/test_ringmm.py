@@ -55,3 +55,16 @@ def test_cpu_tensors_take_torchs_int64_path():
 
 def test_docstring_example_runs():
     assert doctest.testmod(ringmm).failed == 0
+
+
+@pytest.mark.parametrize("rows", [(0,), (1,), (2,), (1, 4), (5,), (2, 8), (63,), (64,),
+                                  (2, 100), (300,)])
+@pytest.mark.parametrize("k, n", [(16, 256), (48, 32), (2, 1)])
+def test_weight_layout_products_equal_torchs(rows, k, n):
+    # x @ W.t() (a linear layer's layout) takes other, faster layouts: the same ring values
+    x, w = _ring((*rows, k), 7), _ring((n, k), 8)
+    got = ringmm.matmul(x, w.t())
+    assert got.shape == (*rows, n) and got.is_contiguous()
+    assert torch.equal(got, torch.matmul(x, w.t()))
+    strided = x.transpose(-1, -2).contiguous().transpose(-1, -2)      # same values
+    assert torch.equal(ringmm.matmul(strided, w.t()), torch.matmul(x, w.t()))

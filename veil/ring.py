@@ -123,18 +123,50 @@ def low_bits(x: torch.Tensor, bits: int) -> torch.Tensor:
     return x & wrap((1 << bits) - 1)
 
 
-def bit_rows(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """The low ``bits`` bits of each element, as a uint8 tensor of shape (bits, *x.shape).
+# The 8x8 bit-matrix transpose of a 64-bit word, in three swaps of bit blocks (Hacker's
+# Delight 7-3): bit c of byte r moves to bit r of byte c.
+_TRANSPOSE8 = tuple((np.uint64(s), np.uint64(m)) for s, m in
+                    ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0)))
 
-    Works byte by byte: transposing the few needed little-endian bytes of each element and
-    shifting uint8 rows is ~15x faster than shifting int64 elements 64 times.
+
+def packed_bit_rows(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """The low ``bits`` bits of each element as packed rows: a uint8 tensor of shape
+    (bits, ceil(n/8)) whose row j is `pack_bits` of bit j of every element (n = x.numel(),
+    flattened in order; the last byte padded with zeros as np.packbits pads).
+
+    Eight elements' bytes of one bit position form one 64-bit word, and an 8x8 bit
+    transpose of that word is the packed byte of each of the eight bits: a few passes
+    over the needed bytes of x instead of one uint8 value per bit and a packing pass
+    (2-10x faster on 393k elements).
+
+    >>> packed_bit_rows(torch.tensor([1, 3, 2, 0, 0, 0, 0, 0, 1]), 2).tolist()
+    [[192, 128], [96, 0]]
     """
+    if not 1 <= bits <= RING_BITS:
+        raise ValueError(f"bits must be in 1..{RING_BITS}, not {bits}")
     nbytes = (bits + 7) // 8
     flat = x.reshape(-1).to(RING_DTYPE).contiguous().numpy().view(np.uint8).reshape(-1, 8)
-    byte_rows = torch.from_numpy(np.ascontiguousarray(flat[:, :nbytes].T))   # (nbytes, n)
-    shifts = torch.arange(8, dtype=torch.uint8).view(1, 8, 1)
-    rows = ((byte_rows.unsqueeze(1) >> shifts) & 1).reshape(nbytes * 8, -1)[:bits]
-    return rows.reshape(bits, *x.shape)
+    n = flat.shape[0]
+    groups = (n + 7) // 8
+    if n % 8:                            # zero elements pad the last group (packbits' 0s)
+        planes = np.zeros((nbytes, 8 * groups), dtype=np.uint8)
+        planes[:, :n] = flat[:, :nbytes].T
+    else:
+        planes = np.ascontiguousarray(flat[:, :nbytes].T)   # (nbytes, n): byte i of each
+    # Word k of plane i holds byte i of elements 8k..8k+7, the first one in the top byte
+    # (packbits puts the first element in the top bit).
+    w = planes.view(np.uint64)
+    w.byteswap(inplace=True)
+    for shift, keep in _TRANSPOSE8:
+        t = w >> shift
+        t ^= w
+        t &= keep
+        w ^= t
+        t <<= shift
+        w ^= t
+    # Now byte j of word k of plane i is the packed byte k of bit 8i + j's row.
+    rows = w.view(np.uint8).reshape(nbytes, groups, 8).transpose(0, 2, 1)
+    return torch.from_numpy(np.ascontiguousarray(rows.reshape(8 * nbytes, groups)[:bits]))
 
 
 def pack_bits(b: torch.Tensor) -> torch.Tensor:

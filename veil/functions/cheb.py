@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from numpy.polynomial import chebyshev as C   # at import: its first import takes ~0.3 s
 
+from ..ring import wrap
 from . import _kern as K
 
 
@@ -131,8 +132,10 @@ def basis(u: torch.Tensor, degree: int, opened: dict | None = None,
         fresh = []
         for k, z in zip(ks, prods):
             low = T[2 * h - k]
-            # 2 T_h T_{k-h} - T_{2h-k}, still at scale 2F: one truncation for the layer.
-            fresh.append(K.add_const(2 * z, -1.0, 2 * f) if low is None else 2 * z - (low << f))
+            # 2 T_h T_{k-h} - T_{2h-k}, still at scale 2F: one truncation for the layer
+            # (2z - 2^f low in two passes over the elements, one new tensor).
+            fresh.append(K.add_const(2 * z, -1.0, 2 * f) if low is None
+                         else (z << 1).sub_(low, alpha=1 << f))
         T.extend(fresh if raw_top and 2 * h >= degree else
                  K.trunc_once(fresh, f, opened if reuse else None))
         h *= 2
@@ -153,12 +156,15 @@ def combine_top(T: list, coeffs) -> torch.Tensor:
     then brings the sum to F. For values with |sum| * 2^(3F) inside the ring."""
     f = K.F()
     top = top_start(len(T) - 1)
-    acc = torch.zeros_like(T[1])
+    acc = None
     for k in range(1, len(coeffs)):
         if coeffs[k]:
-            t = T[k] * K.enc(coeffs[k])
-            acc = acc + (t << f if k < top else t)
-    return K.add_const(acc, coeffs[0], 3 * f)
+            # c_k T_k, shifted up by f below the top layer: (T c) << f is T (c << f) in the
+            # ring, so each term is one multiply-add pass into one accumulator
+            c = K.enc(coeffs[k])
+            c = wrap(c << f) if k < top else wrap(c)
+            acc = T[k] * c if acc is None else acc.add_(T[k], alpha=c)
+    return K.add_const(torch.zeros_like(T[1]) if acc is None else acc, coeffs[0], 3 * f)
 
 
 def combine(T: list, coeffs, raw: bool = False) -> torch.Tensor:

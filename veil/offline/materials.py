@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 
 from .. import ringmm
-from ..ring import bit_rows, broadcast_shape, numel, pack_rows, packed_len
+from ..ring import broadcast_shape, numel, packed_bit_rows, packed_len
 
 RING, BITS, BYTES = "ring", "bits", "bytes"
 XOR_DOMAINS = (BITS, BYTES)
@@ -353,7 +353,7 @@ def compare_mask(shape, width: int) -> Recipe:
     return Recipe(
         randoms=(Part("r", shape, RING),),
         derived=(Part("r_bits", (width, packed_len(numel(shape))), BYTES),),
-        derive=lambda v: {"r_bits": pack_rows(bit_rows(v["r"], width).reshape(width, -1))})
+        derive=lambda v: {"r_bits": packed_bit_rows(v["r"], width)})
 
 
 @register_kind("bit")

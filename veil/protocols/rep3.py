@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ProtocolUsageError
-from ..ring import (bit_rows, low_bits, pack_bits, pack_rows, packed_len, unpack_bits,
+from ..ring import (low_bits, pack_bits, pack_rows, packed_bit_rows, packed_len, unpack_bits,
                     unpack_row)
 from .base import Protocol
 from .circuits import and_all, carry_out
@@ -315,7 +315,7 @@ class Rep3(Protocol):
         self.comm.count_round()
 
         def rows(v):
-            return pack_rows(bit_rows(v, w).reshape(w, -1))
+            return packed_bit_rows(v, w)
         zero = torch.zeros((w, packed_len(n)), dtype=torch.uint8)
         if self.rank == 2:
             b_a, b_b = self._ring(0, shape) & mask, self._ring(1, shape) & mask

@@ -67,8 +67,7 @@ import torch
 
 from .. import ringmm
 from ..offline.materials import MAX_FUSED_FRAC, RING, fused_pairs
-from ..ring import (bit_rows, pack_bits, pack_rows, packed_len, unpack_bits,
-                    unpack_row, wrap)
+from ..ring import pack_bits, packed_bit_rows, packed_len, unpack_bits, unpack_row, wrap
 from .base import Cost, Kernel, Masked, Protocol, at_width
 from .circuits import and_all, and_tree_plan, carry_out, carry_rows_opened
 
@@ -477,7 +476,7 @@ class Semi2k(Protocol):
         else:
             (c,) = self._open((x + m["r"]).to(dt) if w < 64 else x + m["r"])
             c = c.to(torch.int64) & mask
-        return pack_rows(bit_rows(c, w).reshape(w, -1)), m["r_bits"]
+        return packed_bit_rows(c, w), m["r_bits"]
 
     def _open_split(self, c, w):
         """Open ring shares mod 2^w (32 < w < 64) in one round, each share sent in w bits:
@@ -486,7 +485,7 @@ class Semi2k(Protocol):
         before summing."""
         n, hi_rows = c.numel(), w - 32
         lo = c.to(torch.int32)                                   # wraps: the low 32 bits
-        hi = pack_rows(bit_rows(c >> 32, hi_rows).reshape(hi_rows, -1))
+        hi = packed_bit_rows(c >> 32, hi_rows)
         fused = self.comm.send_to_all([lo, hi])
         total = c.clone()
         for p in self.comm.parties():
