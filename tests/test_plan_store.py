@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import veil
+from test_net_launch import SCRIPTS, veil_cmd
 from veil.compile import zoo
 from veil.context import current
 from veil.net.launch import public_config
@@ -197,6 +199,27 @@ def test_a_run_that_fails_midway_stores_nothing(tmp_path):
         return prov._store.path("graph:failed"), prov._store.path("graph:done")
     failed, done = veil.run(job, parties=2, config=veil.Config(plan_dir=str(tmp_path)))[0]
     assert not failed.exists() and done.exists()
+
+
+def test_a_new_process_under_veil_run_follows_a_stored_plan(tmp_path):
+    """An earlier process (this one, in-process parties) stores the plan; `veil run
+    --plan-dir` starts new ones, whose first forward follows it."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import net_plans
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    first = veil.run(net_plans.job, parties=2, config=veil.Config(plan_dir=str(tmp_path)))
+    assert first[0]["counts"]["dealer_waits"] > 0
+    code, out, err, _ = veil_cmd(["run", "-n", "2", "--plan-dir", str(tmp_path),
+                                  str(SCRIPTS / "net_plans.py")], timeout=120)
+    assert code == 0, err
+    got = [json.loads(line.split("RESULT ", 1)[1]) for line in out.splitlines()
+           if "RESULT " in line]
+    assert sorted(r["rank"] for r in got) == [0, 1]
+    for r in got:
+        assert r["err"] < ATOL
+        assert r["counts"]["dealer_plans_loaded"] == 1 and r["counts"]["dealer_waits"] == 0
 
 
 # -- the file: public content, untrusted input ---------------------------------------------
