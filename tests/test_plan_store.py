@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -334,6 +335,15 @@ def test_an_oversized_file_is_not_read_whole(tmp_path, monkeypatch, caplog):
     assert "larger than 64 bytes" in caplog.text
     store.save("graph:t", [("trunc", {"shape": [2, 3], "frac": 16}, ())] * 10)
     assert "not stored" in caplog.text
+
+
+def test_a_fifo_in_a_files_place_is_not_waited_on(tmp_path, caplog):
+    store = PlanStore(tmp_path, 0, {})
+    store.dir.mkdir()
+    os.mkfifo(store.path("graph:t"))           # opening it to read would block
+    with caplog.at_level(logging.WARNING, logger="veil.plans"):
+        assert store.load("graph:t") is None
+    assert "not a regular file" in caplog.text
 
 
 def test_a_store_that_cannot_be_written_logs_and_goes_on(tmp_path, caplog):

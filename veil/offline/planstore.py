@@ -53,6 +53,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -143,8 +144,7 @@ class PlanStore:
         was there) when there is none that can be used."""
         path = self.path(tag)
         try:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
+            raw = _read(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -154,9 +154,12 @@ class PlanStore:
         try:
             return parse(raw, self.header(tag), self.max_elements)
         except PlanFileError as exc:
-            log.warning("veil: ignoring the stored request plan %s: %s; this run records "
-                        "the graph's plan again", path, exc)
-            return None
+            reason = str(exc)
+        except Exception as exc:          # noqa: BLE001 - a file must never stop a run
+            reason = f"malformed ({type(exc).__name__})"
+        log.warning("veil: ignoring the stored request plan %s: %s; this run records the "
+                    "graph's plan again", path, reason)
+        return None
 
     def save(self, tag: str, entries: list) -> None:
         """Write ``tag``'s plan atomically; a failure is logged, never raised (the run
@@ -189,6 +192,16 @@ class PlanStore:
 
 
 # -- reading a file: untrusted input -----------------------------------------------------
+def _read(path: Path) -> bytes:
+    """At most `MAX_FILE_BYTES` + 1 bytes of a regular file (a FIFO or device put in
+    the file's place would block or never end: refused without reading)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        return f.read(MAX_FILE_BYTES + 1)
+
+
 def _no_float(text):
     raise PlanFileError(f"holds a non-integer number ({text[:20]})")
 
