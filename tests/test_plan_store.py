@@ -25,6 +25,7 @@ import torch
 import veil
 from test_net_launch import SCRIPTS, veil_cmd
 from veil.compile import zoo
+from veil.compile.decoder import greedy_reference, secure_decoder
 from veil.context import current
 from veil.net.launch import public_config
 from veil.offline import planstore
@@ -119,6 +120,29 @@ def test_a_transformer_encoder_from_its_first_forward(tmp_path):
     assert waits1 > 0 and waits2 == 0
     for y in (y1, y2):
         assert (y - want).abs().max().item() <= 1e-2
+
+
+def test_a_decoder_generates_from_its_first_token_with_stored_plans(tmp_path):
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        lm = zoo.hf_gpt2(vocab=40, d=16, heads=2, layers=1, seq=16)
+    prompt = torch.tensor([[5, 17, 3]])
+
+    def job():
+        dec = secure_decoder(lm if veil.rank() == 0 else None, owner=0, prompt_len=3,
+                             max_new_tokens=3)
+        return dec.generate(prompt if veil.rank() == 1 else None, owner=1)
+    config = veil.Config(plan_dir=str(tmp_path))
+    first = veil.run(job, parties=2, config=config)[1]
+    again = veil.run(job, parties=2, config=config)[1]
+    want = greedy_reference(lm, prompt, 3)
+    assert torch.equal(first.tokens, want) and torch.equal(again.tokens, want)
+    assert first.prefill_stats["dealer_waits"] > 0 and first.step_stats[0]["dealer_waits"] > 0
+    # the prompt's pass and every step: predicted from the plans the first run stored
+    assert again.prefill_stats["dealer_waits"] == 0
+    assert [s["dealer_waits"] for s in again.step_stats] == [0, 0]
+    assert again.prefill_stats["dealer_plans_loaded"] == 1
+    assert again.step_stats[0]["dealer_plans_loaded"] == 1
 
 
 def _other_plans(root: Path, parties: int) -> list[bytes]:
