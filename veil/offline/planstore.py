@@ -66,7 +66,7 @@ from .plan import is_key, materialize
 from .requests import MAX_ARGS, MAX_KEY, _WORD, checked_recipe, parse_request
 
 FORMAT = "veil-plan/1"
-MAX_FILE_BYTES = 16 << 20    # a BERT-base forward's plan is ~0.3 MB, GPT-2 step's similar
+MAX_FILE_BYTES = 16 << 20    # ~100 B a request: a BERT-base forward (~1,700) is ~0.2 MB
 MAX_REL_KEY = 1 << 40        # a run allocates fewer mask keys than this
 DIGEST_BYTES = 32
 # Config fields that change a run's request sequence (veil.config): part of the store key.
