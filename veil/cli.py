@@ -27,6 +27,7 @@ from .comm.netem import Network
 # script's own command line, so `veil run -n 2 s.py -n 5` passes `-n 5` to s.py.
 _VALUED = {"-n", "--parties", "--cluster", "--party", "--key", "--timeout",
            "--connect-timeout", "--grace", "--max-elements", "--network", "--protocol"}
+_VALUED |= {"--plan-dir"}
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -64,6 +65,10 @@ def _run_parser() -> argparse.ArgumentParser:
                     "announce or request (overrides Config.max_elements; default 2**28)")
     ap.add_argument("--network", help="emulate links: 'lan' (0.5 ms, 1 Gbit/s), 'wan' (40 ms, "
                     "100 Mbit/s) or '<latency>ms/<bandwidth>mbit' (overrides Config.network)")
+    ap.add_argument("--plan-dir", help="keep the dealer's request plans of compiled graphs "
+                    "in DIR/party<rank> (public request shapes, nothing secret), so a later "
+                    "process predicts them from a graph's first run (overrides "
+                    "Config.plan_dir; give it to every party or none)")
     return ap
 
 
@@ -84,6 +89,8 @@ def _insecure_env(opts) -> dict:
         env["VEIL_NETWORK"] = opts.network
     if opts.tls_only:
         env["VEIL_BULK"] = "tls"
+    if opts.plan_dir is not None:
+        env["VEIL_PLAN_DIR"] = os.path.abspath(opts.plan_dir)   # scripts may chdir
     return env
 
 

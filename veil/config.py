@@ -35,10 +35,17 @@ Defaults and why:
 * ``profile = False``: ``True`` times every protocol kernel and splits it into compute,
   waiting on peers, waiting on the dealer and sending (`veil.profile()`,
   veil.comm.profile); local to each party, not compared.
+* ``plan_dir = None``: no plan store. A directory (each party its own; ``veil run
+  --plan-dir``) keeps the dealer's request plan of every compiled graph
+  (veil.offline.planstore: public request kinds and shapes, nothing secret), so a new
+  process follows it from the graph's first run once all parties hold the same plan
+  (one round to agree). Whether it is set must be the same at every party; the path is
+  each party's own.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .comm.netem import Network
@@ -61,6 +68,7 @@ class Config:
     max_elements: int = 1 << 28
     network: str | None = None
     profile: bool = False
+    plan_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.frac_bits < 31:
@@ -75,6 +83,11 @@ class Config:
         if self.timeout <= 0:
             raise ProtocolUsageError(f"timeout must be positive seconds, got {self.timeout}")
         self.network_model()                    # a bad spec fails here, clearly
+        if self.plan_dir is not None:
+            if not isinstance(self.plan_dir, (str, os.PathLike)) or not os.fspath(self.plan_dir):
+                raise ProtocolUsageError(f"plan_dir must be a directory path or None, got "
+                                         f"{self.plan_dir!r}")
+            object.__setattr__(self, "plan_dir", os.fspath(self.plan_dir))
         if isinstance(self.max_elements, bool) or not isinstance(self.max_elements, int) \
                 or self.max_elements < 1:
             raise ProtocolUsageError(

@@ -72,6 +72,8 @@ def stats() -> dict:
     the dealer's look-ahead (veil.offline.lookahead): requests made, served from material
     asked for ahead, sent only when needed (party 0 waited a round trip for each), and
     predictions dropped; equal at every party, zero without a dealer.
+    ``dealer_plans_loaded`` counts the request plans followed from the plan store
+    (``Config.plan_dir``, veil.offline.planstore).
     """
     ctx = current()
     return {**ctx.comm.stats.as_dict(), **ctx.provider.counters()}

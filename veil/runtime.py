@@ -54,13 +54,24 @@ def setup_party(rank: int, n: int, comm: Communicator, protocol: str, config: Co
                 raise PartyError(party_name(j, n), f"sent a pairwise seed of "
                                                    f"{len(pair[j])} bytes, not {SEED_BYTES}")
     # (replies sent ahead wait in party 0's inbox, which holds 2 x max_elements int64)
-    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed), 8 * config.max_elements) \
+    provider = TrustedDealerUnsafe(comm, n, PRG(dealer_seed), 8 * config.max_elements,
+                                   _plan_store(rank, n, protocol, config)) \
         if cls.needs_dealer else NoDealer(protocol)
     proto = cls(comm, provider, config, {j: PRG(s) for j, s in pair.items()})
     if config.profile:
         comm.profiler = Profiler()
         instrument(proto, comm.profiler)
     return PartyContext(rank, n, comm, provider, proto, config)
+
+
+def _plan_store(rank: int, n: int, protocol: str, config: Config):
+    """This party's request-plan store (``Config.plan_dir``), or None."""
+    if config.plan_dir is None:
+        return None
+    from . import __version__
+    from .offline.planstore import PlanStore, key_context
+    return PlanStore(config.plan_dir, rank, key_context(__version__, protocol, n, config),
+                     config.max_elements)
 
 
 def run_dealer(n: int, comm: Communicator, max_elements: int = MAX_ELEMENTS) -> None:

@@ -7,6 +7,8 @@
     python -m veil.bench.model_workloads --truncation exact     # Config(truncation=...)
     python -m veil.bench.model_workloads --docs                 # also rewrite docs/benchmarks.md
     python -m veil.bench.model_workloads --no-run --docs        # the table of stored rows
+    python -m veil.bench.model_workloads --only bert --stored-plan   # a new process whose
+                                                    # request plans an earlier one stored
     python -m veil.bench --group models                         # the same as the first line
 
 Every configuration runs under `veil run -n N` (one OS process per party, plus the
@@ -33,6 +35,11 @@ to the dealer on the critical path each; exact, equal at every party); the other
 sent ahead. The LAN / WAN predictions charge every dealer request a latency (a run
 without a plan); those of the 2nd forward / later tokens only the requests waited for
 (`predicted_warm`: the rest overlaps online work, as the emulated BERT runs confirm).
+``--stored-plan`` measures a restarted server: `veil run --plan-dir` keeps each party's
+plans on disk (veil.offline.planstore); a first `veil run` (not timed) stores them, and
+the row is the second's, whose first forward follows the stored plan after one round in
+which the parties check they hold the same. ``--plan-dir DIR`` keeps them in DIR instead
+(across invocations: a row then says whether its first forward had a stored plan).
 
 Times are the secure part only (capture, graph broadcast and weight sharing before the
 clock), the maximum over parties. Counts are exact. Each run is merged into
@@ -46,10 +53,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import pathlib
 import sys
+import tempfile
 import time
 
 import torch
@@ -212,12 +221,15 @@ def _gpt2(spec, r, t0):
 
 # -- driver ----------------------------------------------------------------------------------
 def run_processes(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
-                  network: str | None = None, truncation: str | None = None) -> list[dict]:
-    """Each party's record, from a `veil run -n parties` of this module."""
+                  network: str | None = None, truncation: str | None = None,
+                  plan_dir: str | None = None) -> list[dict]:
+    """Each party's record, from a `veil run -n parties` of this module (``plan_dir``:
+    `veil run --plan-dir`, the parties' request-plan store)."""
     # --timeout: the owner captures whole models (minutes on a loaded host) while the
     # other parties wait for the graph.
     cli = ["--protocol", protocol, "--timeout", "1800",
-           *(["--network", network] if network else [])]
+           *(["--network", network] if network else []),
+           *(["--plan-dir", plan_dir] if plan_dir else [])]
     argv = ["--as-party", json.dumps(dataclasses.asdict(spec)), "--parties", str(parties),
             *(["--truncation", truncation] if truncation else [])]
     return veil_run("veil.bench.model_workloads", argv, parties, cli, timeout=3600)
@@ -225,16 +237,18 @@ def run_processes(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
 
 def run_in_process(spec: ModelSpec, parties: int = 2, protocol: str = "semi2k",
                    seed: int = 0, network: str | None = None,
-                   truncation: str | None = None) -> list[dict]:
+                   truncation: str | None = None, plan_dir: str | None = None) -> list[dict]:
     """The same records from threads in this process (no per-party memory figure);
     ``network`` emulates the links (veil.comm.netem) as the netem table does."""
-    config = _config(network, truncation)
+    config = _config(network, truncation, plan_dir)
     return veil.run(party_job, spec, parties=parties, protocol=protocol, seed=seed,
                     config=config)
 
 
-def _config(network: str | None = None, truncation: str | None = None):
-    fields = {k: v for k, v in (("network", network), ("truncation", truncation)) if v}
+def _config(network: str | None = None, truncation: str | None = None,
+            plan_dir: str | None = None):
+    fields = {k: v for k, v in (("network", network), ("truncation", truncation),
+                                ("plan_dir", plan_dir)) if v}
     return veil.Config(**fields) if fields else None
 
 
@@ -251,6 +265,8 @@ def summarize(spec: ModelSpec, recs: list[dict], parties: int, protocol: str,
            "dealer_bytes_per_party": max(s["offline_bytes_received"] for s in st),
            "dealer_rounds": max(s["offline_rounds"] for s in st),
            "truncation": truncation or "default",
+           # the first forward (step) followed a plan stored by an earlier process
+           "stored_plan": st[0].get("dealer_plans_loaded", 0) > 0,
            "peak_mb": [r.get("peak_mb") for r in recs],
            "cpu_s": [r.get("cpu_s") if r.get("peak_mb") is not None else None for r in recs],
            "load": os.getloadavg()[0], "host": host_line()}
@@ -379,7 +395,7 @@ def _pred_warm(row):
 _COMMON = [("model", lambda r: r["model"]),
            ("parties, protocol", lambda r: f"{r['parties']}, {r['protocol']}"
             + (f", trunc {r['truncation']}" if r.get("truncation", "default") != "default"
-               else "")),
+               else "") + (", stored plan" if r.get("stored_plan") else "")),
            ("link", lambda r: r["network"])]
 
 
@@ -436,7 +452,8 @@ def format_tables(rows: list[dict]) -> str:
 def _key(row: dict) -> str:
     trunc = row.get("truncation", "default")
     return f"{row['model']} | {row['parties']} {row['protocol']} | {row['network']}" + \
-        ("" if trunc == "default" else f" | {trunc}")
+        ("" if trunc == "default" else f" | {trunc}") + \
+        (" | stored plan" if row.get("stored_plan") else "")
 
 
 def _merge(rows: list[dict], path: pathlib.Path = RESULTS) -> list[dict]:
@@ -466,6 +483,11 @@ def main(argv=None) -> int:
                     "process (no per-party memory; with --network, as the netem table runs)")
     ap.add_argument("--no-run", action="store_true", help="run nothing: print (and with "
                     "--docs write) the table of the stored rows")
+    ap.add_argument("--plan-dir", help="veil run --plan-dir DIR: the parties keep their "
+                    "request plans in DIR (a later invocation's first forward follows them)")
+    ap.add_argument("--stored-plan", action="store_true", help="run each configuration "
+                    "twice with a fresh plan directory and report the second run (a "
+                    "restarted server whose plans an earlier process stored)")
     ap.add_argument("--as-party", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -488,13 +510,17 @@ def main(argv=None) -> int:
     print(f"load average at start: {os.getloadavg()}", flush=True)
     rows = []
     for spec in specs:
-        if args.in_process:
-            recs = run_in_process(spec, args.parties, protocol, network=args.network,
-                                  truncation=args.truncation)
-            link = f"{args.network or 'loopback'}, in-process"
+        # (in-process, each veil.run is a new run too: it keeps no plan from the last)
+        run = functools.partial(run_in_process if args.in_process else run_processes,
+                                spec, args.parties, protocol, network=args.network,
+                                truncation=args.truncation)
+        link = f"{args.network or 'loopback'}, in-process" if args.in_process else args.network
+        if args.stored_plan:
+            with tempfile.TemporaryDirectory(prefix="veil-plans-") as plans:
+                run(plan_dir=plans)                 # stores the plans: not reported
+                recs = run(plan_dir=plans)
         else:
-            recs = run_processes(spec, args.parties, protocol, args.network, args.truncation)
-            link = args.network
+            recs = run(plan_dir=args.plan_dir)
         rows.append(summarize(spec, recs, args.parties, protocol, link, args.truncation))
         print(format_tables(rows[-1:]), flush=True)
     allrows = _merge(rows)

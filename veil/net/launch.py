@@ -16,6 +16,8 @@ The launcher (veil/cli.py) sets, per process:
 ``VEIL_MAX_ELEMENTS``     overrides ``Config.max_elements`` (largest tensor a peer may
                           announce or request)
 ``VEIL_NETWORK``          emulated links for every process (``veil run --network``)
+``VEIL_PLAN_DIR``         this party's request-plan store (``veil run --plan-dir``;
+                          ``Config.plan_dir``): ``<dir>/party<rank>``
 ``VEIL_CONNECT_TIMEOUT``  seconds to wait for all peers to come up (default 120)
 ``VEIL_TIMEOUT``          overrides ``Config.timeout`` (seconds a party waits for a peer)
 ``VEIL_LISTEN_FD``        an already bound listening socket (``veil run -n`` only)
@@ -60,6 +62,8 @@ from .tls import Identity, warn_insecure
 
 # Config fields that are each party's own business (local resource bounds), not compared.
 LOCAL_FIELDS = ("timeout", "max_elements", "profile")
+# Config fields compared only as set or not (a local path: each party has its own).
+SET_OR_NOT = ("plan_dir",)
 SEED_REFUSED = (
     "veil.run(seed=...) under `veil run`: a fixed seed derives every mask and every "
     "pairwise and dealer key, so any party that knows the seed (it is in the script) can "
@@ -194,6 +198,7 @@ def public_config(config: Config) -> dict:
     """The Config fields every party must agree on (all but the local bounds), as they
     look after a JSON round trip (a tuple arrives as a list), so equal means equal."""
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in LOCAL_FIELDS}
+    fields.update({k: "set" for k in SET_OR_NOT if fields.get(k) is not None})
     return json.loads(json.dumps(fields, default=str))
 
 
@@ -279,6 +284,8 @@ def run_networked(fn: Callable, args: tuple, kwargs: dict, *, parties: int, prot
         config = dataclasses.replace(config, max_elements=int(os.environ["VEIL_MAX_ELEMENTS"]))
     if os.environ.get("VEIL_NETWORK"):                 # veil run --network: every process
         config = dataclasses.replace(config, network=os.environ["VEIL_NETWORK"])
+    if os.environ.get("VEIL_PLAN_DIR"):                # veil run --plan-dir
+        config = dataclasses.replace(config, plan_dir=os.environ["VEIL_PLAN_DIR"])
     me = node(config.timeout)
     me.check_usable()
     me.runs += 1

@@ -17,6 +17,8 @@ repeats, or from the first request of a compiled graph's second run (its request
 veil.offline.plan), party 0 sends predicted requests ahead so the dealer works ahead of
 the parties (veil.offline.lookahead: bounded, and identical at every party, so PRGs stay
 in step). Speculative requests are ordinary requests to the dealer: checked the same.
+With a plan store (``Config.plan_dir``, veil.offline.planstore) a graph's plan recorded
+by an earlier process is followed from its first run, once every party holds the same.
 The dealer keeps the keyed masks it reconstructs again and again (a model's weights)
 within a memory budget (veil.offline.keycache), so a forward does not redraw them.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from collections import OrderedDict, deque
 
@@ -41,11 +44,14 @@ from .lookahead import (AHEAD_BYTES, AHEAD_COUNT, AHEAD_REQUEST_BYTES, GUESS_BYT
                         MAX_PERIOD, Predictor, Repeat)
 from .materials import BITS, BYTES, RING, Part, combine, correction, recipe, wire_dtype
 from .plan import PlanBook, is_key
+from .planstore import PlanStore, agree
 from .prg import PRG
 from .provider import COUNTERS, Provider
 from .requests import checked_recipe, parse_request
 
 STOP = "__stop__"
+MAX_STORED = 4096               # graphs a run looks up in (or saves to) the plan store
+log = logging.getLogger("veil.plans")
 
 
 def _draw(prg: PRG, part: Part):
@@ -167,7 +173,7 @@ class TrustedDealerUnsafe(Provider):
     """Party side of the trusted dealer (see module docstring for the trust it needs)."""
 
     def __init__(self, comm: Communicator, dealer_rank: int, prg: PRG,
-                 max_ahead_bytes: int = AHEAD_BYTES) -> None:
+                 max_ahead_bytes: int = AHEAD_BYTES, store: PlanStore | None = None) -> None:
         self._comm, self._dealer, self._prg = comm, dealer_rank, prg
         # a party's inbox holds the replies sent ahead: keep them below what it buffers
         self._max_ahead = min(AHEAD_BYTES, max_ahead_bytes)
@@ -185,6 +191,11 @@ class TrustedDealerUnsafe(Provider):
         self._ahead_bytes = 0              # material held for them (party 0)
         self._ahead_requests = 0           # their requests' bytes (the dealer's inbox)
         self._plans = PlanBook()
+        # plans kept on disk (veil.offline.planstore; Config.plan_dir): the tags looked
+        # up this run, the digest of the stored plan of each, the tags saved
+        self._store = store
+        self._stored: dict[str, bytes] = {}
+        self._saved: set[str] = set()
         self._repeat: Repeat | None = None  # the program's latest hint (`repeat`)
         self._next_key = 0                 # first mask key not yet seen (plans' base)
         self.counts = dict.fromkeys(COUNTERS, 0)
@@ -252,18 +263,46 @@ class TrustedDealerUnsafe(Provider):
 
     # -- request plans (veil.offline.plan) ----------------------------------------------
     def begin_plan(self, tag: str) -> None:
+        if self._store is not None and self._plans.unknown(tag) and tag not in self._stored \
+                and len(self._stored) < MAX_STORED:
+            self._load_plan(tag)
         if not self._plans.begin(tag, self._next_key) or not self._plans.active:
             return                      # a nested run, or no plan for this graph yet
         self._repeat = None
         self._follow_new_source()
 
-    def end_plan(self) -> None:
-        followed = self._plans.active
+    def end_plan(self, complete: bool = True) -> None:
+        followed, tag = self._plans.active, self._plans.tag
         if self._plans.end():
             self._repeat = None         # (its keys were this run's)
             if followed and self._ahead:
                 # predicted past the run's real end (the graph changed): nothing uses them
                 self._mispredicted()
+            if self._store is not None and complete and tag not in self._saved \
+                    and len(self._saved) < MAX_STORED:
+                self._save_plan(tag)
+
+    def _load_plan(self, tag: str) -> None:
+        """The first run of ``tag`` here: follow the stored plan if every party holds the
+        same one (one round at every party: all make the same calls, SPMD)."""
+        entries = self._store.load(tag)
+        digest = self._store.digest(tag, entries)
+        self._stored[tag] = b""
+        if agree(self._comm, digest):
+            self._plans.install(tag, entries)
+            self._stored[tag] = digest
+            self.counts["dealer_plans_loaded"] += 1
+        elif digest:
+            log.warning("veil: the stored request plan of %s is not used: the parties hold "
+                        "different ones (or some none); this run records it again", tag[:22])
+
+    def _save_plan(self, tag: str) -> None:
+        """A graph's first run here is over: keep its plan on disk unless it is the one
+        stored (a run that failed midway saves nothing: `Provider.plan`)."""
+        self._saved.add(tag)
+        entries = self._plans.get(tag)
+        if entries is not None and self._store.digest(tag, entries) != self._stored.get(tag):
+            self._store.save(tag, entries)
 
     # -- repeats (veil.offline.lookahead.Repeat) --------------------------------------
     def mark(self):

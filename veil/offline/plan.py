@@ -21,6 +21,10 @@ Bounds: at most ``MAX_PLAN_REQUESTS`` requests per plan (a longer run is not rec
 ``MAX_PLANS`` plans and ``MAX_TOTAL_REQUESTS`` requests in all (least recently used
 plans dropped first): a few tens of MB at worst.
 
+Plans live as long as the run's provider. With ``Config(plan_dir=...)`` they are also
+kept on disk (veil.offline.planstore) and, once every party holds the same one, given
+to `PlanBook.install` before a later process's first run of the graph.
+
 >>> book = PlanBook()
 >>> book.begin("g", next_key=10), book.predict(0)     # first run: nothing known yet
 (True, None)
@@ -83,6 +87,33 @@ class PlanBook:
         self.pos = 0                       # requests made since the run began
 
     @property
+    def tag(self) -> str | None:
+        """The graph of the outermost run now open (None between runs)."""
+        return self._tag
+
+    def unknown(self, tag: str) -> bool:
+        """Whether a `begin` of ``tag`` now would open an outermost run with no plan."""
+        return self._depth == 0 and tag not in self._plans
+
+    def get(self, tag: str) -> list | None:
+        """The plan kept for ``tag`` (a list of `template` entries), or None."""
+        return self._plans.get(tag)
+
+    def install(self, tag: str, entries: list) -> None:
+        """Keep ``entries`` (a plan from elsewhere: a file every party holds, validated)
+        as the plan of ``tag``, within the same bounds as a recorded one."""
+        if len(entries) > MAX_PLAN_REQUESTS:
+            return
+        self._total -= len(self._plans.pop(tag, ()))
+        self._plans[tag] = entries
+        self._total += len(entries)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._plans) > MAX_PLANS or self._total > MAX_TOTAL_REQUESTS:
+            self._total -= len(self._plans.popitem(last=False)[1])
+
+    @property
     def active(self) -> bool:
         """Whether a plan is being followed (and has not been contradicted)."""
         return self._replay is not None
@@ -132,8 +163,7 @@ class PlanBook:
         if self._rec is not None:             # the latest run is the plan for the next
             self._plans[self._tag] = self._rec
             self._total += len(self._rec)
-            while len(self._plans) > MAX_PLANS or self._total > MAX_TOTAL_REQUESTS:
-                self._total -= len(self._plans.popitem(last=False)[1])
+            self._trim()
         self._tag = self._rec = self._replay = None
         self.pos = 0
         return True

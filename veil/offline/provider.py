@@ -13,8 +13,10 @@ from contextlib import contextmanager
 import torch
 
 # veil.stats() keys of the dealer's look-ahead, equal at every party: requests made,
-# served from the look-ahead, waited for (sent only when needed), predictions dropped
-COUNTERS = ("dealer_requests", "dealer_ahead", "dealer_waits", "dealer_dropped")
+# served from the look-ahead, waited for (sent only when needed), predictions dropped,
+# request plans followed from the plan store (veil.offline.planstore)
+COUNTERS = ("dealer_requests", "dealer_ahead", "dealer_waits", "dealer_dropped",
+            "dealer_plans_loaded")
 
 
 class Provider(ABC):
@@ -30,18 +32,21 @@ class Provider(ABC):
     def begin_plan(self, tag: str) -> None:
         """A run of the graph named ``tag`` (public) starts: follow its plan if known."""
 
-    def end_plan(self) -> None:
-        """The run started by the matching `begin_plan` is over: keep its plan."""
+    def end_plan(self, complete: bool = True) -> None:
+        """The run started by the matching `begin_plan` is over: keep its plan (and store
+        it, if ``complete``: not a run that raised midway)."""
 
     @contextmanager
     def plan(self, tag: str):
         """``with provider.plan(tag):`` around one run of a graph (nests: the outermost
         run is planned)."""
         self.begin_plan(tag)
+        done = False
         try:
             yield
+            done = True
         finally:
-            self.end_plan()
+            self.end_plan(done)
 
     # Repeats (veil.offline.lookahead.Repeat): optional, like plans. A program that knows
     # its request sequence repeats a stretch it already ran (a graph's next layer) says
