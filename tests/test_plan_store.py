@@ -249,7 +249,7 @@ def test_a_new_process_under_veil_run_follows_a_stored_plan(tmp_path):
 
 # -- the file: public content, untrusted input ---------------------------------------------
 ARG_NAMES = {"op", "shape", "shape_a", "shape_b", "frac", "frac_a", "frac_b", "width",
-             "terms", "params"}
+             "terms", "params", "to_a", "to_b"}      # (to_a/to_b: a party index)
 
 
 def _values(x):
@@ -325,10 +325,14 @@ BAD = {
     "conv channels": _req(1, {"op": "conv2d", "shape_a": [1, 3, 8, 8],
                               "shape_b": [4, 2, 3, 3]}),
     "an entry not a list": _doc([GOOD[0], "x"]),
+    "a mask opened to no such party": _req(1, {"op": "matmul", "shape_a": [2, 3],
+                                              "shape_b": [3, 4], "to_a": 2}),
 }
 
 
 def test_a_good_file_parses_into_plan_entries():
+    owner_aware = _req(1, {"op": "matmul", "shape_a": [2, 3], "shape_b": [3, 4], "to_a": 0})
+    assert planstore.parse(owner_aware, HEADER)[1][1]["to_a"] == 0
     got = planstore.parse(_doc(), HEADER)
     assert got == [("trunc", {"shape": [2, 3], "frac": 16}, ()),
                    ("beaver_keyed", {"op": "matmul", "shape_a": [2, 3], "shape_b": [3, 4]},

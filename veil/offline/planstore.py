@@ -228,10 +228,10 @@ def parse(raw: bytes, header: dict, max_elements: int = MAX_ELEMENTS) -> list:
         raise PlanFileError("its requests are not a list")
     if len(reqs) > plan_mod.MAX_PLAN_REQUESTS:
         raise PlanFileError(f"more than {plan_mod.MAX_PLAN_REQUESTS} requests")
-    return [_entry(e, i, max_elements) for i, e in enumerate(reqs)]
+    return [_entry(e, i, max_elements, header["parties"]) for i, e in enumerate(reqs)]
 
 
-def _entry(e, i: int, max_elements: int) -> tuple:
+def _entry(e, i: int, max_elements: int, parties: int) -> tuple:
     where = f"request {i}"
     if not isinstance(e, list) or len(e) != 3:
         raise PlanFileError(f"{where} is not [kind, args, keys]")
@@ -262,18 +262,21 @@ def _entry(e, i: int, max_elements: int) -> tuple:
         rec = checked_recipe(kind_, checked, max_elements, "file")
     except PartyError:
         raise PlanFileError(f"{where} is not a request the dealer serves") from None
-    reason = _misfit(kind, checked, rec)
+    reason = _misfit(kind, checked, rec, parties)
     if reason:
         raise PlanFileError(f"{where}: {reason}")
     return entry
 
 
-def _misfit(kind: str, args: dict, rec) -> str | None:
+def _misfit(kind: str, args: dict, rec, parties: int) -> str | None:
     """Why a request that passed the dealer's checks would still fail at the dealer
-    (operands that do not fit together, widths out of range), or None."""
+    (operands that do not fit together, widths out of range, a mask opened to no such
+    party), or None."""
     for part in (*rec.randoms, *rec.derived, *rec.keyed):
         if any(d < 0 for d in part.shape):
             return "a negative size"
+        if part.skip is not None and not (parties > 1 and 0 <= part.skip < parties):
+            return "a mask opened to a party outside the run"
         if part.domain == RING and not 1 <= part.width <= 64:
             return "a ring width out of 1..64"
     if kind == "cmp" and not 1 <= args["width"] <= 64:
