@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import veil
+from test_dealer_plan import ATOL, NET, OTHER, X      # the plan tests' two small models
 from test_net_launch import SCRIPTS, veil_cmd
 from veil.compile import zoo
 from veil.compile.decoder import greedy_reference, secure_decoder
@@ -32,13 +33,6 @@ from veil.offline import planstore
 from veil.offline.materials import _KINDS
 from veil.offline.planstore import OTHER_FIELDS, REQUEST_FIELDS, PlanStore, canonical
 
-G = torch.Generator().manual_seed(5)
-NET = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Linear(8, 8),
-                          torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
-OTHER = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Sigmoid(),
-                            torch.nn.Linear(5, 3)).eval()
-X = torch.randn(4, 6, generator=G)
-ATOL = 2e-2          # GELU / sigmoid approximations on values of magnitude ~1
 with torch.no_grad():
     WANT = {"net": NET(X), "other": OTHER(X)}
 
