@@ -260,3 +260,29 @@ def test_a_first_forward_of_repeated_layers_is_predicted_after_three_layers():
         assert (y - deep(X)).abs().max().item() <= ATOL
     assert c["dealer_ahead"] >= c["dealer_requests"] / 2 > 0
     assert c["dealer_waits"] + c["dealer_ahead"] == c["dealer_requests"]
+
+
+def test_approximation_variants_are_planned_apart():
+    """A forward under other function variants (GELU "quad") asks for other material:
+    it gets a plan of its own, so switching back and forth mispredicts nothing."""
+    from veil.functions import approximations
+
+    def job():
+        mine = veil.rank() == 0
+        m = veil.secure(NET if mine else None, owner=0, example_input=X)
+        x = veil.tensor(X if veil.rank() == 1 else None, owner=1)
+        tags, counts = [], []
+        for quad in (False, True, False, True):
+            s0 = veil.stats()
+            with approximations(gelu="quad" if quad else None):
+                tags.append(m.plan_tag)
+                m(x).reveal()
+            s1 = veil.stats()
+            counts.append({k: s1[k] - s0[k] for k in s1 if k.startswith("dealer_")})
+        return tags, counts
+
+    tags, counts = veil.run(job, parties=2, seed=0, config=EXACT)[0]
+    assert tags[0] == tags[2] != tags[1] == tags[3] and tags[1].endswith("|gelu=quad")
+    assert counts[0]["dealer_requests"] != counts[1]["dealer_requests"]   # other material
+    for c in counts[2:]:                       # each variant follows its own plan
+        assert c["dealer_waits"] == 0 and c["dealer_dropped"] == 0

@@ -9,6 +9,7 @@ import torch
 
 from ..context import current
 from ..errors import ProtocolUsageError
+from ..functions.approx import current_approximations
 from ..tensor import SecretTensor
 from ..tensor import tensor as share_tensor
 from ..tensor.create import held_tensor
@@ -282,10 +283,16 @@ class SecureModule:
 
     @property
     def plan_tag(self) -> str:
-        """A public name of this graph, the same at every party: its JSON's hash."""
+        """A public name of this graph's dealer requests, the same at every party: its
+        JSON's hash, and the function approximations in force where any is not the
+        default (`veil.functions.approximations`: they change the requests, so a run under other
+        variants records a plan of its own instead of mispredicting from this one)."""
         if self._plan_tag is None:
             self._plan_tag = "graph:" + hashlib.sha256(self.graph.to_json().encode()).hexdigest()
-        return self._plan_tag
+        modes = sorted((k, v) for k, v in current_approximations().items() if v != "exact")
+        if not modes:
+            return self._plan_tag
+        return self._plan_tag + "|" + ",".join(f"{k}={v}" for k, v in modes)
 
     def _bind(self, args, kwargs) -> dict:
         by_key = {i.key: i for i in self.graph.inputs}
