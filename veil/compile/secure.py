@@ -285,8 +285,8 @@ class SecureModule:
     def plan_tag(self) -> str:
         """A public name of this graph's dealer requests, the same at every party: its
         JSON's hash, and the function approximations in force where any is not the
-        default (`veil.functions.approximations`: they change the requests, so a run under other
-        variants records a plan of its own instead of mispredicting from this one)."""
+        default (`veil.functions.approximations`: they change the requests, so a run
+        under other variants records a plan of its own instead of mispredicting)."""
         if self._plan_tag is None:
             self._plan_tag = "graph:" + hashlib.sha256(self.graph.to_json().encode()).hexdigest()
         modes = sorted((k, v) for k, v in current_approximations().items() if v != "exact")
