@@ -306,7 +306,7 @@ def test_a_request_the_dealer_refused_is_refused_again():
     checked = _Checked()
     good = b'{"kind": "trunc", "args": {"shape": [2], "frac": 16}}'
     kind, args = parse_request({"kind": "trunc", "args": {"shape": [2], "frac": 16}}, 100, "p")
-    checked.add(good, kind, args, checked_recipe(kind, args, 100, "p"))
+    checked.add(good, kind, args, checked_recipe(kind, args, 100, "p", 2))
     assert checked.get(good)[0] == "trunc"
     keyed = {"shape": (2,), "key": 7}
     checked.add(b"keyed", "mask", keyed, None)

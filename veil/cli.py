@@ -26,8 +26,8 @@ from .comm.netem import Network
 # Options of `veil run` that take a value; everything from the script name on is the
 # script's own command line, so `veil run -n 2 s.py -n 5` passes `-n 5` to s.py.
 _VALUED = {"-n", "--parties", "--cluster", "--party", "--key", "--timeout",
-           "--connect-timeout", "--grace", "--max-elements", "--network", "--protocol"}
-_VALUED |= {"--plan-dir"}
+           "--connect-timeout", "--grace", "--max-elements", "--network", "--protocol",
+           "--plan-dir"}
 
 
 def _run_parser() -> argparse.ArgumentParser:

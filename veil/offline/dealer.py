@@ -513,7 +513,7 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
                 if req == {"kind": STOP}:
                     return
                 kind, args = parse_request(req, max_elements, sender)
-                rec = checked_recipe(kind, args, max_elements, sender)
+                rec = checked_recipe(kind, args, max_elements, sender, len(prgs))
                 checked.add(raw, kind, args, rec)
             else:
                 kind, args, rec = known
@@ -523,11 +523,6 @@ def serve_dealer(comm: Communicator, prgs: list[PRG], max_elements: int = MAX_EL
                      for p in rec.randoms}
             cache.tick()
             for p in rec.keyed:
-                if p.skip is not None and not (len(prgs) > 1 and 0 <= p.skip < len(prgs)):
-                    raise PartyError(sender, f"sent a dealer request for a mask opened to "
-                                             f"party {p.skip} alone; this run has parties "
-                                             f"0..{len(prgs) - 1}, and such a mask needs 2 "
-                                             f"parties or more")
                 # read-only: derive() makes new tensors. A label may name one mask at
                 # several shapes of one element count (a truncation mask, reshaped:
                 # materials.trunc_label): the kept tensor is read at this part's shape.

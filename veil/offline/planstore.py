@@ -259,24 +259,21 @@ def _entry(e, i: int, max_elements: int, parties: int) -> tuple:
     mkind, args = materialize(entry, 0)
     try:
         kind_, checked = parse_request({"kind": mkind, "args": args}, max_elements, "file")
-        rec = checked_recipe(kind_, checked, max_elements, "file")
+        rec = checked_recipe(kind_, checked, max_elements, "file", parties)
     except PartyError:
         raise PlanFileError(f"{where} is not a request the dealer serves") from None
-    reason = _misfit(kind, checked, rec, parties)
+    reason = _misfit(kind, checked, rec)
     if reason:
         raise PlanFileError(f"{where}: {reason}")
     return entry
 
 
-def _misfit(kind: str, args: dict, rec, parties: int) -> str | None:
+def _misfit(kind: str, args: dict, rec) -> str | None:
     """Why a request that passed the dealer's checks would still fail at the dealer
-    (operands that do not fit together, widths out of range, a mask opened to no such
-    party), or None."""
+    (operands that do not fit together, widths out of range), or None."""
     for part in (*rec.randoms, *rec.derived, *rec.keyed):
         if any(d < 0 for d in part.shape):
             return "a negative size"
-        if part.skip is not None and not (parties > 1 and 0 <= part.skip < parties):
-            return "a mask opened to a party outside the run"
         if part.domain == RING and not 1 <= part.width <= 64:
             return "a ring width out of 1..64"
     if kind == "cmp" and not 1 <= args["width"] <= 64:

@@ -48,13 +48,13 @@ class Provider(ABC):
         finally:
             self.end_plan(done)
 
-    # Repeats (veil.offline.lookahead.Repeat): optional, like plans. A program that knows
-    # its request sequence repeats a stretch it already ran (a graph's next layer) says
-    # so, and a provider that works ahead predicts the repeat from its first request.
     def note_key(self, key: int) -> None:
         """A keyed mask numbered ``key`` was allocated without asking for material (the
         party a ``mask_to`` opens to holds a zero share of it): key bookkeeping only."""
 
+    # Repeats (veil.offline.lookahead.Repeat): optional, like plans. A program that knows
+    # its request sequence repeats a stretch it already ran (a graph's next layer) says
+    # so, and a provider that works ahead predicts the repeat from its first request.
     def mark(self):
         """A public token for this point of the request sequence (None: no look-ahead,
         so nothing to hint)."""

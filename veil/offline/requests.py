@@ -66,9 +66,12 @@ def parse_request(req, max_elements: int, sender: str) -> tuple[str, dict]:
     return kind, args
 
 
-def checked_recipe(kind: str, args: dict, max_elements: int, sender: str) -> Recipe:
-    """The recipe for a validated request, refused if it is not one the dealer can make or
-    if any part of it (derived parts included) exceeds ``max_elements``."""
+def checked_recipe(kind: str, args: dict, max_elements: int, sender: str, parties: int
+                   ) -> Recipe:
+    """The recipe for a validated request, refused if it is not one the dealer can make,
+    if any part of it (derived parts included) exceeds ``max_elements``, or if a keyed
+    part names a party outside a run of ``parties`` (a mask opened to one party alone:
+    semi2k ``mask_to``)."""
     try:
         rec = recipe(kind, args)
     except Exception:                  # noqa: BLE001 - unknown kind, wrong args, bad shapes
@@ -80,4 +83,9 @@ def checked_recipe(kind: str, args: dict, max_elements: int, sender: str) -> Rec
                                      f"more than the dealer serves (max_elements="
                                      f"{max_elements}; raise it with VEIL_MAX_ELEMENTS / "
                                      f"`veil run --max-elements`)")
+        if part.skip is not None and not (parties > 1 and 0 <= part.skip < parties):
+            raise PartyError(sender, f"sent a dealer request for a mask opened to party "
+                                     f"{part.skip} alone; this run has parties "
+                                     f"0..{parties - 1}, and such a mask needs 2 parties "
+                                     f"or more")
     return rec

@@ -198,6 +198,14 @@ def _add_weighted(z: torch.Tensor, k: int, w, t: torch.Tensor) -> None:
         z.addcmul_(w, t, value=k)
 
 
+def _summed(parts: list) -> torch.Tensor:
+    """The sum of every party's part (a gather's result), as a new tensor."""
+    out = parts[0].clone()
+    for part in parts[1:]:
+        out += part
+    return out
+
+
 def _flip_select(c: torch.Tensor, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """c x + (1 - 2c) d for the public bits c (0/1, any integer dtype) and shares x, d,
     as d + c (x - 2d): three passes, two new tensors (``d`` is consumed)."""
@@ -268,12 +276,7 @@ class Semi2k(Protocol):
         if to is None:
             return self._open(x)[0]
         parts = self.comm.gather(x, to)
-        if parts is None:
-            return None
-        out = parts[0].clone()
-        for s in parts[1:]:
-            out += s
-        return out
+        return None if parts is None else _summed(parts)
 
     def _bilinear(self, op, x, y, fn, params=None):
         t = self.provider.get("beaver", op=op, shape_a=list(x.shape), shape_b=list(y.shape),
@@ -314,9 +317,7 @@ class Semi2k(Protocol):
             [flat] if self.rank == to else None           # nothing to send
         if parts is None:
             return [Masked(x, None, a, k, to=to) for x, a, k in zip(xs, ms, keys)]
-        total = parts[0].clone()
-        for part in parts[1:]:
-            total += part
+        total = _summed(parts)
         out, at = [], 0
         for x, k in zip(xs, keys):
             out.append(Masked(x, total[at:at + x.numel()].reshape(x.shape), None, k, to=to))
